@@ -1,0 +1,281 @@
+// Package config loads gatehouse.yaml: where data lives, what the bastion
+// listens on, which nodes exist and how to verify them. Roles live in their
+// own file (see package policy) because they change far more often.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is gatehouse.yaml. Key names are part of the product contract.
+type Config struct {
+	DataDir   string          `yaml:"data_dir"`
+	BastionID string          `yaml:"bastion_id"` // names this bastion in the session index; default: hostname + ssh listen address
+	SSH       SSHConfig       `yaml:"ssh"`
+	Web       WebConfig       `yaml:"web"`
+	OIDC      *OIDCConfig     `yaml:"oidc"`
+	Storage   StorageConfig   `yaml:"storage"`
+	Recording RecordingConfig `yaml:"recording"`
+	Audit     AuditConfig     `yaml:"audit"`
+	RolesFile string          `yaml:"roles_file"`
+	Nodes     []Node          `yaml:"nodes"`
+	Notify    []NotifyTarget  `yaml:"notify"`
+	Requests  RequestsConfig  `yaml:"requests"`
+
+	path string
+}
+
+// SSHConfig is the bastion's SSH listener.
+type SSHConfig struct {
+	Listen          string   `yaml:"listen"`
+	LoginGraceTime  Duration `yaml:"login_grace_time"`  // pre-auth timeout, default 30s
+	MaxUnauthorized int      `yaml:"max_unauthenticated"` // cap on connections still authenticating, default 100
+	NodeDialTimeout Duration `yaml:"node_dial_timeout"` // default 10s
+	NodeCertTTL     Duration `yaml:"node_cert_ttl"`     // upstream certificate validity, default 5m
+	KeyBindingTTL   Duration `yaml:"key_binding_ttl"`   // SSH login-URL key bindings, default 12h
+}
+
+// WebConfig is the HTTP UI and API listener.
+type WebConfig struct {
+	Listen    string `yaml:"listen"`
+	PublicURL string `yaml:"public_url"`
+}
+
+// OIDCConfig points at the company's identity provider.
+type OIDCConfig struct {
+	Issuer           string   `yaml:"issuer"`
+	ClientID         string   `yaml:"client_id"`
+	ClientSecret     string   `yaml:"client_secret"`
+	ClientSecretFile string   `yaml:"client_secret_file"`
+	UsernameClaim    string   `yaml:"username_claim"`
+	GroupsClaim      string   `yaml:"groups_claim"`
+	Scopes           []string `yaml:"scopes"`
+}
+
+// StorageConfig selects the backend.
+type StorageConfig struct {
+	Driver string `yaml:"driver"`
+	DSN    string `yaml:"dsn"`
+}
+
+// RecordingConfig controls session recording.
+type RecordingConfig struct {
+	Mode        string `yaml:"mode"` // strict or best-effort
+	RecordInput bool   `yaml:"record_input"`
+	Dir         string `yaml:"dir"` // default <data_dir>/recordings
+}
+
+// AuditConfig controls the audit log's sinks and retention.
+type AuditConfig struct {
+	Sink          string   `yaml:"sink"`           // "" (none), "stdout", or a file path for JSON lines
+	MaxAge        Duration `yaml:"max_age"`        // retention; 0 keeps everything
+	CheckpointKey string   `yaml:"checkpoint_key"` // Ed25519 key file for signed checkpoints (optional)
+}
+
+// RequestsConfig controls access requests.
+type RequestsConfig struct {
+	PendingTTL Duration `yaml:"pending_ttl"` // default 24h
+}
+
+// Node is one SSH server reachable through the bastion.
+type Node struct {
+	Name       string            `yaml:"name"`
+	Address    string            `yaml:"address"`
+	Labels     map[string]string `yaml:"labels"`
+	HostKey    string            `yaml:"host_key"`     // pinned authorized_keys-format key
+	NodeHostCA string            `yaml:"node_host_ca"` // or trust host certs from this CA (authorized_keys format)
+}
+
+// NotifyTarget is where access-request notifications go.
+type NotifyTarget struct {
+	Kind string `yaml:"kind"` // slack or webhook
+	URL  string `yaml:"url"`
+}
+
+// Duration is a time.Duration written as "90s", "2h".
+type Duration time.Duration
+
+// UnmarshalYAML parses Go duration strings.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: duration must be a string like 90s or 2h", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: bad duration %q (use e.g. 90s, 15m, 2h)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Load reads and validates a config file. A missing default file yields the
+// embedded defaults so `gatehouse serve` works out of the box.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", path, err)
+	}
+	return Parse(path, data)
+}
+
+// Parse parses config data; path is used for messages and relative paths.
+func Parse(path string, data []byte) (*Config, error) {
+	c := &Config{path: path}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := c.fill(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c *Config) fill() error {
+	base := filepath.Dir(c.path)
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(base, p)
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	c.DataDir = abs(c.DataDir)
+	if c.SSH.Listen == "" {
+		c.SSH.Listen = "127.0.0.1:2222"
+	}
+	if c.SSH.LoginGraceTime == 0 {
+		c.SSH.LoginGraceTime = Duration(30 * time.Second)
+	}
+	if c.SSH.MaxUnauthorized == 0 {
+		c.SSH.MaxUnauthorized = 100
+	}
+	if c.SSH.NodeDialTimeout == 0 {
+		c.SSH.NodeDialTimeout = Duration(10 * time.Second)
+	}
+	if c.SSH.NodeCertTTL == 0 {
+		c.SSH.NodeCertTTL = Duration(5 * time.Minute)
+	}
+	if c.SSH.KeyBindingTTL == 0 {
+		c.SSH.KeyBindingTTL = Duration(12 * time.Hour)
+	}
+	if c.Web.Listen == "" {
+		c.Web.Listen = "127.0.0.1:8080"
+	}
+	if c.Web.PublicURL == "" {
+		c.Web.PublicURL = "http://" + c.Web.Listen
+	}
+	if c.Storage.Driver == "" {
+		c.Storage.Driver = "sqlite"
+	}
+	switch c.Storage.Driver {
+	case "sqlite":
+		if c.Storage.DSN == "" {
+			c.Storage.DSN = filepath.Join(c.DataDir, "gatehouse.db")
+		} else {
+			c.Storage.DSN = abs(c.Storage.DSN)
+		}
+	case "postgres":
+		if c.Storage.DSN == "" {
+			return errors.New("storage.dsn is required for driver postgres")
+		}
+	default:
+		return fmt.Errorf("storage.driver %q: want sqlite or postgres", c.Storage.Driver)
+	}
+	switch c.Recording.Mode {
+	case "":
+		c.Recording.Mode = "strict"
+	case "strict", "best-effort":
+	default:
+		return fmt.Errorf("recording.mode %q: want strict or best-effort", c.Recording.Mode)
+	}
+	if c.Recording.Dir == "" {
+		c.Recording.Dir = filepath.Join(c.DataDir, "recordings")
+	}
+	c.Recording.Dir = abs(c.Recording.Dir)
+	if c.RolesFile == "" {
+		c.RolesFile = "./roles.yaml"
+	}
+	c.RolesFile = abs(c.RolesFile)
+	if c.Audit.Sink != "" && c.Audit.Sink != "stdout" {
+		c.Audit.Sink = abs(c.Audit.Sink)
+	}
+	if c.Audit.CheckpointKey != "" {
+		c.Audit.CheckpointKey = abs(c.Audit.CheckpointKey)
+	}
+	if c.Requests.PendingTTL == 0 {
+		c.Requests.PendingTTL = Duration(24 * time.Hour)
+	}
+	if c.OIDC != nil {
+		o := c.OIDC
+		if o.Issuer == "" || o.ClientID == "" {
+			return errors.New("oidc.issuer and oidc.client_id are required when oidc is set")
+		}
+		if o.ClientSecretFile != "" {
+			b, err := os.ReadFile(abs(o.ClientSecretFile))
+			if err != nil {
+				return fmt.Errorf("oidc.client_secret_file: %w", err)
+			}
+			o.ClientSecret = string(bytes.TrimSpace(b))
+		}
+		if o.UsernameClaim == "" {
+			o.UsernameClaim = "email"
+		}
+		if o.GroupsClaim == "" {
+			o.GroupsClaim = "groups"
+		}
+	}
+	seen := map[string]bool{}
+	for i, n := range c.Nodes {
+		if n.Name == "" || n.Address == "" {
+			return fmt.Errorf("nodes[%d]: name and address are required", i)
+		}
+		if seen[n.Name] {
+			return fmt.Errorf("nodes[%d]: duplicate node name %q", i, n.Name)
+		}
+		seen[n.Name] = true
+		if n.HostKey == "" && n.NodeHostCA == "" {
+			return fmt.Errorf("node %s: set host_key (pinned) or node_host_ca; gatehouse never trusts an unverified node", n.Name)
+		}
+		if n.NodeHostCA != "" {
+			c.Nodes[i].NodeHostCA = n.NodeHostCA
+		}
+	}
+	for i, t := range c.Notify {
+		if t.Kind != "slack" && t.Kind != "webhook" {
+			return fmt.Errorf("notify[%d]: kind %q: want slack or webhook", i, t.Kind)
+		}
+		if t.URL == "" {
+			return fmt.Errorf("notify[%d]: url is required", i)
+		}
+	}
+	return nil
+}
+
+// Path is the file the config was read from.
+func (c *Config) Path() string { return c.path }
+
+// Node returns the inventory entry named name.
+func (c *Config) Node(name string) (Node, bool) {
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return Node{}, false
+}

@@ -1,0 +1,219 @@
+// Package storage defines what Gatehouse keeps between requests and across
+// bastions: the audit chain, the session index, access requests, grants,
+// locks and login identities. Backends (sqlite, postgres) implement Store and
+// must pass the one conformance suite in storage/conformance.
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors every backend returns (wrapped) so callers can branch on them.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict") // compare-and-set lost, duplicate id
+)
+
+// Store is everything a bastion persists. Small interfaces below let callers
+// ask only for what they use.
+type Store interface {
+	AuditStore
+	SessionStore
+	AccessStore
+	LockStore
+	IdentityStore
+	Close() error
+}
+
+// Event is one audit log entry. Seq, PrevHash and Hash are assigned by
+// AuditStore.AppendEvents under the backend's append lock.
+type Event struct {
+	Seq      int64          `json:"seq"`
+	Time     time.Time      `json:"time"`
+	Type     string         `json:"type"`
+	Actor    string         `json:"actor"`
+	Target   string         `json:"target"`
+	Outcome  string         `json:"outcome"`
+	Fields   map[string]any `json:"fields,omitempty"`
+	PrevHash []byte         `json:"prev_hash"`
+	Hash     []byte         `json:"hash"`
+}
+
+// EventFilter selects audit events; zero values mean "any".
+type EventFilter struct {
+	Type   string
+	User   string // matches Actor or Target
+	Since  time.Time
+	Until  time.Time
+	After  int64 // Seq > After (paging)
+	Limit  int   // 0 = no limit
+	Newest bool  // order by Seq descending
+}
+
+// Anchor records where the stored chain starts after retention pruned a prefix.
+type Anchor struct {
+	Seq  int64  // last pruned sequence number (0 when nothing was pruned)
+	Hash []byte // hash of that event; the first stored event's PrevHash
+}
+
+// AuditStore is the append-only chain.
+type AuditStore interface {
+	// AppendEvents appends evs atomically and in order. Under the backend's
+	// serialising lock it reads the last (Seq, Hash), assigns Seq = last+1...,
+	// sets PrevHash, and calls seal for each event to compute its Hash. Appends
+	// from concurrent goroutines or bastions form one gapless chain.
+	AppendEvents(ctx context.Context, evs []Event, seal func(ev *Event) []byte) ([]Event, error)
+	ListEvents(ctx context.Context, f EventFilter) ([]Event, error)
+	// WalkEvents calls fn for every stored event in Seq order.
+	WalkEvents(ctx context.Context, fn func(Event) error) error
+	AuditAnchor(ctx context.Context) (Anchor, error)
+	// PruneEvents deletes every event with Time < before, keeping the chain
+	// verifiable by moving the anchor to the last deleted event.
+	PruneEvents(ctx context.Context, before time.Time) (int64, error)
+}
+
+// Session is the index entry of one relayed SSH channel (shell, exec,
+// subsystem) or transfer.
+type Session struct {
+	ID         string     `json:"id"`
+	User       string     `json:"user"`
+	Login      string     `json:"login"`
+	Node       string     `json:"node"`
+	Kind       string     `json:"kind"` // shell, exec, sftp, scp, rsync, subsystem
+	Command    string     `json:"command,omitempty"`
+	Roles      []string   `json:"roles,omitempty"`
+	RequestIDs []string   `json:"request_ids,omitempty"`
+	ClientAddr string     `json:"client_addr,omitempty"`
+	Bastion    string     `json:"bastion,omitempty"` // which bastion holds the recording
+	Recording  string     `json:"recording,omitempty"`
+	Start      time.Time  `json:"start"`
+	End        *time.Time `json:"end,omitempty"`
+	Status     string     `json:"status"` // live, ended, interrupted, terminated
+	ExitStatus *int       `json:"exit_status,omitempty"`
+	BytesIn    int64      `json:"bytes_in"`
+	BytesOut   int64      `json:"bytes_out"`
+}
+
+// SessionFilter selects sessions; zero values mean "any".
+type SessionFilter struct {
+	User   string
+	Node   string
+	Since  time.Time
+	Status string
+	Limit  int
+}
+
+// SessionStore is the session index.
+type SessionStore interface {
+	CreateSession(ctx context.Context, s Session) error
+	// EndSession records the end of a session.
+	EndSession(ctx context.Context, id string, end time.Time, status string, exit *int, bytesIn, bytesOut int64) error
+	GetSession(ctx context.Context, id string) (Session, error)
+	ListSessions(ctx context.Context, f SessionFilter) ([]Session, error) // newest first
+	// MarkInterrupted ends every session of bastion still "live" (after a crash).
+	MarkInterrupted(ctx context.Context, bastion string, at time.Time) (int, error)
+}
+
+// Request states.
+const (
+	StatePending   = "PENDING"
+	StateApproved  = "APPROVED"
+	StateDenied    = "DENIED"
+	StateExpired   = "EXPIRED"
+	StateCancelled = "CANCELLED"
+	StateRevoked   = "REVOKED"
+)
+
+// Request is an access request; once APPROVED it is also the grant, valid
+// from GrantStart to GrantEnd unless revoked.
+type Request struct {
+	ID          string        `json:"id"`
+	User        string        `json:"user"`
+	Roles       []string      `json:"roles"`
+	Reason      string        `json:"reason"`
+	Duration    time.Duration `json:"duration"`
+	State       string        `json:"state"`
+	Created     time.Time     `json:"created"`
+	Expires     time.Time     `json:"expires"` // pending requests expire unreviewed at this time
+	GrantStart  *time.Time    `json:"grant_start,omitempty"`
+	GrantEnd    *time.Time    `json:"grant_end,omitempty"`
+	Reviews     []Review      `json:"reviews,omitempty"`
+	StateReason string        `json:"state_reason,omitempty"`
+	StateBy     string        `json:"state_by,omitempty"`
+	Updated     time.Time     `json:"updated"`
+}
+
+// Review is one reviewer's verdict on a request.
+type Review struct {
+	Reviewer string    `json:"reviewer"`
+	Approve  bool      `json:"approve"`
+	Reason   string    `json:"reason,omitempty"`
+	Time     time.Time `json:"time"`
+}
+
+// RequestFilter selects requests; zero values mean "any".
+type RequestFilter struct {
+	User   string
+	States []string
+	Limit  int
+}
+
+// AccessStore keeps access requests, their reviews and grants.
+type AccessStore interface {
+	CreateRequest(ctx context.Context, r Request) error
+	GetRequest(ctx context.Context, id string) (Request, error)
+	ListRequests(ctx context.Context, f RequestFilter) ([]Request, error) // newest first
+	// UpdateRequest loads the request inside a transaction that excludes
+	// concurrent updates of the same request, calls fn, and stores what fn
+	// returns. fn's error aborts and is returned as is.
+	UpdateRequest(ctx context.Context, id string, fn func(r *Request) error) (Request, error)
+	// ActiveGrants returns APPROVED requests of user with GrantStart <= now < GrantEnd.
+	ActiveGrants(ctx context.Context, user string, now time.Time) ([]Request, error)
+}
+
+// Lock bars a user from every new and live session until it ends.
+type Lock struct {
+	User    string     `json:"user"`
+	Reason  string     `json:"reason"`
+	By      string     `json:"by"`
+	Created time.Time  `json:"created"`
+	Expires *time.Time `json:"expires,omitempty"`
+}
+
+// LockStore keeps user locks.
+type LockStore interface {
+	PutLock(ctx context.Context, l Lock) error
+	DeleteLock(ctx context.Context, user string) error
+	// ActiveLock returns the lock of user in force at now, or ErrNotFound.
+	ActiveLock(ctx context.Context, user string, now time.Time) (Lock, error)
+	ListLocks(ctx context.Context, now time.Time) ([]Lock, error)
+}
+
+// Login is one authenticated identity from OIDC: a browser session, a
+// `gatehouse login` certificate, or an SSH key bound through the login URL.
+type Login struct {
+	ID        string              `json:"id"`
+	User      string              `json:"user"`
+	Claims    map[string][]string `json:"claims,omitempty"`
+	Kind      string              `json:"kind"` // web, cli, sshkey
+	KeyFP     string              `json:"key_fp,omitempty"`
+	Created   time.Time           `json:"created"`
+	Expires   time.Time           `json:"expires"`
+	Revoked   bool                `json:"revoked"`
+	CSRFToken string              `json:"-"`
+}
+
+// IdentityStore keeps logins and SSH key bindings.
+type IdentityStore interface {
+	PutLogin(ctx context.Context, l Login) error
+	GetLogin(ctx context.Context, id string) (Login, error)
+	// LoginByKey returns the unexpired, unrevoked sshkey login bound to fp.
+	LoginByKey(ctx context.Context, fp string, now time.Time) (Login, error)
+	RevokeLogin(ctx context.Context, id string) error
+	// Generic short-lived one-time values (login URL codes, CLI codes).
+	PutOneTime(ctx context.Context, key string, value []byte, expires time.Time) error
+	// TakeOneTime returns and deletes the value; ErrNotFound if absent or expired.
+	TakeOneTime(ctx context.Context, key string, now time.Time) ([]byte, error)
+}
