@@ -41,6 +41,7 @@ type SSHConfig struct {
 	NodeDialTimeout Duration `yaml:"node_dial_timeout"` // default 10s
 	NodeCertTTL     Duration `yaml:"node_cert_ttl"`     // upstream certificate validity, default 5m
 	KeyBindingTTL   Duration `yaml:"key_binding_ttl"`   // SSH login-URL key bindings, default 12h
+	HostNames       []string `yaml:"host_names"`      // extra names the bastion is reached by (for its host certificate)
 }
 
 // WebConfig is the HTTP UI and API listener.

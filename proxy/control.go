@@ -1,0 +1,117 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/storage"
+)
+
+// LiveSession describes a session running on this bastion.
+type LiveSession struct {
+	ID      string    `json:"id"`
+	ConnID  string    `json:"conn_id"`
+	User    string    `json:"user"`
+	Login   string    `json:"login"`
+	Node    string    `json:"node"`
+	Kind    string    `json:"kind"`
+	Command string    `json:"command,omitempty"`
+	Start   time.Time `json:"start"`
+}
+
+// Live lists the sessions running on this bastion.
+func (s *Server) Live() []LiveSession {
+	var out []LiveSession
+	for _, c := range s.live.snapshot() {
+		c.mu.Lock()
+		for _, lc := range c.channels {
+			out = append(out, LiveSession{ID: lc.id, ConnID: c.id, User: c.ident.User, Login: c.login, Node: c.node.Name, Kind: lc.kind, Command: lc.command, Start: c.start})
+		}
+		c.mu.Unlock()
+	}
+	return out
+}
+
+// Recheck re-authorizes live connections (only user's, when user is not
+// empty) and closes every one the current state no longer allows. notice,
+// when not empty, is the line shown to the user; otherwise the refusal
+// reason is. It returns the number of connections closed.
+func (s *Server) Recheck(ctx context.Context, user, notice string) int {
+	closed := 0
+	for _, c := range s.live.snapshot() {
+		if user != "" && c.ident.User != user {
+			continue
+		}
+		v, err := s.recheckOne(ctx, c)
+		if err != nil {
+			// A transient store failure must not cut live sessions; new
+			// sessions fail closed, the safety-net recheck tries again.
+			s.log.Warn("recheck failed; keeping session", "conn", c.id, "user", c.ident.User, "err", err)
+			continue
+		}
+		if v.Allowed {
+			c.setVerdict(v)
+			continue
+		}
+		msg := notice
+		if msg == "" {
+			msg = fmt.Sprintf("gatehouse: access as %s on %s is no longer allowed (%s); session closed", c.login, c.node.Name, v.Reason)
+		}
+		if c.terminate(msg) {
+			closed++
+			s.audit(ctx, storage.Event{Type: "session.terminated", Actor: "gatehouse", Target: c.node.Name,
+				Fields: map[string]any{"user": c.ident.User, "login": c.login, "conn": c.id, "reason": v.Reason, "rule": v.Rule, "notice": msg}})
+		}
+	}
+	return closed
+}
+
+func (s *Server) recheckOne(ctx context.Context, c *liveConn) (Verdict, error) {
+	if err := s.opt.Authorizer.Admit(ctx, c.ident); err != nil {
+		return Verdict{Allowed: false, Reason: err.Error()}, nil
+	}
+	return s.opt.Authorizer.Authorize(ctx, c.ident, c.login, c.node)
+}
+
+// Terminate closes the live session id (and its connection) with a notice
+// naming who ended it. It reports whether the session was found here.
+func (s *Server) Terminate(ctx context.Context, id, by string) bool {
+	c, _, ok := s.live.channel(id)
+	if !ok {
+		return false
+	}
+	msg := fmt.Sprintf("gatehouse: session terminated by %s", by)
+	if c.terminate(msg) {
+		s.audit(ctx, storage.Event{Type: "session.terminated", Actor: by, Target: c.node.Name,
+			Fields: map[string]any{"session": id, "user": c.ident.User, "login": c.login, "conn": c.id}})
+	}
+	return true
+}
+
+// Join streams the live output of session id to a read-only watcher. The
+// channel closes when the session ends; call stop when done watching.
+func (s *Server) Join(ctx context.Context, id, by string) (<-chan []byte, func(), bool) {
+	c, lc, ok := s.live.channel(id)
+	if !ok {
+		return nil, nil, false
+	}
+	s.audit(ctx, storage.Event{Type: "session.join", Actor: by, Target: c.node.Name, Fields: map[string]any{"session": id, "user": c.ident.User}})
+	ch, stop := lc.watch.subscribe()
+	return ch, stop, true
+}
+
+// RunRechecks re-evaluates every live session every interval until ctx
+// ends: the safety net behind change notifications.
+func (s *Server) RunRechecks(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.Recheck(ctx, "", "")
+		}
+	}
+}

@@ -1,0 +1,328 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	gliderssh "github.com/gliderlabs/ssh"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse-dev/gatehouse/config"
+	"github.com/gatehouse-dev/gatehouse/storage"
+)
+
+// directTCPIP is the RFC 4254 direct-tcpip open payload.
+type directTCPIP struct {
+	Host     string
+	Port     uint32
+	OrigHost string
+	OrigPort uint32
+}
+
+func newID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// handleJump serves `ssh -J bastion node`: the client's direct-tcpip channel
+// to the node becomes the transport of an SSH connection that Gatehouse
+// terminates itself.
+func (s *Server) handleJump(_ *gliderssh.Server, conn *ssh.ServerConn, newCh ssh.NewChannel, ctx gliderssh.Context) {
+	id, ok := identityOf(conn)
+	if !ok {
+		_ = newCh.Reject(ssh.Prohibited, "gatehouse: not authenticated")
+		return
+	}
+	var req directTCPIP
+	if err := ssh.Unmarshal(newCh.ExtraData(), &req); err != nil {
+		_ = newCh.Reject(ssh.ConnectionFailed, "gatehouse: malformed direct-tcpip request")
+		return
+	}
+	node, ok := s.cfg.Node(req.Host)
+	if !ok {
+		s.audit(ctx, storage.Event{Type: "session.denied", Actor: id.User, Target: req.Host, Outcome: "denied",
+			Fields: map[string]any{"reason": "unknown node", "remote": conn.RemoteAddr().String()}})
+		_ = newCh.Reject(ssh.Prohibited, fmt.Sprintf("gatehouse: unknown node %q (see: ssh %s@bastion nodes)", req.Host, id.User))
+		return
+	}
+	if err := s.opt.Authorizer.Admit(ctx, id); err != nil {
+		s.audit(ctx, storage.Event{Type: "session.denied", Actor: id.User, Target: node.Name, Outcome: "denied", Fields: map[string]any{"reason": err.Error()}})
+		_ = newCh.Reject(ssh.Prohibited, "gatehouse: "+err.Error())
+		return
+	}
+	ch, reqs, err := newCh.Accept()
+	if err != nil {
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.serveInner(ctx, id, node, conn.RemoteAddr().String(), &channelConn{Channel: ch, local: conn.LocalAddr(), remote: conn.RemoteAddr()})
+	}()
+}
+
+// serveInner runs the terminated SSH connection for one jump.
+func (s *Server) serveInner(ctx context.Context, id Identity, node config.Node, remote string, transport net.Conn) {
+	defer transport.Close()
+	hostSigner, err := s.opt.CA.HostSigner(node.Name)
+	if err != nil {
+		s.log.Error("host certificate", "node", node.Name, "err", err)
+		return
+	}
+	cfg := &ssh.ServerConfig{
+		Config: modernConfig(),
+		// The transport is a channel of a connection that already proved
+		// the user's identity; the inner connection inherits it.
+		NoClientAuth:  true,
+		ServerVersion: "SSH-2.0-Gatehouse",
+	}
+	cfg.AddHostKey(hostSigner)
+	handshakeDone := make(chan struct{})
+	grace := time.AfterFunc(s.cfg.SSH.LoginGraceTime.D(), func() {
+		select {
+		case <-handshakeDone:
+		default:
+			transport.Close()
+		}
+	})
+	inner, chans, greqs, err := ssh.NewServerConn(transport, cfg)
+	close(handshakeDone)
+	grace.Stop()
+	if err != nil {
+		s.log.Debug("inner handshake failed", "user", id.User, "node", node.Name, "err", err)
+		return
+	}
+	defer inner.Close()
+	login := inner.User()
+	lc := &liveConn{id: newID(), ident: id, login: login, node: node, start: time.Now(), remote: remote, inner: inner, channels: map[string]*liveChannel{}}
+
+	v, err := s.opt.Authorizer.Authorize(ctx, id, login, node)
+	if err != nil {
+		// Fail closed: no decision, no access.
+		s.log.Error("authorize", "user", id.User, "login", login, "node", node.Name, "err", err)
+		v = Verdict{Allowed: false, Reason: "access could not be checked right now; try again"}
+	}
+	lc.verdict = v
+	if !v.Allowed {
+		s.audit(ctx, storage.Event{Type: "session.denied", Actor: id.User, Target: node.Name, Outcome: "denied",
+			Fields: map[string]any{"login": login, "rule": v.Rule, "remote": remote}})
+		s.refuseAll(inner, chans, greqs, refusal(id.User, login, node.Name, v))
+		return
+	}
+
+	// Dial the node while the client opens its channels.
+	upc := make(chan upResult, 1)
+	go func() {
+		up, err := s.dialNode(ctx, id, login, node, lc.id, v)
+		upc <- upResult{up, err}
+	}()
+	res := <-upc
+	if res.err != nil {
+		msg := fmt.Sprintf("gatehouse: cannot reach %s: %s", node.Name, userFacingDialError(res.err))
+		s.log.Warn("node dial failed", "user", id.User, "node", node.Name, "err", res.err)
+		s.audit(ctx, storage.Event{Type: "session.denied", Actor: id.User, Target: node.Name, Outcome: "error",
+			Fields: map[string]any{"login": login, "error": res.err.Error()}})
+		s.refuseAll(inner, chans, greqs, msg)
+		return
+	}
+	up := res.up
+	defer up.conn.Close()
+
+	s.live.add(lc)
+	defer s.live.remove(lc.id)
+
+	var ttl *time.Timer
+	if v.MaxSessionTTL > 0 {
+		ttl = time.AfterFunc(v.MaxSessionTTL, func() {
+			lc.terminate(fmt.Sprintf("gatehouse: maximum session length %s reached; session closed", v.MaxSessionTTL))
+		})
+		defer ttl.Stop()
+	}
+
+	var wg sync.WaitGroup
+	// Close each side when the other goes away.
+	go func() {
+		_ = up.conn.Wait()
+		inner.Close()
+	}()
+	go func() {
+		_ = inner.Wait()
+		up.conn.Close()
+	}()
+	wg.Add(2)
+	go func() { defer wg.Done(); s.relayGlobalRequests(ctx, lc, greqs, up) }()
+	go func() { defer wg.Done(); s.relayNodeChannels(ctx, lc, up) }()
+	for nc := range chans {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.handleInnerChannel(ctx, lc, nc, up)
+		}()
+	}
+	up.conn.Close()
+	wg.Wait()
+}
+
+type upResult struct {
+	up  *upstream
+	err error
+}
+
+func userFacingDialError(err error) string {
+	switch {
+	case errors.Is(err, errHostKey):
+		return "its host key does not match the one on record (refused; an operator must check the node)"
+	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
+		return "connection timed out"
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		if strings.Contains(opErr.Err.Error(), "refused") {
+			return "connection refused"
+		}
+		return opErr.Err.Error()
+	}
+	if strings.Contains(err.Error(), "unable to authenticate") {
+		return "the node refused the Gatehouse certificate (is TrustedUserCAKeys set, and does the login exist?)"
+	}
+	return "connection failed"
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// refusal is the one line a refused user sees.
+func refusal(user, login, node string, v Verdict) string {
+	msg := fmt.Sprintf("gatehouse: %s may not log in as %s on %s (%s)", user, login, node, v.Reason)
+	if v.Rule != "" && !strings.Contains(v.Reason, v.Rule) {
+		msg = fmt.Sprintf("gatehouse: %s may not log in as %s on %s (%s)", user, login, node, v.Rule)
+	}
+	return msg
+}
+
+// refuseAll answers every session channel with msg on stderr and exit status
+// 1, rejects everything else, and ends the connection.
+func (s *Server) refuseAll(inner *ssh.ServerConn, chans <-chan ssh.NewChannel, greqs <-chan *ssh.Request, msg string) {
+	go ssh.DiscardRequests(greqs)
+	done := time.AfterFunc(10*time.Second, func() { inner.Close() })
+	defer done.Stop()
+	for nc := range chans {
+		if nc.ChannelType() != "session" {
+			_ = nc.Reject(ssh.Prohibited, msg)
+			continue
+		}
+		ch, reqs, err := nc.Accept()
+		if err != nil {
+			continue
+		}
+		// Wait for the client's shell/exec/subsystem request so that the
+		// message arrives where the client expects output.
+		go func() {
+			for r := range reqs {
+				switch r.Type {
+				case "shell", "exec", "subsystem":
+					_ = r.Reply(true, nil)
+					_, _ = ch.Stderr().Write([]byte(msg + "\r\n"))
+					_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{1}))
+					_ = ch.Close()
+				default:
+					_ = r.Reply(r.Type == "pty-req" || r.Type == "env", nil)
+				}
+			}
+		}()
+	}
+}
+
+// relayGlobalRequests forwards remote-forwarding requests (ssh -R) to the
+// node when policy permits; everything else is answered locally.
+func (s *Server) relayGlobalRequests(ctx context.Context, lc *liveConn, reqs <-chan *ssh.Request, up *upstream) {
+	for r := range reqs {
+		switch r.Type {
+		case "tcpip-forward", "cancel-tcpip-forward":
+			if !lc.currentVerdict().PortForwarding {
+				s.audit(ctx, storage.Event{Type: "port_forward", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "denied",
+					Fields: map[string]any{"direction": "remote", "login": lc.login}})
+				_ = r.Reply(false, nil)
+				continue
+			}
+			ok, payload, err := up.conn.SendRequest(r.Type, r.WantReply, r.Payload)
+			if err != nil {
+				ok = false
+			}
+			_ = r.Reply(ok, payload)
+		default:
+			if r.WantReply {
+				_ = r.Reply(false, nil)
+			}
+		}
+	}
+}
+
+// relayNodeChannels handles channels the node opens towards the client:
+// remote-forwarded connections and agent requests.
+func (s *Server) relayNodeChannels(ctx context.Context, lc *liveConn, up *upstream) {
+	for nc := range up.chans {
+		v := lc.currentVerdict()
+		switch {
+		case nc.ChannelType() == "forwarded-tcpip" && v.PortForwarding,
+			nc.ChannelType() == "auth-agent@openssh.com" && v.AgentForwarding:
+			go s.bridgeChannel(ctx, lc, nc, lc.inner, "remote")
+		default:
+			_ = nc.Reject(ssh.Prohibited, "gatehouse: not permitted")
+		}
+	}
+}
+
+// bridgeChannel opens the same channel on the other connection and pipes it.
+func (s *Server) bridgeChannel(ctx context.Context, lc *liveConn, nc ssh.NewChannel, to ssh.Conn, direction string) {
+	dst, dreqs, err := to.OpenChannel(nc.ChannelType(), nc.ExtraData())
+	if err != nil {
+		var oce *ssh.OpenChannelError
+		if errors.As(err, &oce) {
+			_ = nc.Reject(oce.Reason, oce.Message)
+		} else {
+			_ = nc.Reject(ssh.ConnectionFailed, "gatehouse: "+err.Error())
+		}
+		return
+	}
+	src, sreqs, err := nc.Accept()
+	if err != nil {
+		dst.Close()
+		return
+	}
+	start := time.Now()
+	in, out := pipeChannels(src, sreqs, dst, dreqs)
+	if nc.ChannelType() == "auth-agent@openssh.com" {
+		return
+	}
+	var fwd directTCPIP
+	_ = ssh.Unmarshal(nc.ExtraData(), &fwd)
+	s.audit(ctx, storage.Event{Type: "port_forward", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "success",
+		Fields: map[string]any{"direction": direction, "login": lc.login, "host": fwd.Host, "port": fwd.Port,
+			"origin": net.JoinHostPort(fwd.OrigHost, strconv.Itoa(int(fwd.OrigPort))), "client": lc.remote,
+			"bytes_in": in, "bytes_out": out, "duration_ms": time.Since(start).Milliseconds()}})
+}
+
+// channelConn adapts an SSH channel to net.Conn for the inner handshake.
+type channelConn struct {
+	ssh.Channel
+	local, remote net.Addr
+}
+
+func (c *channelConn) LocalAddr() net.Addr                { return c.local }
+func (c *channelConn) RemoteAddr() net.Addr               { return c.remote }
+func (c *channelConn) SetDeadline(t time.Time) error      { return nil }
+func (c *channelConn) SetReadDeadline(t time.Time) error  { return nil }
+func (c *channelConn) SetWriteDeadline(t time.Time) error { return nil }

@@ -1,0 +1,432 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse-dev/gatehouse/storage"
+)
+
+// relayBufSize matches the SSH maximum packet payload so one read fills one
+// packet on the other side.
+const relayBufSize = 32 * 1024
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, relayBufSize); return &b }}
+
+// copyTap copies src to dst, handing each chunk to tap before writing it.
+func copyTap(dst io.Writer, src io.Reader, tap func([]byte)) int64 {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var n int64
+	for {
+		r, err := src.Read(buf)
+		if r > 0 {
+			if tap != nil {
+				tap(buf[:r])
+			}
+			w, werr := dst.Write(buf[:r])
+			n += int64(w)
+			if werr != nil {
+				return n
+			}
+		}
+		if err != nil {
+			return n
+		}
+	}
+}
+
+// pipeChannels relays data and requests between two channels until both
+// directions end; it returns bytes a->b and b->a.
+func pipeChannels(a ssh.Channel, areqs <-chan *ssh.Request, b ssh.Channel, breqs <-chan *ssh.Request) (int64, int64) {
+	var ab, ba int64
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); ab = copyTap(b, a, nil); _ = b.CloseWrite() }()
+	go func() { defer wg.Done(); ba = copyTap(a, b, nil); _ = a.CloseWrite() }()
+	go forwardRequests(areqs, b, nil)
+	go forwardRequests(breqs, a, nil)
+	wg.Wait()
+	a.Close()
+	b.Close()
+	return ab, ba
+}
+
+// forwardRequests sends every request from reqs on to ch, relaying replies.
+// filter may answer a request itself by returning handled=true.
+func forwardRequests(reqs <-chan *ssh.Request, ch ssh.Channel, filter func(*ssh.Request) (handled bool)) {
+	for r := range reqs {
+		if filter != nil && filter(r) {
+			continue
+		}
+		ok, err := ch.SendRequest(r.Type, r.WantReply, r.Payload)
+		if err != nil {
+			ok = false
+		}
+		if r.WantReply {
+			_ = r.Reply(ok, nil)
+		}
+	}
+}
+
+// handleInnerChannel serves one channel the client opened on the terminated
+// connection.
+func (s *Server) handleInnerChannel(ctx context.Context, lc *liveConn, nc ssh.NewChannel, up *upstream) {
+	switch nc.ChannelType() {
+	case "session":
+		s.relaySession(ctx, lc, nc, up)
+	case "direct-tcpip":
+		v := lc.currentVerdict()
+		var fwd directTCPIP
+		_ = ssh.Unmarshal(nc.ExtraData(), &fwd)
+		if !v.PortForwarding {
+			s.audit(ctx, storage.Event{Type: "port_forward", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "denied",
+				Fields: map[string]any{"direction": "local", "login": lc.login, "host": fwd.Host, "port": fwd.Port}})
+			_ = nc.Reject(ssh.Prohibited, fmt.Sprintf("gatehouse: port forwarding is not allowed for %s as %s on %s", lc.ident.User, lc.login, lc.node.Name))
+			return
+		}
+		s.bridgeChannel(ctx, lc, nc, up.conn, "local")
+	default:
+		_ = nc.Reject(ssh.UnknownChannelType, "gatehouse: unsupported channel type "+nc.ChannelType())
+	}
+}
+
+// sessionTap observes one session channel: what kind it is, the terminal
+// size, output for the recording and for live watchers, and byte counts.
+type sessionTap struct {
+	s       *Server
+	ctx     context.Context
+	lc      *liveConn
+	id      string
+	mu      sync.Mutex
+	rec     Recorder
+	kind    string
+	command string
+	term    string
+	cols    int
+	rows    int
+	started bool
+	exit    *int
+	watch   *broadcaster
+	failed  atomic.Bool
+
+	bytesIn, bytesOut atomic.Int64
+}
+
+func (t *sessionTap) output(p []byte) {
+	t.bytesOut.Add(int64(len(p)))
+	t.mu.Lock()
+	rec := t.rec
+	t.mu.Unlock()
+	if rec != nil {
+		rec.Output(p)
+	}
+	t.watch.write(p)
+}
+
+func (t *sessionTap) input(p []byte) {
+	t.bytesIn.Add(int64(len(p)))
+	t.mu.Lock()
+	rec := t.rec
+	t.mu.Unlock()
+	if rec != nil {
+		rec.Input(p)
+	}
+}
+
+// relaySession relays a session channel (shell, exec, subsystem) to the
+// node, recording it.
+func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChannel, up *upstream) {
+	upCh, upReqs, err := up.conn.OpenChannel("session", nc.ExtraData())
+	if err != nil {
+		_ = nc.Reject(ssh.ConnectionFailed, "gatehouse: node refused the session: "+err.Error())
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		upCh.Close()
+		return
+	}
+	t := &sessionTap{s: s, ctx: ctx, lc: lc, id: newID(), watch: newBroadcaster()}
+	live := &liveChannel{id: t.id, ch: ch, watch: t.watch}
+	lc.addChannel(live)
+	defer lc.removeChannel(t.id)
+	defer t.watch.closeAll()
+
+	outDone := make(chan struct{})
+	var copies sync.WaitGroup
+	copies.Add(2)
+	go func() { defer copies.Done(); copyTap(ch, upCh, t.output) }()
+	go func() { defer copies.Done(); copyTap(ch.Stderr(), upCh.Stderr(), t.output) }()
+	go func() { copies.Wait(); _ = ch.CloseWrite(); close(outDone) }()
+	go func() { copyTap(upCh, ch, t.input); _ = upCh.CloseWrite() }()
+
+	// Client -> node requests, observed for the recording and policy.
+	reqDone := make(chan struct{})
+	go func() {
+		defer close(reqDone)
+		forwardRequests(reqs, upCh, func(r *ssh.Request) bool { return t.clientRequest(r, ch, live) })
+		// The client closed the channel.
+		upCh.Close()
+	}()
+	// Node -> client requests; exit-status waits for the output to drain so
+	// the client sees every byte before the status.
+	for r := range upReqs {
+		switch r.Type {
+		case "exit-status":
+			if len(r.Payload) >= 4 {
+				code := int(binary.BigEndian.Uint32(r.Payload))
+				t.mu.Lock()
+				t.exit = &code
+				t.mu.Unlock()
+			}
+			<-outDone
+		case "exit-signal":
+			<-outDone
+		}
+		ok, err := ch.SendRequest(r.Type, r.WantReply, r.Payload)
+		if r.WantReply {
+			_ = r.Reply(ok && err == nil, nil)
+		}
+	}
+	<-outDone
+	ch.Close()
+	<-reqDone
+	t.finish()
+}
+
+// clientRequest inspects (and may answer) a request from the client.
+func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveChannel) bool {
+	s := t.s
+	switch r.Type {
+	case "pty-req":
+		var p struct {
+			Term             string
+			Cols, Rows, W, H uint32
+			Modes            string
+		}
+		if ssh.Unmarshal(r.Payload, &p) == nil {
+			t.mu.Lock()
+			t.term, t.cols, t.rows = p.Term, int(p.Cols), int(p.Rows)
+			t.mu.Unlock()
+		}
+	case "window-change":
+		var p struct{ Cols, Rows, W, H uint32 }
+		if ssh.Unmarshal(r.Payload, &p) == nil {
+			t.mu.Lock()
+			t.cols, t.rows = int(p.Cols), int(p.Rows)
+			rec := t.rec
+			t.mu.Unlock()
+			if rec != nil {
+				rec.Resize(int(p.Cols), int(p.Rows))
+			}
+		}
+	case "auth-agent-req@openssh.com":
+		if !t.lc.currentVerdict().AgentForwarding {
+			if r.WantReply {
+				_ = r.Reply(false, nil)
+			}
+			return true
+		}
+	case "shell", "exec", "subsystem":
+		t.mu.Lock()
+		already := t.started
+		t.started = true
+		t.mu.Unlock()
+		if already {
+			return false // the node refuses a second one
+		}
+		kind, command := "shell", ""
+		if r.Type == "exec" || r.Type == "subsystem" {
+			var p struct{ S string }
+			if ssh.Unmarshal(r.Payload, &p) == nil {
+				command = p.S
+			}
+			kind = classify(r.Type, command)
+		}
+		live.kind, live.command = kind, command
+		if err := t.begin(kind, command); err != nil {
+			msg := "gatehouse: session recording is unavailable; session refused (" + err.Error() + ")"
+			_, _ = ch.Stderr().Write([]byte(msg + "\r\n"))
+			if r.WantReply {
+				_ = r.Reply(false, nil)
+			}
+			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{1}))
+			ch.Close()
+			return true
+		}
+		_ = s
+	}
+	return false
+}
+
+// classify tells terminal sessions from file transfers, which are not
+// recorded as terminal output.
+func classify(reqType, command string) string {
+	if reqType == "subsystem" {
+		if command == "sftp" {
+			return "sftp"
+		}
+		return "subsystem"
+	}
+	f := strings.Fields(command)
+	if len(f) > 0 {
+		switch f[0] {
+		case "scp":
+			return "scp"
+		case "rsync":
+			if strings.Contains(command, "--server") {
+				return "rsync"
+			}
+		case "internal-sftp", "/usr/lib/openssh/sftp-server", "sftp-server":
+			return "sftp"
+		}
+	}
+	return "exec"
+}
+
+func isTransfer(kind string) bool { return kind == "sftp" || kind == "scp" || kind == "rsync" }
+
+// begin opens the recording and the index entry when the session starts.
+func (t *sessionTap) begin(kind, command string) error {
+	s, lc := t.s, t.lc
+	t.mu.Lock()
+	t.kind, t.command = kind, command
+	cols, rows, term := t.cols, t.rows, t.term
+	t.mu.Unlock()
+	if cols == 0 {
+		cols, rows = 80, 24
+	}
+	v := lc.currentVerdict()
+	rec := storage.Session{
+		ID: t.id, User: lc.ident.User, Login: lc.login, Node: lc.node.Name, Kind: kind, Command: command,
+		Roles: v.Roles, RequestIDs: v.RequestIDs, ClientAddr: lc.remote, Bastion: s.cfg.BastionID,
+		Start: time.Now().UTC(), Status: "live",
+	}
+	if s.opt.Recorder != nil && !isTransfer(kind) {
+		r, path, err := s.opt.Recorder(t.id, RecordingHeader{Width: cols, Height: rows, Term: term, Command: command,
+			Title: fmt.Sprintf("%s@%s (%s)", lc.login, lc.node.Name, lc.ident.User), Start: rec.Start},
+			func(err error) { t.recordingFailed(err) })
+		if err != nil {
+			s.audit(t.ctx, storage.Event{Type: "recording.failure", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
+				Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode}})
+			if s.cfg.Recording.Mode != "best-effort" {
+				return fmt.Errorf("cannot open recording")
+			}
+		} else {
+			t.mu.Lock()
+			t.rec = r
+			t.mu.Unlock()
+			rec.Recording = path
+		}
+	}
+	if err := s.opt.Sessions.CreateSession(t.ctx, rec); err != nil {
+		s.log.Error("session index", "session", t.id, "err", err)
+		if s.cfg.Recording.Mode != "best-effort" {
+			t.closeRecorder()
+			return fmt.Errorf("cannot index session")
+		}
+	}
+	fields := map[string]any{"session": t.id, "login": lc.login, "kind": kind, "remote": lc.remote, "roles": v.Roles, "requests": v.RequestIDs, "conn": lc.id}
+	s.audit(t.ctx, storage.Event{Type: "session.start", Actor: lc.ident.User, Target: lc.node.Name, Fields: fields})
+	if command != "" {
+		s.audit(t.ctx, storage.Event{Type: "exec", Actor: lc.ident.User, Target: lc.node.Name, Fields: map[string]any{"session": t.id, "login": lc.login, "command": command}})
+	}
+	return nil
+}
+
+func (t *sessionTap) recordingFailed(err error) {
+	if !t.failed.CompareAndSwap(false, true) {
+		return
+	}
+	s, lc := t.s, t.lc
+	s.audit(t.ctx, storage.Event{Type: "recording.failure", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
+		Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode}})
+	if s.cfg.Recording.Mode != "best-effort" {
+		lc.terminate("gatehouse: session recording failed; session closed (recording.mode is strict)")
+	}
+}
+
+func (t *sessionTap) closeRecorder() {
+	t.mu.Lock()
+	rec := t.rec
+	t.rec = nil
+	t.mu.Unlock()
+	if rec != nil {
+		if err := rec.Close(); err != nil {
+			t.recordingFailed(err)
+		}
+	}
+}
+
+// finish closes the recording and the index entry.
+func (t *sessionTap) finish() {
+	t.mu.Lock()
+	started, kind, command, exit := t.started, t.kind, t.command, t.exit
+	t.mu.Unlock()
+	if !started || kind == "" {
+		return
+	}
+	t.closeRecorder()
+	s, lc := t.s, t.lc
+	status := "ended"
+	lc.mu.Lock()
+	if lc.closed {
+		status = "terminated"
+	}
+	lc.mu.Unlock()
+	in, out := t.bytesIn.Load(), t.bytesOut.Load()
+	// Use a fresh context: the session's may be cancelled by now, and the
+	// end of a session must still be on record.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.opt.Sessions.EndSession(ctx, t.id, time.Now().UTC(), status, exit, in, out); err != nil {
+		s.log.Error("session index end", "session", t.id, "err", err)
+	}
+	fields := map[string]any{"session": t.id, "login": lc.login, "kind": kind, "bytes_in": in, "bytes_out": out, "status": status}
+	if exit != nil {
+		fields["exit_status"] = *exit
+	}
+	s.audit(ctx, storage.Event{Type: "session.end", Actor: lc.ident.User, Target: lc.node.Name, Fields: fields})
+	if isTransfer(kind) {
+		dir := transferDirection(kind, command)
+		s.audit(ctx, storage.Event{Type: "file_transfer", Actor: lc.ident.User, Target: lc.node.Name,
+			Fields: map[string]any{"session": t.id, "login": lc.login, "kind": kind, "command": command, "direction": dir,
+				"bytes_to_node": in, "bytes_from_node": out}})
+	}
+}
+
+// transferDirection reads scp's -t (to node) / -f (from node) and rsync's
+// --sender flag.
+func transferDirection(kind, command string) string {
+	f := strings.Fields(command)
+	switch kind {
+	case "scp":
+		for _, a := range f {
+			if !strings.HasPrefix(a, "-") || strings.HasPrefix(a, "--") {
+				continue
+			}
+			if strings.Contains(a, "t") {
+				return "upload"
+			}
+			if strings.Contains(a, "f") {
+				return "download"
+			}
+		}
+	case "rsync":
+		if strings.Contains(command, "--sender") {
+			return "download"
+		}
+		return "upload"
+	}
+	return "both"
+}

@@ -1,0 +1,313 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gliderssh "github.com/gliderlabs/ssh"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse-dev/gatehouse/ca"
+	"github.com/gatehouse-dev/gatehouse/config"
+	"github.com/gatehouse-dev/gatehouse/storage"
+)
+
+// Options wires a Server.
+type Options struct {
+	Config     *config.Config
+	CA         *ca.Authority
+	Authorizer Authorizer
+	Sessions   storage.SessionStore
+	Audit      Auditor
+	// Recorder opens session recordings; nil disables recording.
+	Recorder RecorderFactory
+	// KeyLogins enables OIDC-backed plain keys; nil accepts only certificates.
+	KeyLogins KeyLogins
+	// Commands maps bastion command names to handlers.
+	Commands map[string]Command
+	Logger   *slog.Logger
+}
+
+// Server is the bastion's SSH side.
+type Server struct {
+	opt     Options
+	cfg     *config.Config
+	log     *slog.Logger
+	srv     *gliderssh.Server
+	live    *registry
+	preAuth atomic.Int64
+
+	wg sync.WaitGroup
+}
+
+// Modern algorithms only. x/crypto negotiates strict KEX (Terrapin
+// countermeasure) automatically with peers that offer it.
+var (
+	kexAlgos    = []string{ssh.KeyExchangeMLKEM768X25519, ssh.KeyExchangeCurve25519, "curve25519-sha256@libssh.org", ssh.KeyExchangeECDHP256, ssh.KeyExchangeECDHP384}
+	cipherAlgos = []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305, ssh.CipherAES128CTR, ssh.CipherAES256CTR}
+	macAlgos    = []string{ssh.HMACSHA256ETM, ssh.HMACSHA512ETM, ssh.HMACSHA256, ssh.HMACSHA512}
+)
+
+func modernConfig() ssh.Config {
+	return ssh.Config{KeyExchanges: kexAlgos, Ciphers: cipherAlgos, MACs: macAlgos}
+}
+
+// Extension keys carrying the authenticated identity in ssh.Permissions.
+const (
+	extUser    = "gatehouse-user"
+	extLoginID = "gatehouse-login-id"
+	extKeyFP   = "gatehouse-key-fp"
+	extMethod  = "gatehouse-method"
+	extClaims  = "gatehouse-claims"
+)
+
+// New builds a Server; call Serve to accept connections.
+func New(opt Options) (*Server, error) {
+	if opt.Config == nil || opt.CA == nil || opt.Authorizer == nil || opt.Audit == nil || opt.Sessions == nil {
+		return nil, errors.New("proxy: Config, CA, Authorizer, Sessions and Audit are required")
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	s := &Server{opt: opt, cfg: opt.Config, log: opt.Logger, live: newRegistry()}
+	names := bastionNames(opt.Config)
+	hostSigner, err := opt.CA.BastionSigner(names)
+	if err != nil {
+		return nil, err
+	}
+	s.srv = &gliderssh.Server{
+		Version:     "Gatehouse",
+		HostSigners: []gliderssh.Signer{hostSigner, opt.CA.HostKey()},
+		// Our own PublicKeyCallback lives in ServerConfigCallback so that it
+		// can return per-key Permissions and multi-step auth; a non-nil
+		// KeyboardInteractiveHandler keeps gliderlabs from enabling NoClientAuth.
+		ServerConfigCallback:       s.serverConfig,
+		KeyboardInteractiveHandler: func(gliderssh.Context, ssh.KeyboardInteractiveChallenge) bool { return false },
+		ConnCallback:               s.connCallback,
+		ConnectionFailedCallback:   s.connFailed,
+		ChannelHandlers: map[string]gliderssh.ChannelHandler{
+			"session":      gliderssh.DefaultSessionHandler,
+			"direct-tcpip": s.handleJump,
+		},
+		RequestHandlers: map[string]gliderssh.RequestHandler{},
+		Handler:         s.bastionSession,
+	}
+	return s, nil
+}
+
+func bastionNames(cfg *config.Config) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(n string) {
+		if n != "" && !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	if h, _, err := net.SplitHostPort(cfg.SSH.Listen); err == nil {
+		add(h)
+	}
+	if u := cfg.Web.PublicURL; u != "" {
+		u = strings.TrimPrefix(strings.TrimPrefix(u, "https://"), "http://")
+		u, _, _ = strings.Cut(u, "/")
+		if h, _, err := net.SplitHostPort(u); err == nil {
+			add(h)
+		} else {
+			add(u)
+		}
+	}
+	for _, n := range cfg.SSH.HostNames {
+		add(n)
+	}
+	add("localhost")
+	add("127.0.0.1")
+	return out
+}
+
+func (s *Server) serverConfig(ctx gliderssh.Context) *ssh.ServerConfig {
+	c := &ssh.ServerConfig{Config: modernConfig()}
+	c.PublicKeyCallback = func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+		return s.authPublicKey(ctx, meta, key)
+	}
+	return c
+}
+
+// authPublicKey decides one offered key. It returns fresh Permissions that
+// carry the identity this key proves; x/crypto keeps the Permissions of the
+// key that actually completed authentication.
+func (s *Server) authPublicKey(ctx context.Context, meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	fp := ssh.FingerprintSHA256(key)
+	if cert, ok := key.(*ssh.Certificate); ok {
+		if _, err := s.opt.CA.CheckUserCert(cert, meta.User()); err != nil {
+			s.log.Info("certificate refused", "user", meta.User(), "key", fp, "remote", meta.RemoteAddr().String(), "err", err)
+			return nil, fmt.Errorf("gatehouse: %w", err)
+		}
+		if err := ca.CheckSourceAddress(cert, meta.RemoteAddr()); err != nil {
+			return nil, fmt.Errorf("gatehouse: %w", err)
+		}
+		loginID := keyIDField(cert.KeyId, "login")
+		if loginID != "" {
+			if s.opt.KeyLogins == nil {
+				return nil, errors.New("gatehouse: OIDC login certificates are not accepted (no oidc configured)")
+			}
+			revoked, err := s.opt.KeyLogins.Revoked(ctx, loginID)
+			if err != nil {
+				return nil, fmt.Errorf("gatehouse: check login %s: %w", loginID, err)
+			}
+			if revoked {
+				return nil, fmt.Errorf("gatehouse: login %s was revoked", loginID)
+			}
+		}
+		return identityPerms(Identity{User: meta.User(), LoginID: loginID, KeyFP: ssh.FingerprintSHA256(cert.Key), Method: "certificate"}), nil
+	}
+	if s.opt.KeyLogins == nil {
+		return nil, errors.New("gatehouse: only Gatehouse certificates are accepted")
+	}
+	id, ok, err := s.opt.KeyLogins.LoginByKey(ctx, fp)
+	if err != nil {
+		return nil, fmt.Errorf("gatehouse: look up key: %w", err)
+	}
+	if ok {
+		id.KeyFP, id.Method = fp, "oidc-key"
+		return identityPerms(id), nil
+	}
+	// Unknown key: prove possession first (publickey), then run the
+	// browser login as a keyboard-interactive second step.
+	remote := meta.RemoteAddr().String()
+	return nil, &ssh.PartialSuccessError{Next: ssh.ServerAuthCallbacks{
+		KeyboardInteractiveCallback: func(meta ssh.ConnMetadata, challenge ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+			prompt, wait, err := s.opt.KeyLogins.StartLogin(ctx, fp, remote)
+			if err != nil {
+				return nil, fmt.Errorf("gatehouse: start login: %w", err)
+			}
+			// An instruction with no questions shows the text and returns
+			// at once; then block until the browser confirms.
+			if _, err := challenge("", prompt+"\n", nil, nil); err != nil {
+				return nil, err
+			}
+			id, err := wait(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("gatehouse: login: %w", err)
+			}
+			id.KeyFP, id.Method = fp, "oidc-key"
+			_, _ = challenge("", "gatehouse: logged in as "+id.User+"\n", nil, nil)
+			return identityPerms(id), nil
+		},
+	}}
+}
+
+func identityPerms(id Identity) *ssh.Permissions {
+	ext := map[string]string{extUser: id.User, extLoginID: id.LoginID, extKeyFP: id.KeyFP, extMethod: id.Method}
+	if len(id.Claims) > 0 {
+		b, _ := json.Marshal(id.Claims)
+		ext[extClaims] = string(b)
+	}
+	return &ssh.Permissions{Extensions: ext}
+}
+
+// identityOf reads the identity proven by the completed authentication.
+func identityOf(conn *ssh.ServerConn) (Identity, bool) {
+	if conn == nil || conn.Permissions == nil {
+		return Identity{}, false
+	}
+	e := conn.Permissions.Extensions
+	u := e[extUser]
+	if u == "" {
+		return Identity{}, false
+	}
+	id := Identity{User: u, LoginID: e[extLoginID], KeyFP: e[extKeyFP], Method: e[extMethod]}
+	if c := e[extClaims]; c != "" {
+		_ = json.Unmarshal([]byte(c), &id.Claims)
+	}
+	return id, true
+}
+
+// keyIDField extracts "name=value" from a space-separated certificate key id.
+func keyIDField(keyID, name string) string {
+	for _, f := range strings.Fields(keyID) {
+		if v, ok := strings.CutPrefix(f, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// connCallback enforces the cap on connections still authenticating and the
+// pre-auth timeout (LoginGraceTime).
+func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
+	if n := s.preAuth.Add(1); n > int64(s.cfg.SSH.MaxUnauthorized) {
+		s.preAuth.Add(-1)
+		s.log.Warn("too many unauthenticated connections; dropping", "remote", conn.RemoteAddr().String(), "limit", s.cfg.SSH.MaxUnauthorized)
+		return nil
+	}
+	grace := s.cfg.SSH.LoginGraceTime.D()
+	go func() {
+		defer s.preAuth.Add(-1)
+		deadline := time.NewTimer(grace)
+		defer deadline.Stop()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if ctx.Value(gliderssh.ContextKeyConn) != nil {
+					return // handshake and authentication finished
+				}
+			case <-deadline.C:
+				if ctx.Value(gliderssh.ContextKeyConn) == nil {
+					s.log.Info("login grace time exceeded", "remote", conn.RemoteAddr().String())
+					conn.Close()
+				}
+				return
+			}
+		}
+	}()
+	return conn
+}
+
+func (s *Server) connFailed(conn net.Conn, err error) {
+	if errors.Is(err, net.ErrClosed) {
+		return
+	}
+	msg := err.Error()
+	// Clients that just disconnect after a banner or key probe are noise.
+	if strings.Contains(msg, "EOF") && !strings.Contains(msg, "auth") {
+		return
+	}
+	s.audit(context.Background(), storage.Event{Type: "ssh.auth.failure", Actor: "", Target: "bastion", Outcome: "failure",
+		Fields: map[string]any{"remote": conn.RemoteAddr().String(), "error": msg}})
+}
+
+// Serve accepts connections on ln until ctx is cancelled.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	go func() {
+		<-ctx.Done()
+		_ = s.srv.Close()
+	}()
+	err := s.srv.Serve(ln)
+	if errors.Is(err, gliderssh.ErrServerClosed) {
+		err = nil
+	}
+	s.live.closeAll("gatehouse: bastion shutting down; session closed")
+	s.wg.Wait()
+	return err
+}
+
+func (s *Server) audit(ctx context.Context, ev storage.Event) {
+	if ev.Outcome == "" {
+		ev.Outcome = "success"
+	}
+	if err := s.opt.Audit.Append(ctx, ev); err != nil {
+		s.log.Error("audit append failed", "type", ev.Type, "err", err)
+	}
+}

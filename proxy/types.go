@@ -1,0 +1,92 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/config"
+	"github.com/gatehouse-dev/gatehouse/storage"
+)
+
+// Identity is who a connection authenticated as.
+type Identity struct {
+	User    string
+	Claims  map[string][]string
+	LoginID string // OIDC login behind the key or certificate, "" for admin-issued certificates
+	KeyFP   string
+	Method  string // "certificate" or "oidc-key"
+}
+
+// Verdict is the Authorizer's answer for one login on one node.
+type Verdict struct {
+	Allowed         bool
+	Reason          string // user-facing, no other users' roles or nodes
+	Rule            string // the rule that decided
+	Roles           []string
+	RequestIDs      []string // grants the access depends on
+	PortForwarding  bool
+	AgentForwarding bool
+	MaxSessionTTL   time.Duration
+}
+
+// NodeAccess is one node a user may reach and with which logins.
+type NodeAccess struct {
+	Node   config.Node
+	Logins []string
+}
+
+// Authorizer answers the proxy's access questions from the user's current
+// roles. Implementations must fail closed: an error means "no".
+type Authorizer interface {
+	// Admit is asked once per new connection: a locked user gets an error
+	// whose text is shown to them.
+	Admit(ctx context.Context, id Identity) error
+	Authorize(ctx context.Context, id Identity, login string, node config.Node) (Verdict, error)
+	Nodes(ctx context.Context, id Identity, nodes []config.Node) ([]NodeAccess, error)
+	// Describe is the "who am I" text: roles and grants.
+	Describe(ctx context.Context, id Identity) (string, error)
+}
+
+// Auditor appends audit events.
+type Auditor interface {
+	Append(ctx context.Context, ev storage.Event) error
+}
+
+// Recorder receives a session's terminal stream.
+type Recorder interface {
+	Output(p []byte)
+	Input(p []byte)
+	Resize(cols, rows int)
+	Close() error
+	Err() error
+}
+
+// RecordingHeader describes a recording being opened.
+type RecordingHeader struct {
+	Width, Height int
+	Term          string
+	Command       string
+	Title         string
+	Start         time.Time
+}
+
+// RecorderFactory opens a recorder for session id. onErr is called once if
+// writing fails later.
+type RecorderFactory func(id string, h RecordingHeader, onErr func(error)) (Recorder, string, error)
+
+// KeyLogins resolves plain public keys through OIDC: a key bound by an
+// earlier login-URL confirmation, or a new login URL flow.
+type KeyLogins interface {
+	// LoginByKey returns the identity bound to the key fingerprint, or ok=false.
+	LoginByKey(ctx context.Context, fp string) (Identity, bool, error)
+	// StartLogin begins a login-URL flow and returns the prompt text and a
+	// wait function that blocks until the user confirmed in the browser.
+	StartLogin(ctx context.Context, fp, remote string) (prompt string, wait func(context.Context) (Identity, error), err error)
+	// Revoked reports whether the OIDC login behind a certificate was revoked.
+	Revoked(ctx context.Context, loginID string) (bool, error)
+}
+
+// Command runs a bastion command (`ssh bob@bastion request ...`) beyond the
+// built-in whoami and nodes. It returns the exit status.
+type Command func(ctx context.Context, id Identity, args []string, stdin io.Reader, stdout, stderr io.Writer) int
