@@ -352,4 +352,3 @@ func SlackText(m Message) string {
 	}
 	return text
 }
-
