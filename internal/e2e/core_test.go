@@ -391,6 +391,25 @@ func TestBastionRefusals(t *testing.T) {
 		refusedAtBastion(t, mallory)
 	})
 
+	t.Run("bastion certificate used directly on a node", func(t *testing.T) {
+		// Nodes trust the user CA that also signs users' bastion
+		// certificates, so a user's certificate must not name a node
+		// login; otherwise skipping the bastion would skip policy and
+		// recording too.
+		web1 := gh.Node("web-1")
+		direct := e2e.NewClient(t, e2e.ClientOptions{
+			KeyPath:    bob.KeyPath,
+			CertPath:   bob.CertPath,
+			KnownHosts: []string{web1.KnownHostsLine()},
+		})
+		for _, login := range []string{"ubuntu", "root", "bob"} {
+			r := direct.SSH(append(web1.Target(login), "echo SHOULD-NOT-RUN")...)
+			if r.ExitCode != 255 || strings.Contains(r.Stdout, "SHOULD-NOT-RUN") {
+				t.Errorf("bob's certificate logged straight into web-1 as %s: %s", login, r)
+			}
+		}
+	})
+
 	t.Run("expired certificate", func(t *testing.T) {
 		u := e2e.NewUser(t, gh, "bob", time.Second)
 		// Certificate times have one-second resolution; wait until it is

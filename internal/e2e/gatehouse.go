@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -73,6 +74,9 @@ type Gatehouse struct {
 	opts GatehouseOptions
 	cfg  map[string]any
 	proc *Process
+
+	scanOnce sync.Once
+	scanned  string
 }
 
 // StartGatehouse prepares a bastion's data directory, exports its user CA
@@ -283,4 +287,13 @@ func (g *Gatehouse) IssueCert(user, pubPath string, ttl time.Duration) string {
 // String describes the bastion for messages.
 func (g *Gatehouse) String() string {
 	return fmt.Sprintf("gatehouse ssh=%s web=%s", g.SSHAddr, g.WebAddr)
+}
+
+// plainHostKey is a known_hosts line for the bastion's plain ed25519 host
+// key, or "" if it offers only its host certificate. Clients pin it next to
+// the @cert-authority line so they accept the bastion whichever of the two
+// it presents; scanned once per bastion.
+func (g *Gatehouse) plainHostKey() string {
+	g.scanOnce.Do(func() { g.scanned = scanHostKey(g.t, g.SSHAddr) })
+	return g.scanned
 }
