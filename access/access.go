@@ -1,0 +1,291 @@
+package access
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/notify"
+	"github.com/gatehouse-dev/gatehouse/policy"
+	"github.com/gatehouse-dev/gatehouse/storage"
+)
+
+// AdminName is the actor name recorded for the server-side CLI, which holds
+// the config file and therefore acts with full authority.
+const AdminName = "admin"
+
+// Audit event types written by this package.
+const (
+	AuditCreate  = "request.create"
+	AuditReview  = "request.review"
+	AuditApprove = "request.approve"
+	AuditDeny    = "request.deny"
+	AuditExpire  = "request.expire"
+	AuditCancel  = "request.cancel"
+	AuditRevoke  = "request.revoke"
+	AuditLock    = "user.lock"
+	AuditUnlock  = "user.unlock"
+)
+
+// ErrRefused marks errors that refuse what a user asked for; their message
+// is one line meant for that user. Anything else is an internal failure.
+var ErrRefused = errors.New("refused")
+
+// errNoChange aborts an UpdateRequest whose work another writer already did.
+var errNoChange = errors.New("no change")
+
+// Refusal is a user-facing refusal. errors.Is(err, ErrRefused) holds for it,
+// and it unwraps to its cause (e.g. storage.ErrNotFound) when it has one.
+type Refusal struct {
+	Msg   string
+	Cause error
+}
+
+func (r *Refusal) Error() string        { return r.Msg }
+func (r *Refusal) Unwrap() error        { return r.Cause }
+func (r *Refusal) Is(target error) bool { return target == ErrRefused }
+
+func refuse(format string, args ...any) error {
+	return &Refusal{Msg: fmt.Sprintf(format, args...)}
+}
+
+func notFound(id string) error {
+	return &Refusal{Msg: fmt.Sprintf("request %s not found", id), Cause: storage.ErrNotFound}
+}
+
+// Store is what the service persists; storage.Store satisfies it.
+type Store interface {
+	storage.AccessStore
+	storage.LockStore
+}
+
+// PolicySource yields the policy in force; *policy.Engine satisfies it.
+type PolicySource interface {
+	Current() *policy.Policy
+}
+
+// Auditor appends to the audit chain; *audit.Log satisfies it.
+type Auditor interface {
+	Append(ctx context.Context, ev storage.Event) error
+}
+
+// Options tune the service. Zero values take the defaults in brackets.
+type Options struct {
+	PendingTTL time.Duration    // how long a request waits for reviews [24h]
+	Clock      func() time.Time // [time.Now]
+	PublicURL  string           // base of links in notifications, e.g. https://bastion.example.com
+	Logger     *slog.Logger     // [slog.Default()]
+	// Interval is how often Run scans the store and Wait polls it [250ms].
+	Interval time.Duration
+	// Skew widens Run's scan window so grants ended by a bastion whose clock
+	// runs a little behind are still noticed [10s].
+	Skew time.Duration
+}
+
+// Service is the access-request workflow, lock management and the watch
+// that reports access changes. It is safe for concurrent use.
+type Service struct {
+	store Store
+	pol   PolicySource
+	aud   Auditor
+	note  notify.Notifier
+	opts  Options
+	log   *slog.Logger
+
+	kick chan struct{} // wakes Run after an in-process change
+
+	mu      sync.Mutex
+	updated chan struct{} // closed (and replaced) on every in-process change, wakes Wait
+	subs    map[*subscription]struct{}
+
+	scanMu sync.Mutex // serialises Scan and owns watch
+	watch  watchState
+}
+
+// New builds a Service. n may be nil (no notifications); aud must not be:
+// an access workflow without an audit trail is not one we ship.
+func New(store Store, pol PolicySource, aud Auditor, n notify.Notifier, opts Options) *Service {
+	if store == nil || pol == nil || aud == nil {
+		panic("access.New: store, policy and auditor are required")
+	}
+	if opts.PendingTTL <= 0 {
+		opts.PendingTTL = 24 * time.Hour
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = 250 * time.Millisecond
+	}
+	if opts.Skew <= 0 {
+		opts.Skew = 10 * time.Second
+	}
+	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
+	return &Service{
+		store:   store,
+		pol:     pol,
+		aud:     aud,
+		note:    n,
+		opts:    opts,
+		log:     opts.Logger,
+		kick:    make(chan struct{}, 1),
+		updated: make(chan struct{}),
+		subs:    map[*subscription]struct{}{},
+	}
+}
+
+// now strips the monotonic reading so times compare the same way before
+// and after a round trip through the store.
+func (s *Service) now() time.Time { return s.opts.Clock().Round(0) }
+
+func (s *Service) policy() (*policy.Policy, error) {
+	p := s.pol.Current()
+	if p == nil {
+		return nil, errors.New("no roles policy loaded")
+	}
+	return p, nil
+}
+
+// Effective is a user's standing at one moment.
+type Effective struct {
+	// Subject is what to hand to the policy; Subject.Roles is empty when
+	// the user is locked.
+	Subject policy.Subject
+	Base    []string          // roles from users: and claims_to_roles
+	Grants  []storage.Request // active grants (APPROVED, within their window)
+	Lock    *storage.Lock     // set when the user is locked
+	admin   bool
+}
+
+// Admin is the server-side CLI's identity: it may lock, unlock, revoke and
+// see every request, but it holds no roles and so never reviews.
+func Admin() Effective {
+	return Effective{Subject: policy.Subject{User: AdminName}, admin: true}
+}
+
+// User is the subject's name.
+func (e Effective) User() string { return e.Subject.User }
+
+// IsAdmin reports whether e is the server-side CLI (see Admin).
+func (e Effective) IsAdmin() bool { return e.admin }
+
+// Locked reports whether the user is locked out.
+func (e Effective) Locked() bool { return e.Lock != nil }
+
+// GrantsFor returns the ids of the active grants that provide role, so a
+// session can tell which grants it depends on.
+func (e Effective) GrantsFor(role string) []string {
+	var ids []string
+	for _, g := range e.Grants {
+		if slices.Contains(g.Roles, role) {
+			ids = append(ids, g.ID)
+		}
+	}
+	return ids
+}
+
+// Effective computes user's roles now: base roles from the policy plus the
+// roles of active grants, or none at all if the user is locked. A store
+// error is returned rather than guessed around, so callers fail closed.
+func (s *Service) Effective(ctx context.Context, user string, claims map[string][]string) (Effective, error) {
+	p, err := s.policy()
+	if err != nil {
+		return Effective{}, fmt.Errorf("compute roles of %s: %w", user, err)
+	}
+	now := s.now()
+	e := Effective{
+		Subject: policy.Subject{User: user, Claims: claims},
+		Base:    p.BaseRoles(user, claims),
+	}
+	l, err := s.store.ActiveLock(ctx, user, now)
+	switch {
+	case err == nil:
+		e.Lock = &l
+	case errors.Is(err, storage.ErrNotFound):
+	default:
+		return Effective{}, fmt.Errorf("look up lock of %s: %w", user, err)
+	}
+	e.Grants, err = s.store.ActiveGrants(ctx, user, now)
+	if err != nil {
+		return Effective{}, fmt.Errorf("look up grants of %s: %w", user, err)
+	}
+	if e.Lock != nil {
+		return e, nil
+	}
+	roles := slices.Clone(e.Base)
+	for _, g := range e.Grants {
+		for _, r := range g.Roles {
+			if !slices.Contains(roles, r) {
+				roles = append(roles, r)
+			}
+		}
+	}
+	e.Subject.Roles = roles
+	return e, nil
+}
+
+// newID returns 10 lowercase base32 characters (50 random bits): short
+// enough to type from a Slack message, too many to guess.
+func newID() (string, error) {
+	var b [7]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate request id: %w", err)
+	}
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))[:10], nil
+}
+
+// link is where a person can look at request id in the web UI.
+func (s *Service) link(id string) string {
+	if s.opts.PublicURL == "" {
+		return ""
+	}
+	return s.opts.PublicURL + "/requests/" + id
+}
+
+// audit appends one event. The action it records has already happened, so
+// a failure here is logged loudly but not turned into a failed action the
+// user would retry.
+func (s *Service) audit(ctx context.Context, typ, actor, target, outcome string, fields map[string]any) {
+	ev := storage.Event{Time: s.now(), Type: typ, Actor: actor, Target: target, Outcome: outcome, Fields: fields}
+	// The caller may hang up right after the action; its record must still
+	// be written.
+	if err := s.aud.Append(context.WithoutCancel(ctx), ev); err != nil {
+		s.log.ErrorContext(ctx, "audit append failed", "type", typ, "actor", actor, "target", target, "err", err)
+	}
+}
+
+func (s *Service) notify(ctx context.Context, event string, r storage.Request, actor string) {
+	if s.note == nil {
+		return
+	}
+	s.note.Notify(ctx, notify.Message{Event: event, Request: r, Actor: actor, Link: s.link(r.ID)})
+}
+
+// changed wakes Wait callers and Run after an in-process change, so this
+// bastion reacts at once instead of at the next poll.
+func (s *Service) changed() {
+	s.mu.Lock()
+	close(s.updated)
+	s.updated = make(chan struct{})
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Service) updates() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.updated
+}

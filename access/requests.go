@@ -1,0 +1,443 @@
+package access
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/notify"
+	"github.com/gatehouse-dev/gatehouse/policy"
+	"github.com/gatehouse-dev/gatehouse/storage"
+)
+
+// DefaultDuration is how long a grant lasts when the requester names no
+// duration (capped at what the policy allows).
+const DefaultDuration = time.Hour
+
+// Create files a request by requester for roles. The policy decides whether
+// the requester may ask for these roles, for this long, with this reason.
+func (s *Service) Create(ctx context.Context, requester Effective, roles []string, reason string, d time.Duration) (storage.Request, error) {
+	if requester.admin {
+		return storage.Request{}, refuse("the admin identity cannot request roles; request as yourself")
+	}
+	if requester.Lock != nil {
+		return storage.Request{}, refuse("you are locked and may not request roles")
+	}
+	roles = cleanRoles(roles)
+	if len(roles) == 0 {
+		return storage.Request{}, refuse("name at least one role to request")
+	}
+	if d < 0 {
+		return storage.Request{}, refuse("duration must be positive")
+	}
+	reason = strings.TrimSpace(reason)
+	p, err := s.policy()
+	if err != nil {
+		return storage.Request{}, fmt.Errorf("create request: %w", err)
+	}
+	if d == 0 {
+		d = DefaultDuration
+		if maxD, ok := p.MaxRequestDuration(requester.Subject, roles); ok && maxD > 0 && d > maxD {
+			d = maxD
+		}
+	}
+	if err := p.CheckRequest(requester.Subject, roles, d, reason); err != nil {
+		return storage.Request{}, &Refusal{Msg: err.Error(), Cause: err}
+	}
+
+	now := s.now()
+	r := storage.Request{
+		User:     requester.User(),
+		Roles:    roles,
+		Reason:   reason,
+		Duration: d,
+		State:    storage.StatePending,
+		Created:  now,
+		Expires:  now.Add(s.opts.PendingTTL),
+		Updated:  now,
+	}
+	// 50 random bits make a collision unlikely, not impossible; a few
+	// fresh tries turn "unlikely" into "never seen".
+	for try := 0; ; try++ {
+		if r.ID, err = newID(); err != nil {
+			return storage.Request{}, err
+		}
+		err = s.store.CreateRequest(ctx, r)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, storage.ErrConflict) || try == 3 {
+			return storage.Request{}, fmt.Errorf("store request of %s for %s: %w", r.User, strings.Join(roles, ","), err)
+		}
+	}
+	s.log.InfoContext(ctx, "access request created", "id", r.ID, "user", r.User, "roles", roles, "duration", d)
+	s.audit(ctx, AuditCreate, r.User, r.ID, "success", map[string]any{
+		"roles": roles, "duration": d.String(), "reason": reason, "expires": r.Expires,
+	})
+	s.notify(ctx, notify.EventCreated, r, r.User)
+	return r, nil
+}
+
+// cleanRoles trims, drops empties and duplicates, keeping the order given.
+func cleanRoles(in []string) []string {
+	var out []string
+	for _, r := range in {
+		r = strings.TrimSpace(r)
+		if r != "" && !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// mayReview reports whether e may review a request for roles and, if so,
+// the thresholds e's review rules set.
+func mayReview(p *policy.Policy, e Effective, roles []string) (approvals, denials int, ok bool) {
+	if e.admin || e.Lock != nil {
+		return 0, 0, false
+	}
+	approvals, denials, ok = p.ReviewThreshold(e.Subject, roles)
+	// A rule written as approvals: 0 must not approve without anyone
+	// looking; the requester never counts, so one reviewer is the floor.
+	return max(approvals, 1), max(denials, 1), ok
+}
+
+// expireInPlace moves a pending request past its Expires to EXPIRED.
+func expireInPlace(r *storage.Request, now time.Time) {
+	r.State = storage.StateExpired
+	r.StateReason = "not reviewed in time"
+	r.StateBy = ""
+	r.Updated = now
+}
+
+// Review records reviewer's verdict on request id. Enough approvals make
+// it APPROVED (the grant starts now), enough denials make it DENIED. The
+// whole check-and-update runs inside the store's UpdateRequest, so
+// concurrent reviewers on any bastion are counted exactly once each.
+func (s *Service) Review(ctx context.Context, reviewer Effective, id string, approve bool, reason string) (storage.Request, error) {
+	p, err := s.policy()
+	if err != nil {
+		return storage.Request{}, fmt.Errorf("review request %s: %w", id, err)
+	}
+	if reviewer.Lock != nil {
+		return storage.Request{}, refuse("you are locked and may not review requests")
+	}
+	reason = strings.TrimSpace(reason)
+	now := s.now()
+	var expired bool
+	var decided string
+	r, err := s.store.UpdateRequest(ctx, id, func(r *storage.Request) error {
+		// The store may call fn again after a lost race; start clean.
+		expired, decided = false, ""
+		if r.User == reviewer.User() {
+			return refuse("you cannot review your own request")
+		}
+		approvals, denials, ok := mayReview(p, reviewer, r.Roles)
+		if !ok {
+			return refuse("you may not review request %s", id)
+		}
+		if r.State != storage.StatePending {
+			return refuse("request %s is already %s", id, strings.ToLower(r.State))
+		}
+		if !now.Before(r.Expires) {
+			expireInPlace(r, now)
+			expired = true
+			return nil
+		}
+		for _, rv := range r.Reviews {
+			if rv.Reviewer == reviewer.User() {
+				return refuse("you already reviewed request %s", id)
+			}
+		}
+		r.Reviews = append(r.Reviews, storage.Review{Reviewer: reviewer.User(), Approve: approve, Reason: reason, Time: now})
+		r.Updated = now
+		yes, no := 0, 0
+		for _, rv := range r.Reviews {
+			if rv.Approve {
+				yes++
+			} else {
+				no++
+			}
+		}
+		switch {
+		case approve && yes >= approvals:
+			start, end := now, now.Add(r.Duration)
+			r.State, r.GrantStart, r.GrantEnd = storage.StateApproved, &start, &end
+			decided = storage.StateApproved
+		case !approve && no >= denials:
+			r.State = storage.StateDenied
+			decided = storage.StateDenied
+		}
+		if decided != "" {
+			r.StateBy, r.StateReason = reviewer.User(), reason
+		}
+		return nil
+	})
+	if err != nil {
+		return storage.Request{}, s.updateErr(err, "review", id)
+	}
+	if expired {
+		s.expired(ctx, r)
+		return r, refuse("request %s expired before it was reviewed", id)
+	}
+	verdict := "deny"
+	if approve {
+		verdict = "approve"
+	}
+	s.audit(ctx, AuditReview, reviewer.User(), id, verdict, map[string]any{
+		"requester": r.User, "roles": r.Roles, "reason": reason,
+	})
+	switch decided {
+	case storage.StateApproved:
+		s.log.InfoContext(ctx, "access request approved", "id", id, "user", r.User, "roles", r.Roles, "by", reviewer.User())
+		s.audit(ctx, AuditApprove, reviewer.User(), id, "success", map[string]any{
+			"requester": r.User, "roles": r.Roles, "grant_start": *r.GrantStart, "grant_end": *r.GrantEnd,
+		})
+		s.notify(ctx, notify.EventApproved, r, reviewer.User())
+		s.changed()
+	case storage.StateDenied:
+		s.log.InfoContext(ctx, "access request denied", "id", id, "user", r.User, "by", reviewer.User())
+		s.audit(ctx, AuditDeny, reviewer.User(), id, "success", map[string]any{
+			"requester": r.User, "roles": r.Roles, "reason": reason,
+		})
+		s.notify(ctx, notify.EventDenied, r, reviewer.User())
+		s.changed()
+	}
+	return r, nil
+}
+
+// updateErr turns an UpdateRequest error into what the caller returns.
+func (s *Service) updateErr(err error, verb, id string) error {
+	var ref *Refusal
+	switch {
+	case errors.As(err, &ref):
+		return err
+	case errors.Is(err, storage.ErrNotFound):
+		return notFound(id)
+	default:
+		return fmt.Errorf("%s request %s: %w", verb, id, err)
+	}
+}
+
+// expired records and announces a request that just became EXPIRED.
+func (s *Service) expired(ctx context.Context, r storage.Request) {
+	s.log.InfoContext(ctx, "access request expired", "id", r.ID, "user", r.User)
+	s.audit(ctx, AuditExpire, "gatehouse", r.ID, "success", map[string]any{
+		"requester": r.User, "roles": r.Roles, "reviews": len(r.Reviews),
+	})
+	s.notify(ctx, notify.EventExpired, r, "gatehouse")
+	s.changed()
+}
+
+// expire moves request id to EXPIRED if it is still pending and past its
+// Expires; on several bastions exactly one of them does it and audits it.
+func (s *Service) expire(ctx context.Context, id string, now time.Time) error {
+	r, err := s.store.UpdateRequest(ctx, id, func(r *storage.Request) error {
+		if r.State != storage.StatePending || now.Before(r.Expires) {
+			return errNoChange
+		}
+		expireInPlace(r, now)
+		return nil
+	})
+	if errors.Is(err, errNoChange) || errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("expire request %s: %w", id, err)
+	}
+	s.expired(ctx, r)
+	return nil
+}
+
+// Cancel withdraws user's own pending request.
+func (s *Service) Cancel(ctx context.Context, user Effective, id string) (storage.Request, error) {
+	now := s.now()
+	var expired bool
+	r, err := s.store.UpdateRequest(ctx, id, func(r *storage.Request) error {
+		expired = false
+		if r.User != user.User() || user.admin {
+			return refuse("you may only cancel your own requests")
+		}
+		if r.State != storage.StatePending {
+			return refuse("request %s is already %s", id, strings.ToLower(r.State))
+		}
+		if !now.Before(r.Expires) {
+			expireInPlace(r, now)
+			expired = true
+			return nil
+		}
+		r.State, r.StateBy, r.StateReason, r.Updated = storage.StateCancelled, user.User(), "cancelled by requester", now
+		return nil
+	})
+	if err != nil {
+		return storage.Request{}, s.updateErr(err, "cancel", id)
+	}
+	if expired {
+		s.expired(ctx, r)
+		return r, refuse("request %s had already expired", id)
+	}
+	s.audit(ctx, AuditCancel, user.User(), id, "success", map[string]any{"roles": r.Roles})
+	s.notify(ctx, notify.EventCancelled, r, user.User())
+	s.changed()
+	return r, nil
+}
+
+// Revoke ends an active grant now. The requester may drop their own grant;
+// otherwise it takes locks: manage or the admin identity.
+func (s *Service) Revoke(ctx context.Context, actor Effective, id, reason string) (storage.Request, error) {
+	p, err := s.policy()
+	if err != nil {
+		return storage.Request{}, fmt.Errorf("revoke request %s: %w", id, err)
+	}
+	reason = strings.TrimSpace(reason)
+	now := s.now()
+	r, err := s.store.UpdateRequest(ctx, id, func(r *storage.Request) error {
+		if !actor.admin && r.User != actor.User() && !p.Can(actor.Subject, policy.AreaLocks, policy.VerbManage) {
+			return refuse("you may not revoke request %s", id)
+		}
+		if r.State != storage.StateApproved {
+			return refuse("request %s is %s, not an active grant", id, strings.ToLower(r.State))
+		}
+		if r.GrantEnd != nil && !now.Before(*r.GrantEnd) {
+			return refuse("the grant of request %s already ended", id)
+		}
+		end := now
+		r.State, r.GrantEnd, r.StateBy, r.StateReason, r.Updated = storage.StateRevoked, &end, actor.User(), reason, now
+		return nil
+	})
+	if err != nil {
+		return storage.Request{}, s.updateErr(err, "revoke", id)
+	}
+	s.log.InfoContext(ctx, "access grant revoked", "id", id, "user", r.User, "by", actor.User())
+	s.audit(ctx, AuditRevoke, actor.User(), id, "success", map[string]any{
+		"requester": r.User, "roles": r.Roles, "reason": reason, "admin": actor.admin,
+	})
+	s.notify(ctx, notify.EventRevoked, r, actor.User())
+	s.changed()
+	return r, nil
+}
+
+// visible reports whether viewer may see r: their own, ones they may
+// review, or everything for the admin identity.
+func visible(p *policy.Policy, viewer Effective, r storage.Request) bool {
+	if viewer.admin || r.User == viewer.User() {
+		return true
+	}
+	_, _, ok := mayReview(p, viewer, r.Roles)
+	return ok
+}
+
+// Get returns request id if viewer may see it; otherwise it answers as if
+// the request did not exist, so ids cannot be probed.
+func (s *Service) Get(ctx context.Context, viewer Effective, id string) (storage.Request, error) {
+	p, err := s.policy()
+	if err != nil {
+		return storage.Request{}, fmt.Errorf("get request %s: %w", id, err)
+	}
+	r, err := s.store.GetRequest(ctx, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.Request{}, notFound(id)
+	}
+	if err != nil {
+		return storage.Request{}, fmt.Errorf("get request %s: %w", id, err)
+	}
+	if !visible(p, viewer, r) {
+		return storage.Request{}, notFound(id)
+	}
+	return r, nil
+}
+
+// List returns the requests matching f that viewer may see, newest first.
+func (s *Service) List(ctx context.Context, viewer Effective, f storage.RequestFilter) ([]storage.Request, error) {
+	p, err := s.policy()
+	if err != nil {
+		return nil, fmt.Errorf("list requests: %w", err)
+	}
+	limit := f.Limit
+	if !viewer.admin && f.User != viewer.User() {
+		// Visibility is decided here, so the store's limit would count
+		// rows the viewer never gets to see.
+		f.Limit = 0
+	}
+	all, err := s.store.ListRequests(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("list requests: %w", err)
+	}
+	out := make([]storage.Request, 0, len(all))
+	for _, r := range all {
+		if visible(p, viewer, r) {
+			out = append(out, r)
+			if limit > 0 && len(out) == limit {
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// ReviewQueue returns the pending, unexpired requests viewer may review and
+// has not reviewed yet, newest first.
+func (s *Service) ReviewQueue(ctx context.Context, viewer Effective) ([]storage.Request, error) {
+	p, err := s.policy()
+	if err != nil {
+		return nil, fmt.Errorf("list review queue: %w", err)
+	}
+	all, err := s.store.ListRequests(ctx, storage.RequestFilter{States: []string{storage.StatePending}})
+	if err != nil {
+		return nil, fmt.Errorf("list review queue: %w", err)
+	}
+	now := s.now()
+	var out []storage.Request
+	for _, r := range all {
+		if r.User == viewer.User() || !now.Before(r.Expires) {
+			continue
+		}
+		if _, _, ok := mayReview(p, viewer, r.Roles); !ok {
+			continue
+		}
+		if slices.ContainsFunc(r.Reviews, func(rv storage.Review) bool { return rv.Reviewer == viewer.User() }) {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Wait blocks until request id leaves PENDING and returns it. It polls the
+// store (another bastion may decide) and wakes early on decisions made in
+// this process.
+func (s *Service) Wait(ctx context.Context, id string) (storage.Request, error) {
+	t := time.NewTicker(s.opts.Interval)
+	defer t.Stop()
+	for {
+		// Take the wake-up channel before reading, so a change between the
+		// read and the select is not missed.
+		wake := s.updates()
+		r, err := s.store.GetRequest(ctx, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			return storage.Request{}, notFound(id)
+		}
+		if err != nil {
+			return storage.Request{}, fmt.Errorf("wait for request %s: %w", id, err)
+		}
+		if r.State != storage.StatePending {
+			return r, nil
+		}
+		if !s.now().Before(r.Expires) {
+			// Do not depend on Run for the answer a waiter is owed.
+			if err := s.expire(ctx, id, s.now()); err != nil {
+				return storage.Request{}, err
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return r, fmt.Errorf("wait for request %s: %w", id, ctx.Err())
+		case <-wake:
+		case <-t.C:
+		}
+	}
+}
