@@ -12,5 +12,14 @@
 // /usr/sbin/sshd; without them it skips loudly, and .ci/run provides both.
 //
 // The harness holds no package-level state: a test package builds the
-// binary once through a Builder created in its TestMain.
+// binary once through a Builder created in its TestMain. A typical test:
+//
+//	gh := e2e.StartGatehouse(t, e2e.GatehouseOptions{
+//		Binary: builder.BuildGatehouse(t),
+//		Roles:  rolesYAML,
+//		Nodes:  []e2e.NodeSpec{{Name: "web-1", Labels: map[string]string{"env": "staging"}}},
+//	})
+//	bob := e2e.NewUser(t, gh, "bob", time.Hour)
+//	r := bob.SSH("ubuntu@web-1", "id -un") // ssh -F cfg -J bob@127.0.0.1:PORT ubuntu@web-1 id -un
+//	if r.ExitCode != 0 || r.Stdout != "ubuntu\n" { t.Fatal(r) }
 package e2e
