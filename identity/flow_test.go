@@ -1,0 +1,342 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/storage"
+)
+
+func TestHTTPLoginSessionAndLogout(t *testing.T) {
+	e := newEnv(t)
+	c, body := e.httpLogin(t, "alice", "alice", "/whoami")
+	if !strings.Contains(body, `<p id="user">alice</p>`) || !strings.Contains(body, "approvers,engineers") {
+		t.Fatalf("after sign-in want alice's page with her groups, got: %s", body)
+	}
+	ev, ok := e.audit.find("oidc.login", nil)
+	if !ok || ev.Actor != "alice" || ev.Fields["kind"] != "web" {
+		t.Fatalf("want an oidc.login web event for alice, got %+v (found %v)", ev, ok)
+	}
+	csrf := csrfRe.FindStringSubmatch(body)[1]
+
+	// Sign-out without the CSRF token is refused and the session survives.
+	res, err := c.PostForm(e.srv.URL+"/oidc/logout", url.Values{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, res)
+	if res.StatusCode != http.StatusForbidden {
+		t.Fatalf("logout without CSRF token: status %d, want 403", res.StatusCode)
+	}
+	res, err = c.PostForm(e.srv.URL+"/oidc/logout", url.Values{"csrf_token": {csrf}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := readAll(t, res); res.StatusCode != 200 || !strings.Contains(b, "Signed out") {
+		t.Fatalf("logout: %d %s", res.StatusCode, b)
+	}
+	// The revoked session is refused at once, even with the old cookie.
+	old := &http.Client{Jar: c.Jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	u, _ := url.Parse(e.srv.URL)
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == sessionCookie {
+			t.Fatalf("session cookie still in the jar after logout")
+		}
+	}
+	res, err = old.Get(e.srv.URL + "/whoami")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, res)
+	if res.StatusCode != http.StatusFound || !strings.HasPrefix(res.Header.Get("Location"), "/oidc/login?next=") {
+		t.Fatalf("after logout /whoami: %d to %q, want redirect to sign-in", res.StatusCode, res.Header.Get("Location"))
+	}
+}
+
+func TestLogoutRevokesStoredSession(t *testing.T) {
+	e := newEnv(t)
+	c, body := e.httpLogin(t, "bob", "bob", "/whoami")
+	csrf := csrfRe.FindStringSubmatch(body)[1]
+	u, _ := url.Parse(e.srv.URL)
+	var secret string
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == sessionCookie {
+			secret = ck.Value
+		}
+	}
+	res, err := c.PostForm(e.srv.URL+"/oidc/logout", url.Values{"csrf_token": {csrf}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, res)
+	l, err := e.store.GetLogin(context.Background(), hashToken("session", secret))
+	if err != nil || !l.Revoked || l.Kind != "web" || l.User != "bob" {
+		t.Fatalf("stored session after logout: %+v, %v; want bob's web login, revoked", l, err)
+	}
+	// Replaying the stolen cookie does not work.
+	req, _ := http.NewRequest("GET", e.srv.URL+"/whoami", nil)
+	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: secret})
+	if _, ok := e.svc.Session(req); ok {
+		t.Fatal("revoked session still accepted")
+	}
+}
+
+func TestUnverifiedEmailRefused(t *testing.T) {
+	e := newEnv(t)
+	_, body := e.httpLogin(t, "eve", "eve", "/whoami")
+	if !strings.Contains(body, "not verified") {
+		t.Fatalf("want refusal for unverified email, got: %s", body)
+	}
+	if _, ok := e.audit.find("oidc.login_failed", nil); !ok {
+		t.Fatal("refusal not audited")
+	}
+}
+
+// TestStateIsSingleUseAndBoundToBrowser replays a callback URL and tries it
+// from a browser that did not start the sign-in.
+func TestStateIsSingleUseAndBoundToBrowser(t *testing.T) {
+	e := newEnv(t)
+	var callback string
+	c, _ := e.httpLogin(t, "bob", "bob", "/whoami")
+	// Start a second sign-in but stop at the callback to capture it.
+	c.CheckRedirect = func(req *http.Request, _ []*http.Request) error {
+		if req.URL.Path == "/oidc/callback" {
+			callback = req.URL.String()
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}
+	res, err := c.Get(e.srv.URL + "/oidc/login?next=/whoami")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readAll(t, res)
+	id := authRequestIDRe.FindStringSubmatch(body)[1]
+	res, err = c.PostForm(e.idpSrv.URL+"/login", url.Values{"authRequestID": {id}, "username": {"bob"}, "password": {"bob"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, res)
+	if callback == "" {
+		t.Fatal("did not reach the callback")
+	}
+
+	// Another browser (no pre-login cookie) cannot finish it...
+	stranger := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err = stranger.Get(callback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := readAll(t, res); res.StatusCode != http.StatusBadRequest || !strings.Contains(b, "another browser") {
+		t.Fatalf("callback from another browser: %d %s", res.StatusCode, b)
+	}
+	// ...and its attempt consumed the state, so the replay by the right
+	// browser is refused too: state is single-use whoever presents it.
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	res, err = c.Get(callback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := readAll(t, res); res.StatusCode != http.StatusBadRequest || !strings.Contains(b, "already used") {
+		t.Fatalf("replayed callback: %d %s", res.StatusCode, b)
+	}
+}
+
+func TestCallbackReplayAfterSuccess(t *testing.T) {
+	e := newEnv(t)
+	jarClient, _ := e.httpLogin(t, "bob", "bob", "/whoami") // warm: proves the flow works
+	var callback string
+	jarClient.CheckRedirect = func(req *http.Request, _ []*http.Request) error {
+		if req.URL.Path == "/oidc/callback" && callback == "" {
+			callback = req.URL.String()
+		}
+		return nil
+	}
+	res, err := jarClient.Get(e.srv.URL + "/oidc/login?next=/whoami")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := authRequestIDRe.FindStringSubmatch(readAll(t, res))[1]
+	res, err = jarClient.PostForm(e.idpSrv.URL+"/login", url.Values{"authRequestID": {id}, "username": {"bob"}, "password": {"bob"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := readAll(t, res); !strings.Contains(b, `<p id="user">bob</p>`) {
+		t.Fatalf("second sign-in failed: %s", b)
+	}
+	jarClient.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	res, err = jarClient.Get(callback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := readAll(t, res); res.StatusCode != http.StatusBadRequest || !strings.Contains(b, "already used") {
+		t.Fatalf("replayed successful callback: %d %s", res.StatusCode, b)
+	}
+}
+
+func TestSSHLoginURLRefusals(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	c, _ := e.httpLogin(t, "bob", "bob", "/whoami")
+	noFollow := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.CheckRedirect = noFollow
+
+	confirm := func(code, csrf string) (int, string) {
+		res, err := c.PostForm(e.srv.URL+"/ssh-login/"+code, url.Values{"csrf_token": {csrf}, "action": {"confirm"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.StatusCode, readAll(t, res)
+	}
+	open := func(code string) (int, string) {
+		res, err := c.Get(e.srv.URL + "/ssh-login/" + code)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.StatusCode, readAll(t, res)
+	}
+
+	t.Run("used twice", func(t *testing.T) {
+		sl, err := e.svc.StartSSHLogin(ctx, "SHA256:twice", "192.0.2.7:40000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, body := open(sl.Code)
+		if st != 200 || !strings.Contains(body, "SHA256:twice") || !strings.Contains(body, "192.0.2.7:40000") {
+			t.Fatalf("confirm page: %d %s", st, body)
+		}
+		csrf := csrfRe.FindStringSubmatch(body)[1]
+		if st, body := confirm(sl.Code, csrf); st != 200 || !strings.Contains(body, "confirmed") {
+			t.Fatalf("first confirm: %d %s", st, body)
+		}
+		if st, body := confirm(sl.Code, csrf); st != http.StatusGone || !strings.Contains(body, "already used") {
+			t.Fatalf("second confirm: %d %s", st, body)
+		}
+		if st, _ := open(sl.Code); st != http.StatusGone {
+			t.Fatalf("reopening a used code: %d, want 410", st)
+		}
+		if _, ok := e.audit.find("oidc.ssh_login_refused", func(ev storage.Event) bool { return ev.Target == sl.Code }); !ok {
+			t.Fatal("refusal of a used code not audited")
+		}
+	})
+
+	t.Run("missing CSRF token", func(t *testing.T) {
+		sl, _ := e.svc.StartSSHLogin(ctx, "SHA256:csrf", "192.0.2.7:40001")
+		if st, _ := confirm(sl.Code, ""); st != http.StatusForbidden {
+			t.Fatalf("confirm without CSRF: %d, want 403", st)
+		}
+		if _, err := e.store.LoginByKey(ctx, "SHA256:csrf", time.Now()); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("key bound without CSRF token: %v", err)
+		}
+	})
+
+	t.Run("not signed in", func(t *testing.T) {
+		sl, _ := e.svc.StartSSHLogin(ctx, "SHA256:anon", "192.0.2.7:40002")
+		anon := &http.Client{CheckRedirect: noFollow}
+		res, err := anon.Get(e.srv.URL + "/ssh-login/" + sl.Code)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, res)
+		if res.StatusCode != http.StatusFound || res.Header.Get("Location") != "/oidc/login?next="+url.QueryEscape("/ssh-login/"+sl.Code) {
+			t.Fatalf("anonymous open: %d %q", res.StatusCode, res.Header.Get("Location"))
+		}
+	})
+
+	t.Run("cancelled", func(t *testing.T) {
+		sl, _ := e.svc.StartSSHLogin(ctx, "SHA256:cancel", "192.0.2.7:40003")
+		_, body := open(sl.Code)
+		csrf := csrfRe.FindStringSubmatch(body)[1]
+		res, err := c.PostForm(e.srv.URL+"/ssh-login/"+sl.Code, url.Values{"csrf_token": {csrf}, "action": {"cancel"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, res)
+		if _, err := e.svc.WaitSSHLogin(ctx, sl.Code); !errors.Is(err, ErrSSHLoginDenied) {
+			t.Fatalf("wait after cancel: %v, want ErrSSHLoginDenied", err)
+		}
+	})
+
+	// Last: it moves the clock.
+	t.Run("expired", func(t *testing.T) {
+		sl, _ := e.svc.StartSSHLogin(ctx, "SHA256:late", "192.0.2.7:40004")
+		_, body := open(sl.Code)
+		csrf := csrfRe.FindStringSubmatch(body)[1]
+		waitErr := make(chan error, 1)
+		go func() { _, err := e.svc.WaitSSHLogin(ctx, sl.Code); waitErr <- err }()
+		e.waitPolled(t, "ssh-login-done:"+sl.Code)
+		e.clock.Advance(sshLoginTTL + time.Second)
+		if st, body := confirm(sl.Code, csrf); st != http.StatusGone || !strings.Contains(body, "expired") {
+			t.Fatalf("confirm after expiry: %d %s", st, body)
+		}
+		if err := <-waitErr; !errors.Is(err, ErrSSHLoginExpired) {
+			t.Fatalf("wait after expiry: %v, want ErrSSHLoginExpired", err)
+		}
+		if _, err := e.store.LoginByKey(ctx, "SHA256:late", e.clock.Now()); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("expired code bound the key: %v", err)
+		}
+	})
+}
+
+func TestWaitSSHLoginHonoursContext(t *testing.T) {
+	e := newEnv(t)
+	sl, err := e.svc.StartSSHLogin(context.Background(), "SHA256:ctx", "192.0.2.8:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := e.svc.WaitSSHLogin(ctx, sl.Code); !errors.Is(err, context.Canceled) {
+		t.Fatalf("wait with cancelled context: %v", err)
+	}
+}
+
+func TestLoginRevokedUnknownLogin(t *testing.T) {
+	e := newEnv(t)
+	revoked, err := e.svc.LoginRevoked(context.Background(), "no-such-login")
+	if err != nil || !revoked {
+		t.Fatalf("unknown login: revoked=%v err=%v, want revoked", revoked, err)
+	}
+}
+
+func TestCodeFormat(t *testing.T) {
+	for range 200 {
+		c := newCode()
+		if normalizeCode(c) != c || len(c) != 9 || c[4] != '-' {
+			t.Fatalf("bad code %q", c)
+		}
+	}
+	tests := []struct{ in, want string }{
+		{"abcd-efgh", "ABCD-EFGH"},
+		{"ABCDEFGH", "ABCD-EFGH"},
+		{"ABCD-EFG0", ""}, // 0 is not in the alphabet
+		{"ABC", ""},
+		{"ABCD-EFGH-J", ""},
+	}
+	for _, tt := range tests {
+		if got := normalizeCode(tt.in); got != tt.want {
+			t.Errorf("normalizeCode(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestSafeNext(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"/ssh-login/ABCD-EFGH", "/ssh-login/ABCD-EFGH"},
+		{"", "/"},
+		{"https://evil.example/", "/"},
+		{"//evil.example/", "/"},
+		{"/\\evil.example", "/"},
+		{"javascript:alert(1)", "/"},
+	}
+	for _, tt := range tests {
+		if got := safeNext(tt.in); got != tt.want {
+			t.Errorf("safeNext(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,110 @@
+// Package browser drives a real headless Chromium from tests through the
+// DevTools protocol (chromedp), so web flows (OIDC sign-in, confirm pages,
+// the session player) are tested the way a person uses them rather than by
+// replaying HTTP requests. Each browser gets a fresh profile directory so
+// cookies never leak between tests, and Screenshot keeps evidence of what
+// the page looked like in $GATEHOUSE_ARTIFACTS (or the test's temp dir).
+package browser
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromiumPath is where Debian's chromium package installs the browser.
+const chromiumPath = "/usr/bin/chromium"
+
+// DefaultTimeout bounds one browser's whole life in a test so a page that
+// never loads fails the test instead of hanging it.
+const DefaultTimeout = 90 * time.Second
+
+// New starts a headless Chromium with a fresh profile and returns a chromedp
+// context bound to its first tab. The browser is closed in t.Cleanup. Tests
+// skip when Chromium is not installed.
+func New(t testing.TB) context.Context {
+	t.Helper()
+	path := chromiumPath
+	if _, err := os.Stat(path); err != nil {
+		p, lerr := exec.LookPath("chromium")
+		if lerr != nil {
+			t.Skipf("headless Chromium not available (%s): %v", chromiumPath, err)
+		}
+		path = p
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("no-default-browser-check", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1024, 768),
+	}
+	ctx, cancelTimeout := context.WithTimeout(context.Background(), DefaultTimeout)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	// Start the browser now so a missing or broken Chromium fails here with
+	// a clear message rather than inside the first navigation.
+	if err := chromedp.Do(bctx); err != nil {
+		cancelBrowser()
+		cancelAlloc()
+		cancelTimeout()
+		t.Fatalf("start headless Chromium: %v", err)
+	}
+	t.Cleanup(func() {
+		cancelBrowser()
+		cancelAlloc()
+		cancelTimeout()
+	})
+	return bctx
+}
+
+// NewBrowser is New under the name the design notes use.
+func NewBrowser(t testing.TB) context.Context { return New(t) }
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// ArtifactsDir is where screenshots go: $GATEHOUSE_ARTIFACTS/<test name>
+// when set (CI keeps it), otherwise a directory inside the test's temp dir.
+func ArtifactsDir(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv("GATEHOUSE_ARTIFACTS")
+	if base == "" {
+		return t.TempDir()
+	}
+	dir := filepath.Join(base, unsafeName.ReplaceAllString(t.Name(), "_"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("create artifacts dir: %v", err)
+	}
+	return dir
+}
+
+// Screenshot saves a full-page PNG named name.png into dir and returns its
+// path. Failing to take one is logged, not fatal: it is evidence, not the
+// thing under test.
+func Screenshot(t testing.TB, ctx context.Context, dir, name string) string {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	if err != nil {
+		t.Logf("screenshot %s: %v", name, err)
+		return ""
+	}
+	path := filepath.Join(dir, unsafeName.ReplaceAllString(name, "_")+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Logf("save screenshot %s: %v", path, err)
+		return ""
+	}
+	return path
+}
