@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -96,6 +97,12 @@ func (b *Builder) Close(code int) int {
 	if b.dir != "" {
 		_ = os.RemoveAll(b.dir)
 	}
+	if leaked := leakedGoroutines(); len(leaked) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: goroutines of the harness or tests still running after all tests:\n\n%s\n", strings.Join(leaked, "\n\n"))
+		if code == 0 {
+			code = 1
+		}
+	}
 	if left := Descendants(os.Getpid()); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "e2e: processes still running after all tests (a harness or test bug):\n")
 		for _, p := range left {
@@ -151,4 +158,28 @@ func touchSources(root string) error {
 		return fmt.Errorf("read sources under %s: %w", root, err)
 	}
 	return nil
+}
+
+// leakedGoroutines returns the stacks of goroutines started by the harness
+// or the e2e tests that are still alive after every test has ended, giving
+// them a few seconds to finish first.
+func leakedGoroutines() []string {
+	var leaked []string
+	for i := 0; i < 50; i++ {
+		leaked = leaked[:0]
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if !strings.Contains(g, "gatehouse/internal/e2e") ||
+				strings.Contains(g, "(*Builder).Close") || strings.Contains(g, ".TestMain(") {
+				continue
+			}
+			leaked = append(leaked, g)
+		}
+		if len(leaked) == 0 {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return leaked
 }
