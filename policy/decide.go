@@ -87,6 +87,9 @@ func (p *Policy) Decide(s Subject, login string, n Node) Decision {
 		if !r.allows(&s, login, &n) {
 			return
 		}
+		if d.Roles == nil {
+			d.Roles = make([]string, 0, len(s.Roles)) // one allocation however many roles allow
+		}
 		d.Roles = append(d.Roles, r.name)
 		if first == nil || r.name < first.name {
 			first = r

@@ -97,6 +97,23 @@ func (e *Engine) apply(data []byte) error {
 	return nil
 }
 
+// Subscribe registers fn to be called after every successful reload, by
+// Watch or Reload, with the replaced and the new policy. Reloads are
+// serialised while fn runs, so fn must not call Reload. The returned func
+// unregisters fn.
+func (e *Engine) Subscribe(fn func(old, new *Policy)) (unsubscribe func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id := e.nextID
+	e.nextID++
+	e.listeners[id] = fn
+	return func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		delete(e.listeners, id)
+	}
+}
+
 // Watch polls the roles file until ctx is done and reloads it when its
 // content changes, calling onChange after every successful reload (its own
 // and Reload's). It compares content, not just the modification time, so it
@@ -104,18 +121,11 @@ func (e *Engine) apply(data []byte) error {
 // it retries a broken file only once its content changes again. onChange
 // runs with reloads serialised and must not call Reload.
 func (e *Engine) Watch(ctx context.Context, onChange func(old, new *Policy)) {
-	e.mu.Lock()
-	id := e.nextID
-	e.nextID++
 	if onChange != nil {
-		e.listeners[id] = onChange
+		// Subscribing before the first poll means no change can slip
+		// between starting Watch and the first reload it reports.
+		defer e.Subscribe(onChange)()
 	}
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		delete(e.listeners, id)
-		e.mu.Unlock()
-	}()
 
 	interval := e.PollInterval
 	if interval <= 0 {
