@@ -71,13 +71,15 @@ func (e *Engine) Path() string { return e.path }
 // content did not change, so an operator's explicit reload is always
 // visible.
 func (e *Engine) Reload() error {
+	// Read under the lock so two overlapping reloads cannot apply an older
+	// read after a newer one.
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	data, err := os.ReadFile(e.path)
 	if err != nil {
 		e.log.Error("policy reload failed; keeping the last good policy", "file", e.path, "err", err)
 		return fmt.Errorf("reload policy: read roles file %s: %w", e.path, err)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	return e.apply(data)
 }
 
