@@ -1,0 +1,189 @@
+package session
+
+import (
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// File name suffixes: a recording is live (being written, or left by a
+// crash) or final (closed and compressed).
+const (
+	liveExt  = ".cast"
+	finalExt = ".cast.gz"
+)
+
+var (
+	// ErrInvalidID is returned for a session id that could not safely name a
+	// file.
+	ErrInvalidID = errors.New("invalid session id")
+	// ErrNoRecording is returned by Open when a session has no recording.
+	// It also matches fs.ErrNotExist.
+	ErrNoRecording = fmt.Errorf("no recording: %w", fs.ErrNotExist)
+)
+
+// ValidID checks that id can name a recording: 8 to 64 characters of
+// lowercase letters, digits and '-', starting with a letter or digit. The
+// id reaches us from CLI arguments and URLs, so anything that could walk
+// out of the recordings directory ("../x", "a/b", "") is refused here
+// rather than trusted to filepath.Join.
+func ValidID(id string) error {
+	if len(id) < 8 || len(id) > 64 {
+		return fmt.Errorf("%w: length %d, want 8 to 64", ErrInvalidID, len(id))
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case c == '-' && i > 0:
+		default:
+			return fmt.Errorf("%w: want lowercase letters, digits and '-'", ErrInvalidID)
+		}
+	}
+	return nil
+}
+
+// base returns dir/<shard>/<id> without suffix. The shard is taken from a
+// hash of the id, not its prefix, because ids may start with a timestamp
+// and would then pile into one directory.
+func base(dir, id string) (string, error) {
+	if err := ValidID(id); err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(id))
+	return filepath.Join(dir, hex.EncodeToString(sum[:1]), id), nil
+}
+
+// LivePath is where the recording of session id is written while live.
+func LivePath(dir, id string) (string, error) {
+	b, err := base(dir, id)
+	if err != nil {
+		return "", err
+	}
+	return b + liveExt, nil
+}
+
+// FinalPath is where the recording of session id is kept once closed.
+func FinalPath(dir, id string) (string, error) {
+	b, err := base(dir, id)
+	if err != nil {
+		return "", err
+	}
+	return b + finalExt, nil
+}
+
+// gzipFile closes both the gzip stream and the file under it.
+type gzipFile struct {
+	*gzip.Reader
+	f *os.File
+}
+
+func (g gzipFile) Close() error {
+	return errors.Join(g.Reader.Close(), g.f.Close())
+}
+
+// Open returns the plain asciicast v2 stream of session id's recording,
+// compressed or live (a live file reads as far as it has been flushed).
+func Open(dir, id string) (io.ReadCloser, error) {
+	b, err := base(dir, id)
+	if err != nil {
+		return nil, err
+	}
+	// Final first: during Close both files exist for a moment, and the
+	// final one is then complete. Trying it again after the live one
+	// covers a Close that finished between the two looks.
+	for _, name := range []string{b + finalExt, b + liveExt, b + finalExt} {
+		f, err := os.Open(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open recording %s: %w", id, err)
+		}
+		if filepath.Ext(name) != ".gz" {
+			return f, nil
+		}
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("open recording %s: %w", id, err)
+		}
+		return gzipFile{Reader: zr, f: f}, nil
+	}
+	return nil, fmt.Errorf("open recording %s: %w", id, ErrNoRecording)
+}
+
+// Finalize compresses a live recording left behind by a crash (or by a
+// failed compression in Recorder.Close) and removes the plain file. It is
+// a no-op when the recording is already final or does not exist.
+func Finalize(dir, id string) error {
+	b, err := base(dir, id)
+	if err != nil {
+		return err
+	}
+	return compress(b+liveExt, b+finalExt)
+}
+
+// compress writes live to final as gzip and removes live. The gzip file is
+// written under a temporary name, synced and renamed, so final is either
+// absent or complete: a crash midway leaves live intact for the next try.
+func compress(live, final string) error {
+	in, err := os.Open(live)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("compress recording: %w", err)
+	}
+	defer in.Close()
+	if _, err := os.Stat(final); err == nil {
+		// A crash between rename and remove: the final file is complete.
+		if err := os.Remove(live); err != nil {
+			return fmt.Errorf("compress recording: remove %s: %w", live, err)
+		}
+		return nil
+	}
+	tmp := final + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("compress recording: %w", err)
+	}
+	zw := gzip.NewWriter(out)
+	_, err = io.Copy(zw, in)
+	if err == nil {
+		err = zw.Close()
+	}
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, final)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("compress recording %s: %w", live, err)
+	}
+	syncDir(filepath.Dir(final))
+	if err := os.Remove(live); err != nil {
+		return fmt.Errorf("compress recording: remove %s: %w", live, err)
+	}
+	return nil
+}
+
+// syncDir makes a rename durable. Failure is ignored: some filesystems do
+// not support syncing directories, and the data itself is already synced.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}

@@ -1,0 +1,573 @@
+package session
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+const testID = "0123456789abcdef01234567"
+
+// stepClock is a fake wall clock that moves forward by step on every call,
+// so event times are exact and predictable.
+type stepClock struct {
+	mu   sync.Mutex
+	now  time.Time
+	step time.Duration
+}
+
+func (c *stepClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.now
+	c.now = c.now.Add(c.step)
+	return t
+}
+
+func newTestRecorder(t *testing.T, dir string, opts RecorderOptions) *Recorder {
+	t.Helper()
+	if opts.Now == nil {
+		opts.Now = (&stepClock{now: time.Unix(1700000000, 0), step: 250 * time.Millisecond}).Now
+	}
+	r, err := NewRecorder(dir, testID, Header{Width: 100, Height: 30, Title: "db-1", Env: map[string]string{"TERM": "xterm-256color"}}, opts)
+	if err != nil {
+		t.Fatalf("NewRecorder: %v", err)
+	}
+	return r
+}
+
+// readAll parses a stored recording completely.
+func readAll(t *testing.T, dir, id string) (Header, []Event) {
+	t.Helper()
+	rc, err := Open(dir, id)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer rc.Close()
+	h, events, err := Parse(rc)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	var evs []Event
+	for ev, err := range events {
+		if err != nil {
+			t.Fatalf("event %d: %v", len(evs), err)
+		}
+		evs = append(evs, ev)
+	}
+	return h, evs
+}
+
+func TestRecorderRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	r := newTestRecorder(t, dir, RecorderOptions{RecordInput: true})
+	r.Output([]byte("$ "))
+	r.Input([]byte("ls\r"))
+	r.Output([]byte("ls\r\n\x1b[1;34mdir\x1b[0m  \"quoted\" back\\slash\ttab\x00nul\r\n"))
+	r.Resize(120, 40)
+	r.Output([]byte("héllo ✓ 𝄞\r\n"))
+	r.Output(nil) // no event for an empty write
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	h, evs := readAll(t, dir, testID)
+	if h.Version != 2 || h.Width != 100 || h.Height != 30 || h.Timestamp != 1700000000 || h.Title != "db-1" || h.Env["TERM"] != "xterm-256color" {
+		t.Errorf("header = %+v", h)
+	}
+	// The first clock reading is the start; each event reads it once more.
+	want := []Event{
+		{Time: 250 * time.Millisecond, Type: "o", Data: "$ "},
+		{Time: 500 * time.Millisecond, Type: "i", Data: "ls\r"},
+		{Time: 750 * time.Millisecond, Type: "o", Data: "ls\r\n\x1b[1;34mdir\x1b[0m  \"quoted\" back\\slash\ttab\x00nul\r\n"},
+		{Time: 1000 * time.Millisecond, Type: "r", Data: "120x40"},
+		{Time: 1250 * time.Millisecond, Type: "o", Data: "héllo ✓ 𝄞\r\n"},
+	}
+	if !equalEvents(evs, want) {
+		t.Fatalf("events:\n got %q\nwant %q", evs, want)
+	}
+	if cols, rows, ok := evs[3].Size(); !ok || cols != 120 || rows != 40 {
+		t.Errorf("Size() = %d, %d, %v", cols, rows, ok)
+	}
+}
+
+func equalEvents(a, b []Event) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestRecorderInputOnlyWhenEnabled(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		recordInput bool
+		wantTypes   string
+	}{
+		{"disabled", false, "oo"},
+		{"enabled", true, "oio"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			r := newTestRecorder(t, dir, RecorderOptions{RecordInput: tc.recordInput})
+			r.Output([]byte("Password: "))
+			r.Input([]byte("hunter2\r"))
+			r.Output([]byte("\r\nwelcome\r\n"))
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
+			_, evs := readAll(t, dir, testID)
+			var types string
+			for _, ev := range evs {
+				types += ev.Type
+				if !tc.recordInput && strings.Contains(ev.Data, "hunter2") {
+					t.Errorf("input recorded while disabled: %q", ev.Data)
+				}
+			}
+			if types != tc.wantTypes {
+				t.Errorf("event types = %q, want %q", types, tc.wantTypes)
+			}
+		})
+	}
+}
+
+func TestRecorderUTF8Split(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		writes []string
+		want   string // concatenated data of all output events
+	}{
+		{"two-byte rune split", []string{"caf\xc3", "\xa9!"}, "café!"},
+		{"three-byte rune split in three", []string{"\xe2", "\x82", "\xac"}, "€"},
+		{"four-byte rune split 1+3", []string{"a\xf0", "\x9d\x84\x9e"}, "a𝄞"},
+		{"four-byte rune split 3+1", []string{"\xf0\x9d\x84", "\x9ez"}, "𝄞z"},
+		{"invalid byte", []string{"a\xffb"}, "a\uFFFDb"},
+		{"lone continuation", []string{"\x80x"}, "\uFFFDx"},
+		{"prefix not continued", []string{"x\xe2\x82", "y"}, "x\uFFFDy"},
+		{"prefix cut at close", []string{"end\xe2\x82"}, "end\uFFFD"},
+		{"overlong encoding", []string{"\xc0\xaf"}, "\uFFFD\uFFFD"},
+		{"surrogate", []string{"\xed\xa0\x80"}, "\uFFFD\uFFFD\uFFFD"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			r := newTestRecorder(t, dir, RecorderOptions{})
+			for _, w := range tc.writes {
+				r.Output([]byte(w))
+			}
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
+			_, evs := readAll(t, dir, testID)
+			var got string
+			for _, ev := range evs {
+				if !utf8.ValidString(ev.Data) || ev.Data == "" {
+					t.Errorf("event data %q is empty or not valid UTF-8", ev.Data)
+				}
+				got += ev.Data
+			}
+			if got != tc.want {
+				t.Errorf("output = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRecorderSplitsLargeWrites(t *testing.T) {
+	dir := t.TempDir()
+	r := newTestRecorder(t, dir, RecorderOptions{})
+	// A multibyte rune straddles the event-size boundary.
+	big := strings.Repeat("x", maxEventData-1) + "€" + strings.Repeat("\x1b", maxEventData)
+	r.Output([]byte(big))
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, evs := readAll(t, dir, testID)
+	var got strings.Builder
+	for _, ev := range evs {
+		if len(ev.Data) > maxEventData+utf8.UTFMax {
+			t.Errorf("event of %d bytes, want at most about %d", len(ev.Data), maxEventData)
+		}
+		got.WriteString(ev.Data)
+	}
+	if got.String() != big || len(evs) < 3 {
+		t.Errorf("got %d events, data intact: %v", len(evs), got.String() == big)
+	}
+}
+
+func TestRecorderResizeIgnoresNonsense(t *testing.T) {
+	dir := t.TempDir()
+	r := newTestRecorder(t, dir, RecorderOptions{})
+	r.Resize(0, 24)
+	r.Resize(80, -1)
+	r.Resize(99999, 99999) // clamped so the file stays valid
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, evs := readAll(t, dir, testID)
+	if len(evs) != 1 || evs[0].Data != "10000x10000" {
+		t.Errorf("events = %q", evs)
+	}
+}
+
+func TestRecorderCompressesOnClose(t *testing.T) {
+	dir := t.TempDir()
+	r := newTestRecorder(t, dir, RecorderOptions{})
+	live, _ := LivePath(dir, testID)
+	final, _ := FinalPath(dir, testID)
+	if r.Path() != live {
+		t.Errorf("Path() = %s, want %s", r.Path(), live)
+	}
+	if !strings.HasPrefix(live, dir+string(filepath.Separator)) || filepath.Dir(filepath.Dir(live)) != dir {
+		t.Errorf("live path %s is not in a shard directly under %s", live, dir)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Fatalf("live file missing while recording: %v", err)
+	}
+	r.Output([]byte("hello\r\n"))
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if _, err := os.Stat(live); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("live file still there after Close: %v", err)
+	}
+	f, err := os.Open(final)
+	if err != nil {
+		t.Fatalf("final file: %v", err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("final file is not gzip: %v", err)
+	}
+	plain, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(plain, []byte(`{"version":2,"width":100,"height":30,`)) || !bytes.HasSuffix(plain, []byte(`, "o", "hello\r\n"]`+"\n")) {
+		t.Errorf("decompressed recording:\n%s", plain)
+	}
+	if fi, err := os.Stat(final); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("final file mode: %v %v", fi.Mode(), err)
+	}
+	if _, err := os.Stat(final + ".tmp"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("temporary file left behind")
+	}
+	// Output after Close is ignored, not a panic.
+	r.Output([]byte("late"))
+}
+
+func TestOpenFindsLiveAndFinal(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Open(dir, testID); !errors.Is(err, ErrNoRecording) || !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Open of missing recording: %v", err)
+	}
+	r := newTestRecorder(t, dir, RecorderOptions{FlushInterval: time.Millisecond})
+	r.Output([]byte("live data\r\n"))
+
+	// While live, Open reads the plain file as far as the timer flushed it.
+	var evs []Event
+	for deadline := time.Now().Add(10 * time.Second); len(evs) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("flush timer never wrote the event")
+		}
+		time.Sleep(time.Millisecond)
+		_, evs = readAll(t, dir, testID)
+	}
+	if evs[0].Data != "live data\r\n" {
+		t.Errorf("live events = %q", evs)
+	}
+	if _, err := NewRecorder(dir, testID, Header{}, RecorderOptions{}); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("second recorder for a live id: %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, evs = readAll(t, dir, testID)
+	if len(evs) != 1 || evs[0].Data != "live data\r\n" {
+		t.Errorf("final events = %q", evs)
+	}
+	if _, err := NewRecorder(dir, testID, Header{}, RecorderOptions{}); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("second recorder for a closed id: %v", err)
+	}
+}
+
+func TestInvalidIDsRefused(t *testing.T) {
+	for _, id := range []string{
+		"", "../x", "a/b", "../../../../etc/passwd", "abcdefgh/..", "abcdefg/h",
+		"short", "-abcdefgh", "ABCDEF0123", "abcdefgh.cast", "abc defgh", "abcdefgh\x00",
+		"abcdefgh\n", strings.Repeat("a", 65), `abcd\efgh`, "ábcdefgh",
+	} {
+		t.Run(fmt.Sprintf("%q", id), func(t *testing.T) {
+			dir := t.TempDir()
+			if _, err := NewRecorder(dir, id, Header{}, RecorderOptions{}); !errors.Is(err, ErrInvalidID) {
+				t.Errorf("NewRecorder: %v", err)
+			}
+			if _, err := Open(dir, id); !errors.Is(err, ErrInvalidID) {
+				t.Errorf("Open: %v", err)
+			}
+			if _, err := LivePath(dir, id); !errors.Is(err, ErrInvalidID) {
+				t.Errorf("LivePath: %v", err)
+			}
+			if _, err := FinalPath(dir, id); !errors.Is(err, ErrInvalidID) {
+				t.Errorf("FinalPath: %v", err)
+			}
+			if err := Finalize(dir, id); !errors.Is(err, ErrInvalidID) {
+				t.Errorf("Finalize: %v", err)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				t.Errorf("files created for invalid id: %v", entries)
+			}
+		})
+	}
+	for _, id := range []string{"0123456789abcdef01234567", "3f2b8c1e-7a4d-4e9b-9c1f-2d6e8a0b4c7d", "abcdefgh", strings.Repeat("z", 64)} {
+		if err := ValidID(id); err != nil {
+			t.Errorf("ValidID(%q) = %v", id, err)
+		}
+	}
+}
+
+func TestRecorderWriteErrorReportedOnce(t *testing.T) {
+	dir := t.TempDir()
+	var mu sync.Mutex
+	var calls []error
+	r := newTestRecorder(t, dir, RecorderOptions{Logger: slog.New(slog.DiscardHandler), OnError: func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, err)
+	}})
+	// A real full disk: every write to /dev/full fails with ENOSPC.
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no /dev/full on this system: %v", err)
+	}
+	r.mu.Lock()
+	r.f.Close()
+	r.f = full
+	r.mu.Unlock()
+	if r.Err() != nil {
+		t.Fatalf("Err before any failure: %v", r.Err())
+	}
+	big := bytes.Repeat([]byte("y"), flushThreshold)
+	r.Output(big)
+	r.Output(big) // forces a write of the first
+	r.Output(big)
+	if err := r.Err(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Err() = %v, want ENOSPC", err)
+	}
+	if err := r.Close(); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Close() = %v, want the write error", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) != 1 || !errors.Is(calls[0], syscall.ENOSPC) {
+		t.Errorf("OnError calls = %v, want exactly one ENOSPC", calls)
+	}
+}
+
+func TestFinalizeAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	live, _ := LivePath(dir, testID)
+	if err := os.MkdirAll(filepath.Dir(live), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	data := "{\"version\": 2, \"width\": 80, \"height\": 24}\n[0.5, \"o\", \"left behind\"]\n"
+	if err := os.WriteFile(live, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Finalize(dir, testID); err != nil {
+		t.Fatalf("Finalize: %v", err)
+	}
+	if _, err := os.Stat(live); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("live file remains")
+	}
+	_, evs := readAll(t, dir, testID)
+	if len(evs) != 1 || evs[0].Data != "left behind" {
+		t.Errorf("events = %q", evs)
+	}
+	if err := Finalize(dir, testID); err != nil {
+		t.Errorf("Finalize of a final recording: %v", err)
+	}
+	if err := Finalize(dir, "ffffffffffffffff"); err != nil {
+		t.Errorf("Finalize of a missing recording: %v", err)
+	}
+}
+
+// The helper process records numbered lines until killed. It is this test
+// binary run again with killHelperEnv set.
+const killHelperEnv = "GATEHOUSE_SESSION_KILL_HELPER_DIR"
+
+func TestKilledWriterHelper(t *testing.T) {
+	dir := os.Getenv(killHelperEnv)
+	if dir == "" {
+		t.Skip("helper process for TestKilledWriterLeavesPlayableFile")
+	}
+	r, err := NewRecorder(dir, testID, Header{Width: 80, Height: 24}, RecorderOptions{})
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	live := r.Path()
+	const ready = 200
+	for i := 0; ; i++ {
+		r.Output([]byte(killHelperLine(i)))
+		if i == ready-1 {
+			// Wait for the flush timer (not Close) to put the lines on disk.
+			want := []byte(fmt.Sprintf("line %06d", i))
+			for {
+				b, _ := os.ReadFile(live)
+				if bytes.Contains(b, want) {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			fmt.Println("ready")
+		}
+	}
+}
+
+// killHelperLine is the i-th write of the helper. After the first 200,
+// writes are large so the buffer is written out every few events and the
+// kill is likely to land while a write is in progress.
+func killHelperLine(i int) string {
+	if i < 200 {
+		return fmt.Sprintf("line %06d\r\n", i)
+	}
+	return fmt.Sprintf("line %06d %s\r\n", i, strings.Repeat("x", 20000))
+}
+
+func TestKilledWriterLeavesPlayableFile(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledWriterHelper$", "-test.v=false")
+	cmd.Env = append(os.Environ(), killHelperEnv+"="+dir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("helper said %q, %v", line, err)
+	}
+	// Kill once the large writes have started reaching the file.
+	live, _ := LivePath(dir, testID)
+	start, err := os.Stat(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		fi, err := os.Stat(live)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() > start.Size() {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	check := func(what string) int {
+		rc, err := Open(dir, testID)
+		if err != nil {
+			t.Fatalf("%s: Open: %v", what, err)
+		}
+		defer rc.Close()
+		_, events, err := Parse(rc)
+		if err != nil {
+			t.Fatalf("%s: Parse: %v", what, err)
+		}
+		n := 0
+		for ev, err := range events {
+			if err != nil {
+				// Only the kernel cutting the last write short may leave a
+				// partial line; anything else is corruption.
+				if !errors.Is(err, ErrTruncated) {
+					t.Fatalf("%s: after %d events: %v", what, n, err)
+				}
+				break
+			}
+			if want := killHelperLine(n); ev.Data != want {
+				t.Fatalf("%s: event %d = %.40q..., want %.40q...", what, n, ev.Data, want)
+			}
+			n++
+		}
+		if n < 200 {
+			t.Fatalf("%s: only %d events survived, want at least the 200 flushed before the kill", what, n)
+		}
+		return n
+	}
+	n := check("live file")
+	if err := Finalize(dir, testID); err != nil {
+		t.Fatalf("Finalize: %v", err)
+	}
+	if m := check("after Finalize"); m != n {
+		t.Errorf("Finalize changed the event count from %d to %d", n, m)
+	}
+	t.Logf("%d events survived SIGKILL", n)
+}
+
+// terminalOutput looks like a colourful ls/build log: mostly ASCII, some
+// escapes and CRLFs, a little UTF-8.
+func terminalOutput(n int) []byte {
+	line := "\x1b[01;34mdrwxr-xr-x\x1b[0m  2 bob  staff  4096 Nov 25 04:29 \x1b[01;32mgatehouse\x1b[0m – ✓ build ok (go test -race ./session/...)\r\n"
+	b := bytes.Repeat([]byte(line), n/len(line)+1)
+	return b[:n]
+}
+
+func BenchmarkRecorderOutput(b *testing.B) {
+	for _, size := range []int{1 << 10, 32 << 10} {
+		b.Run(fmt.Sprintf("chunk=%dKiB", size>>10), func(b *testing.B) {
+			r, err := NewRecorder(b.TempDir(), testID, Header{Width: 80, Height: 24}, RecorderOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			chunk := terminalOutput(size)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				r.Output(chunk)
+			}
+			b.StopTimer()
+			if err := r.Err(); err != nil {
+				b.Fatal(err)
+			}
+			// Skip Close: gzipping hundreds of MB is not what is measured.
+			r.closeOnce.Do(func() {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				r.closed = true
+				r.timer.Stop()
+				r.f.Close()
+			})
+		})
+	}
+}
