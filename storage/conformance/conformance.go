@@ -178,7 +178,7 @@ func runAudit(t *testing.T, open func(t *testing.T) storage.Store) {
 			Time: time.Date(2025, 1, 2, 3, 4, 5, 123456789, loc), Type: "ssh.auth.failure",
 			Actor: "bob", Target: "root@db-1", Outcome: "failure",
 			Fields: map[string]any{
-				"method": "publickey", "fp": "SHA256:abc<&>\u2028", "attempt": 3, "big": int64(1) << 60,
+				"method": "publickey", "fp": "SHA256:abc<&>\u2028", "attempt": 3, "big": int64(1)<<60 + 1,
 				"ratio": 1.5, "ok": false, "nested": map[string]any{"z": 1, "a": []any{"x", 2.25, nil}},
 				"list": []string{"dba", "dev"}, "unicode": "ünïcødé",
 			},

@@ -13,6 +13,14 @@ import (
 
 const eventCols = `seq, time, type, actor, target, outcome, fields, prev_hash, hash`
 
+// insertChunk is how many events one INSERT carries (9 parameters each,
+// well under SQLite's 32766-parameter limit).
+const insertChunk = 128
+
+func insertEvents(n int) string {
+	return `INSERT INTO events(` + eventCols + `) VALUES (?,?,?,?,?,?,?,?,?)` + strings.Repeat(`,(?,?,?,?,?,?,?,?,?)`, n-1)
+}
+
 // AppendEvents implements storage.AuditStore. The write transaction is
 // BEGIN IMMEDIATE, so the read of the chain head and the inserts cannot
 // interleave with another appender in this or any other process.
@@ -36,11 +44,6 @@ func (s *Store) AppendEvents(ctx context.Context, evs []storage.Event, seal func
 		if err != nil {
 			return err
 		}
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO events(`+eventCols+`) VALUES (?,?,?,?,?,?,?,?,?)`)
-		if err != nil {
-			return fmt.Errorf("append audit events: prepare: %w", err)
-		}
-		defer stmt.Close()
 		for i := range out {
 			ev := &out[i]
 			seq++
@@ -48,11 +51,34 @@ func (s *Store) AppendEvents(ctx context.Context, evs []storage.Event, seal func
 			ev.PrevHash = prev
 			ev.Time = ev.Time.UTC()
 			ev.Hash = seal(ev)
-			if _, err := stmt.ExecContext(ctx, ev.Seq, ev.Time.UnixNano(), ev.Type, ev.Actor, ev.Target, ev.Outcome,
-				fields[i], ev.PrevHash, ev.Hash); err != nil {
-				return fmt.Errorf("append audit event %d: %w", ev.Seq, err)
-			}
 			prev = ev.Hash
+		}
+		// Multi-row INSERTs: one statement per insertChunk events costs far
+		// fewer cgo round trips than one per event, and the writer is the
+		// bottleneck of group commit.
+		var full *sql.Stmt
+		for start := 0; start < len(out); start += insertChunk {
+			end := min(start+insertChunk, len(out))
+			args := make([]any, 0, 9*(end-start))
+			for i := start; i < end; i++ {
+				ev := &out[i]
+				args = append(args, ev.Seq, ev.Time.UnixNano(), ev.Type, ev.Actor, ev.Target, ev.Outcome, fields[i], ev.PrevHash, ev.Hash)
+			}
+			var err error
+			if end-start == insertChunk {
+				if full == nil {
+					if full, err = tx.PrepareContext(ctx, insertEvents(insertChunk)); err != nil {
+						return fmt.Errorf("append audit events: prepare: %w", err)
+					}
+					defer full.Close()
+				}
+				_, err = full.ExecContext(ctx, args...)
+			} else {
+				_, err = tx.ExecContext(ctx, insertEvents(end-start), args...)
+			}
+			if err != nil {
+				return fmt.Errorf("append audit events %d to %d: %w", out[start].Seq, out[end-1].Seq, err)
+			}
 		}
 		return nil
 	})

@@ -1,0 +1,187 @@
+package audit_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/audit"
+	"github.com/gatehouse-dev/gatehouse/storage"
+)
+
+// buildChain appends n events through a Log and returns them as stored.
+func buildChain(t *testing.T, store storage.AuditStore, n int) []storage.Event {
+	t.Helper()
+	ctx := context.Background()
+	l := audit.New(store, audit.Options{Now: fixedClock()})
+	for i := range n {
+		if err := l.Append(ctx, storage.Event{Type: audit.TypeExec, Actor: "bob", Target: "db-1", Outcome: audit.OutcomeSuccess,
+			Fields: map[string]any{"n": i + 1, "cmd": fmt.Sprintf("echo %d", i+1)}}); err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	evs, err := store.ListEvents(ctx, storage.EventFilter{})
+	if err != nil {
+		t.Fatalf("ListEvents: %v", err)
+	}
+	return evs
+}
+
+func sqlExec(t *testing.T, db *sql.DB, q string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(q, args...); err != nil {
+		t.Fatalf("tamper %q: %v", q, err)
+	}
+}
+
+// moveSeq renumbers events from..to (inclusive) by delta without tripping
+// the primary key halfway, via negative seqs.
+func moveSeq(t *testing.T, db *sql.DB, from, to, delta int64) {
+	sqlExec(t, db, `UPDATE events SET seq = -(seq + ?) WHERE seq BETWEEN ? AND ?`, delta, from, to)
+	sqlExec(t, db, `UPDATE events SET seq = -seq WHERE seq < 0`)
+}
+
+// forge inserts ev at its Seq with a correct hash, as an attacker who knows
+// the (public) algorithm would.
+func forge(t *testing.T, db *sql.DB, ev storage.Event) []byte {
+	h, err := audit.Hash(&ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlExec(t, db, `INSERT INTO events(seq, time, type, actor, target, outcome, fields, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?)`,
+		ev.Seq, ev.Time.UnixNano(), ev.Type, ev.Actor, ev.Target, ev.Outcome, nil, ev.PrevHash, h)
+	return h
+}
+
+func TestVerifyDetectsTampering(t *testing.T) {
+	tests := []struct {
+		name    string
+		tamper  func(t *testing.T, db *sql.DB, evs []storage.Event)
+		badSeq  int64
+		problem string
+	}{
+		{"intact", func(*testing.T, *sql.DB, []storage.Event) {}, 0, ""},
+		{"edit actor", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `UPDATE events SET actor = 'alice' WHERE seq = 4`)
+		}, 4, "does not match its hash"},
+		{"edit outcome", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `UPDATE events SET outcome = 'failure' WHERE seq = 9`)
+		}, 9, "does not match its hash"},
+		{"edit fields", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `UPDATE events SET fields = '{"cmd":"true","n":5}' WHERE seq = 5`)
+		}, 5, "does not match its hash"},
+		{"edit time by 1ns", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `UPDATE events SET time = time + 1 WHERE seq = 6`)
+		}, 6, "does not match its hash"},
+		{"edit and rehash", func(t *testing.T, db *sql.DB, evs []storage.Event) {
+			ev := evs[3]
+			ev.Actor = "alice"
+			h, _ := audit.Hash(&ev)
+			sqlExec(t, db, `UPDATE events SET actor = 'alice', hash = ? WHERE seq = 4`, h)
+		}, 5, "does not link to event 4"},
+		{"delete middle", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `DELETE FROM events WHERE seq = 5`)
+		}, 5, "event 5 is missing"},
+		{"delete range", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `DELETE FROM events WHERE seq BETWEEN 3 AND 6`)
+		}, 3, "events 3 to 6 are missing"},
+		{"delete first", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `DELETE FROM events WHERE seq = 1`)
+		}, 1, "event 1 is missing"},
+		{"delete and renumber", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `DELETE FROM events WHERE seq = 5`)
+			moveSeq(t, db, 6, 10, -1)
+		}, 5, "does not link to event 4"},
+		{"insert in the middle", func(t *testing.T, db *sql.DB, evs []storage.Event) {
+			moveSeq(t, db, 4, 10, 1)
+			forge(t, db, storage.Event{Seq: 4, Time: evs[2].Time, Type: audit.TypeUnlock, Actor: "bob", Target: "bob", PrevHash: evs[2].Hash})
+		}, 5, "does not link to event 4"},
+		{"swap two events", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `UPDATE events SET seq = -1 WHERE seq = 6`)
+			sqlExec(t, db, `UPDATE events SET seq = 6 WHERE seq = 7`)
+			sqlExec(t, db, `UPDATE events SET seq = 7 WHERE seq = -1`)
+		}, 6, "does not link to event 5"},
+		{"swap contents keeping seqs", func(t *testing.T, db *sql.DB, evs []storage.Event) {
+			a, b := evs[1], evs[2]
+			sqlExec(t, db, `UPDATE events SET fields = ?, prev_hash = ?, hash = ? WHERE seq = 2`, `{"cmd":"echo 3","n":3}`, b.PrevHash, b.Hash)
+			sqlExec(t, db, `UPDATE events SET fields = ?, prev_hash = ?, hash = ? WHERE seq = 3`, `{"cmd":"echo 2","n":2}`, a.PrevHash, a.Hash)
+		}, 2, "does not link to event 1"},
+		{"append garbage", func(t *testing.T, db *sql.DB, evs []storage.Event) {
+			sqlExec(t, db, `INSERT INTO events(seq, time, type, prev_hash, hash) VALUES (11, 0, 'exec', ?, x'00')`, evs[9].Hash)
+		}, 11, "does not match its hash"},
+		{"forge anchor", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `DELETE FROM events WHERE seq <= 3`)
+			sqlExec(t, db, `INSERT INTO audit_anchor(id, seq, hash) VALUES (1, 3, x'0102')`)
+		}, 4, "does not link to the retention anchor"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			store, path := openStore(t)
+			evs := buildChain(t, store, 10)
+			if len(evs) != 10 {
+				t.Fatalf("built %d events, want 10", len(evs))
+			}
+			tc.tamper(t, rawDB(t, path), evs)
+			rep := mustVerify(t, store)
+			if tc.badSeq == 0 {
+				if !rep.OK || rep.Events != 10 || rep.FirstSeq != 1 || rep.LastSeq != 10 {
+					t.Fatalf("untampered chain: %+v", rep)
+				}
+				return
+			}
+			if rep.OK {
+				t.Fatalf("tampering not detected: %+v", rep)
+			}
+			if rep.BadSeq != tc.badSeq || !strings.Contains(rep.Problem, tc.problem) {
+				t.Fatalf("report = bad seq %d %q; want %d %q", rep.BadSeq, rep.Problem, tc.badSeq, tc.problem)
+			}
+		})
+	}
+}
+
+func TestVerifyEmpty(t *testing.T) {
+	store, _ := openStore(t)
+	if rep := mustVerify(t, store); !rep.OK || rep.Events != 0 {
+		t.Fatalf("empty chain: %+v", rep)
+	}
+}
+
+func TestPruneKeepsChainVerifiable(t *testing.T) {
+	ctx := context.Background()
+	store, _ := openStore(t)
+	now := t0.Add(30 * 24 * time.Hour)
+	l := newLog(t, store, audit.Options{Now: func() time.Time { return now }})
+	for day := range 30 {
+		ev := storage.Event{Time: t0.Add(time.Duration(day) * 24 * time.Hour), Type: audit.TypeSessionStart, Actor: "bob"}
+		if err := l.Append(ctx, ev); err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+	}
+	n, err := l.Prune(ctx, 7*24*time.Hour) // keeps days 23..29
+	if err != nil {
+		t.Fatalf("Prune: %v", err)
+	}
+	if n != 23 {
+		t.Fatalf("pruned %d, want 23", n)
+	}
+	rep := mustVerify(t, store)
+	if !rep.OK || rep.FirstSeq != 24 || rep.LastSeq != 30 || rep.Events != 7 {
+		t.Fatalf("after prune: %+v", rep)
+	}
+	// The chain keeps growing from where it was.
+	if err := l.Append(ctx, storage.Event{Type: audit.TypeSessionEnd, Actor: "bob"}); err != nil {
+		t.Fatalf("Append after prune: %v", err)
+	}
+	if rep := mustVerify(t, store); !rep.OK || rep.LastSeq != 31 {
+		t.Fatalf("after prune and append: %+v", rep)
+	}
+	if _, err := l.Prune(ctx, 0); err == nil {
+		t.Fatal("Prune(0) accepted: would delete everything")
+	}
+}
