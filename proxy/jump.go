@@ -206,8 +206,8 @@ func isTimeout(err error) bool {
 // refusal is the one line a refused user sees.
 func refusal(user, login, node string, v Verdict) string {
 	msg := fmt.Sprintf("gatehouse: %s may not log in as %s on %s (%s)", user, login, node, v.Reason)
-	if v.Rule != "" && !strings.Contains(v.Reason, v.Rule) {
-		msg = fmt.Sprintf("gatehouse: %s may not log in as %s on %s (%s)", user, login, node, v.Rule)
+	if v.Hint != "" {
+		msg += "; " + v.Hint
 	}
 	return msg
 }

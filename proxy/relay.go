@@ -376,7 +376,6 @@ func (t *sessionTap) finish() {
 	if !started || kind == "" {
 		return
 	}
-	t.closeRecorder()
 	s, lc := t.s, t.lc
 	status := "ended"
 	lc.mu.Lock()
@@ -403,6 +402,9 @@ func (t *sessionTap) finish() {
 			Fields: map[string]any{"session": t.id, "login": lc.login, "kind": kind, "command": command, "direction": dir,
 				"bytes_to_node": in, "bytes_from_node": out}})
 	}
+	// Last: closing compresses the recording, which takes a while for a
+	// large session; the index and the audit log are already up to date.
+	t.closeRecorder()
 }
 
 // transferDirection reads scp's -t (to node) / -f (from node) and rsync's

@@ -299,7 +299,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		err = nil
 	}
 	s.live.closeAll("gatehouse: bastion shutting down; session closed")
-	s.wg.Wait()
+	// Sessions end at once; finishing their recordings (compression) may
+	// take longer. Don't hold shutdown hostage: an unfinished recording
+	// stays complete as a plain .cast and is compressed on the next start.
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		s.log.Warn("shutdown: some recordings are still being finalized; they will be compressed on the next start")
+	}
 	return err
 }
 

@@ -23,6 +23,7 @@ type Verdict struct {
 	Allowed         bool
 	Reason          string // user-facing, no other users' roles or nodes
 	Rule            string // the rule that decided
+	Hint            string // what the user can do about a refusal
 	Roles           []string
 	RequestIDs      []string // grants the access depends on
 	PortForwarding  bool

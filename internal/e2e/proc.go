@@ -107,6 +107,8 @@ func (p *Process) Stop(t testing.TB) {
 		case <-p.done:
 		case <-time.After(15 * time.Second):
 			t.Errorf("%s (pid %d) did not exit 15s after SIGTERM; killing it", p.Name, pid)
+			_ = syscall.Kill(pid, syscall.SIGQUIT)
+			time.Sleep(time.Second)
 			_ = syscall.Kill(-pid, syscall.SIGKILL)
 			<-p.done
 		}

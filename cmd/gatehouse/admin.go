@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/access"
+	"github.com/gatehouse-dev/gatehouse/audit"
+	"github.com/gatehouse-dev/gatehouse/policy"
+	"github.com/gatehouse-dev/gatehouse/server"
+	"github.com/gatehouse-dev/gatehouse/storage"
+)
+
+// openBastion builds the server-side objects for an admin command.
+func openBastion(ctx context.Context, cfgPath string) (*server.Bastion, error) {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return server.Build(ctx, cfg, log)
+}
+
+func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("policy", stderr)
+	cfgPath := configFlag(fs)
+	user := fs.String("user", "", "user name")
+	login := fs.String("login", "", "login on the node")
+	node := fs.String("node", "", "node name")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || pos[0] != "check" {
+		return usageError{"usage: gatehouse policy check --config FILE --user NAME --login LOGIN --node NODE"}
+	}
+	if *user == "" || *login == "" || *node == "" {
+		return usageError{"--user, --login and --node are required"}
+	}
+	b, err := openBastion(ctx, *cfgPath)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	defer b.Close()
+	n, ok := b.Config.Node(*node)
+	if !ok {
+		return usageError{fmt.Sprintf("unknown node %q (not in nodes: of %s)", *node, b.Config.Path())}
+	}
+	eff, err := b.Access.Effective(ctx, *user, nil)
+	if err != nil {
+		return err
+	}
+	if eff.Lock != nil {
+		fmt.Fprintf(stdout, "denied: %s is locked (%s)\n", *user, eff.Lock.Reason)
+		return exitCode(1)
+	}
+	d := b.Policy.Current().Decide(eff.Subject, *login, policy.Node{Name: n.Name, Labels: n.Labels})
+	if d.Allowed {
+		fmt.Fprintf(stdout, "allowed: %s may log in as %s on %s\nrule: %s\nroles: %s\n", *user, *login, *node, d.Rule, strings.Join(eff.Subject.Roles, ","))
+		return nil
+	}
+	fmt.Fprintf(stdout, "denied: %s may not log in as %s on %s\nrule: %s\nroles: %s\n", *user, *login, *node, d.Rule, strings.Join(eff.Subject.Roles, ","))
+	return exitCode(1)
+}
+
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("audit", stderr)
+	cfgPath := configFlag(fs)
+	typ := fs.String("type", "", "event type (e.g. session.start)")
+	user := fs.String("user", "", "actor or target")
+	since := fs.String("since", "", "DURATION (2h, 7d) or TIME (RFC 3339 or 2006-01-02)")
+	asJSON := fs.Bool("json", false, "JSON lines")
+	limit := fs.Int("limit", 100, "page size (0 = everything)")
+	after := fs.Int64("after", 0, "only events with sequence number above this (paging)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || !oneOf(pos[0], "verify", "ls") {
+		return usageError{"usage: gatehouse audit verify|ls --config FILE"}
+	}
+	b, err := openBastion(ctx, *cfgPath)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if pos[0] == "verify" {
+		rep, err := audit.Verify(ctx, b.Store)
+		if err != nil {
+			return err
+		}
+		outcome := "success"
+		if !rep.OK {
+			outcome = "failure"
+		}
+		_ = b.Audit.Append(ctx, storage.Event{Type: "audit.verify", Actor: "operator", Target: "audit", Outcome: outcome,
+			Fields: map[string]any{"events": rep.Events, "first_seq": rep.FirstSeq, "last_seq": rep.LastSeq, "bad_seq": rep.BadSeq, "problem": rep.Problem}})
+		if !rep.OK {
+			fmt.Fprintf(stdout, "audit log TAMPERED: first bad sequence number %d: %s\n", rep.BadSeq, rep.Problem)
+			return exitCode(1)
+		}
+		fmt.Fprintf(stdout, "audit log intact: %d events, sequence %d..%d\n", rep.Events, rep.FirstSeq, rep.LastSeq)
+		return nil
+	}
+	f := storage.EventFilter{Type: *typ, User: *user, Limit: *limit, After: *after}
+	if *since != "" {
+		t, err := audit.ParseSince(*since, time.Now())
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		f.Since = t
+	}
+	evs, err := b.Store.ListEvents(ctx, f)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return audit.WriteJSON(stdout, evs)
+	}
+	return audit.WriteText(stdout, evs)
+}
+
+func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return lockCmd(ctx, "lock", args, stdout, stderr)
+}
+
+func runUnlock(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return lockCmd(ctx, "unlock", args, stdout, stderr)
+}
+
+func lockCmd(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags(name, stderr)
+	cfgPath := configFlag(fs)
+	user := fs.String("user", "", "user to "+name)
+	reason := fs.String("reason", "", "why (required for lock)")
+	ttl := fs.Duration("ttl", 0, "lock duration (0 = until unlocked)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *user == "" {
+		return usageError{"--user is required"}
+	}
+	if name == "lock" && *reason == "" {
+		return usageError{"--reason is required"}
+	}
+	b, err := openBastion(ctx, *cfgPath)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if name == "lock" {
+		if _, err := b.Access.Lock(ctx, access.Admin(), *user, *reason, *ttl); err != nil {
+			return err
+		}
+		until := "until unlocked"
+		if *ttl > 0 {
+			until = "until " + time.Now().Add(*ttl).Format(time.RFC3339)
+		}
+		fmt.Fprintf(stdout, "locked %s %s; live sessions are being closed\n", *user, until)
+		return nil
+	}
+	if err := b.Access.Unlock(ctx, access.Admin(), *user); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "unlocked %s\n", *user)
+	return nil
+}
+
+func writeJSONLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	_, err = w.Write(b)
+	return err
+}

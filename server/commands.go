@@ -1,0 +1,216 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/gatehouse-dev/gatehouse/proxy"
+	"github.com/gatehouse-dev/gatehouse/storage"
+)
+
+// sshCommands are the access-request commands answered over SSH by the
+// bastion itself: `ssh bob@bastion request dba --reason ...`.
+func (b *Bastion) sshCommands() map[string]proxy.Command {
+	return map[string]proxy.Command{
+		"request":  b.cmdRequest,
+		"requests": b.cmdRequests,
+		"approve":  func(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, o, e io.Writer) int { return b.cmdReview(ctx, id, args, true, o, e) },
+		"deny":     func(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, o, e io.Writer) int { return b.cmdReview(ctx, id, args, false, o, e) },
+		"cancel":   b.cmdCancel,
+		"drop":     b.cmdDrop,
+	}
+}
+
+// splitFlags lets flags follow positional arguments.
+func splitFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func (b *Bastion) cmdRequest(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("request", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	reason := fs.String("reason", "", "why you need the access")
+	dur := fs.Duration("duration", 0, "how long (default 1h, capped by the role's max_duration)")
+	wait := fs.Bool("wait", false, "wait until the request is decided")
+	pos, err := splitFlags(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "gatehouse: usage: request ROLE[,ROLE] --reason TEXT [--duration 1h] [--wait]")
+		return 2
+	}
+	roles := strings.Split(pos[0], ",")
+	eff, err := b.Access.Effective(ctx, id.User, id.Claims)
+	if err != nil {
+		fmt.Fprintln(stderr, "gatehouse: cannot check your roles right now; try again")
+		return 1
+	}
+	req, err := b.Access.Create(ctx, eff, roles, *reason, *dur)
+	if err != nil {
+		fmt.Fprintf(stderr, "gatehouse: request refused: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "id: %s\n", req.ID)
+	fmt.Fprintf(stdout, "request for %s is %s; an approver can run: ssh bastion approve %s\n", strings.Join(req.Roles, ","), req.State, req.ID)
+	if !*wait {
+		return 0
+	}
+	fmt.Fprintln(stdout, "waiting for a decision...")
+	done, err := b.Access.Wait(ctx, req.ID)
+	if err != nil {
+		fmt.Fprintf(stderr, "gatehouse: waiting for %s: %v\n", req.ID, err)
+		return 1
+	}
+	return printOutcome(stdout, done)
+}
+
+func printOutcome(w io.Writer, r storage.Request) int {
+	switch r.State {
+	case storage.StateApproved:
+		end := ""
+		if r.GrantEnd != nil {
+			end = " until " + r.GrantEnd.Local().Format("2006-01-02 15:04 MST")
+		}
+		fmt.Fprintf(w, "request %s APPROVED: %s granted%s\n", r.ID, strings.Join(r.Roles, ","), end)
+		return 0
+	default:
+		why := ""
+		if r.StateReason != "" {
+			why = ": " + r.StateReason
+		}
+		fmt.Fprintf(w, "request %s %s%s\n", r.ID, r.State, why)
+		return 1
+	}
+}
+
+func (b *Bastion) cmdRequests(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	eff, err := b.Access.Effective(ctx, id.User, id.Claims)
+	if err != nil {
+		fmt.Fprintln(stderr, "gatehouse: cannot check your roles right now; try again")
+		return 1
+	}
+	if len(args) == 1 {
+		r, err := b.Access.Get(ctx, eff, args[0])
+		if err != nil {
+			fmt.Fprintf(stderr, "gatehouse: no request %s you may see\n", args[0])
+			return 1
+		}
+		showRequest(stdout, r)
+		return 0
+	}
+	reqs, err := b.Access.List(ctx, eff, storage.RequestFilter{Limit: 50})
+	if err != nil {
+		fmt.Fprintf(stderr, "gatehouse: list requests: %v\n", err)
+		return 1
+	}
+	if len(reqs) == 0 {
+		fmt.Fprintln(stdout, "no requests")
+		return 0
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	for _, r := range reqs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.State, r.User, strings.Join(r.Roles, ","), r.Created.Local().Format("01-02 15:04"), r.Reason)
+	}
+	_ = tw.Flush()
+	return 0
+}
+
+func (b *Bastion) cmdReview(ctx context.Context, id proxy.Identity, args []string, approve bool, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("review", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	reason := fs.String("reason", "", "why")
+	pos, err := splitFlags(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "gatehouse: usage: approve|deny ID [--reason TEXT]")
+		return 2
+	}
+	eff, err := b.Access.Effective(ctx, id.User, id.Claims)
+	if err != nil {
+		fmt.Fprintln(stderr, "gatehouse: cannot check your roles right now; try again")
+		return 1
+	}
+	r, err := b.Access.Review(ctx, eff, pos[0], approve, *reason)
+	if err != nil {
+		fmt.Fprintf(stderr, "gatehouse: review refused: %v\n", err)
+		return 1
+	}
+	verb := "denied"
+	if approve {
+		verb = "approved"
+	}
+	fmt.Fprintf(stdout, "you %s request %s; it is now %s\n", verb, r.ID, r.State)
+	return 0
+}
+
+func (b *Bastion) cmdCancel(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	return b.simple(ctx, id, args, stdout, stderr, "cancel", func(ctx context.Context, eff effective, rid string) (storage.Request, error) {
+		return b.Access.Cancel(ctx, eff, rid)
+	})
+}
+
+func (b *Bastion) cmdDrop(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	return b.simple(ctx, id, args, stdout, stderr, "drop", func(ctx context.Context, eff effective, rid string) (storage.Request, error) {
+		return b.Access.Revoke(ctx, eff, rid, "dropped by requester")
+	})
+}
+
+func (b *Bastion) simple(ctx context.Context, id proxy.Identity, args []string, stdout, stderr io.Writer, name string, fn func(context.Context, effective, string) (storage.Request, error)) int {
+	if len(args) != 1 {
+		fmt.Fprintf(stderr, "gatehouse: usage: %s ID\n", name)
+		return 2
+	}
+	eff, err := b.Access.Effective(ctx, id.User, id.Claims)
+	if err != nil {
+		fmt.Fprintln(stderr, "gatehouse: cannot check your roles right now; try again")
+		return 1
+	}
+	r, err := fn(ctx, eff, args[0])
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			fmt.Fprintf(stderr, "gatehouse: no request %s\n", args[0])
+			return 1
+		}
+		fmt.Fprintf(stderr, "gatehouse: %s refused: %v\n", name, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "request %s is now %s\n", r.ID, r.State)
+	return 0
+}
+
+func showRequest(w io.Writer, r storage.Request) {
+	fmt.Fprintf(w, "id: %s\nstate: %s\nuser: %s\nroles: %s\nreason: %s\nduration: %s\ncreated: %s\n",
+		r.ID, r.State, r.User, strings.Join(r.Roles, ","), r.Reason, r.Duration, r.Created.Local().Format("2006-01-02 15:04:05 MST"))
+	if r.GrantStart != nil && r.GrantEnd != nil {
+		fmt.Fprintf(w, "access: %s to %s\n", r.GrantStart.Local().Format("15:04:05"), r.GrantEnd.Local().Format("2006-01-02 15:04:05 MST"))
+	}
+	for _, rv := range r.Reviews {
+		verdict := "denied"
+		if rv.Approve {
+			verdict = "approved"
+		}
+		fmt.Fprintf(w, "review: %s %s at %s %s\n", rv.Reviewer, verdict, rv.Time.Local().Format("15:04:05"), rv.Reason)
+	}
+	if r.StateReason != "" {
+		fmt.Fprintf(w, "note: %s (%s)\n", r.StateReason, r.StateBy)
+	}
+}

@@ -1,0 +1,262 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/access"
+	"github.com/gatehouse-dev/gatehouse/audit"
+	"github.com/gatehouse-dev/gatehouse/ca"
+	"github.com/gatehouse-dev/gatehouse/config"
+	"github.com/gatehouse-dev/gatehouse/notify"
+	"github.com/gatehouse-dev/gatehouse/policy"
+	"github.com/gatehouse-dev/gatehouse/proxy"
+	"github.com/gatehouse-dev/gatehouse/session"
+	"github.com/gatehouse-dev/gatehouse/storage"
+)
+
+// Bastion is a running Gatehouse: every component built from one Config.
+type Bastion struct {
+	Config *config.Config
+	Log    *slog.Logger
+	CA     *ca.Authority
+	Store  storage.Store
+	Audit  *audit.Log
+	Policy *policy.Engine
+	Access *access.Service
+	Notify *notify.Dispatcher
+	Proxy  *proxy.Server
+
+	closers []func() error
+}
+
+// Build constructs a bastion from cfg without starting listeners.
+func Build(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Bastion, error) {
+	b := &Bastion{Config: cfg, Log: log}
+	ok := false
+	defer func() {
+		if !ok {
+			b.Close()
+		}
+	}()
+	if cfg.BastionID == "" {
+		host, _ := os.Hostname()
+		cfg.BastionID = host + "/" + cfg.SSH.Listen
+	}
+	var err error
+	if b.CA, err = ca.Load(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if b.Store, err = OpenStore(ctx, cfg); err != nil {
+		return nil, err
+	}
+	b.closers = append(b.closers, b.Store.Close)
+	var sink io.Writer
+	switch cfg.Audit.Sink {
+	case "":
+	case "stdout":
+		sink = os.Stdout
+	default:
+		f, err := os.OpenFile(cfg.Audit.Sink, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("open audit sink %s: %w", cfg.Audit.Sink, err)
+		}
+		b.closers = append(b.closers, f.Close)
+		sink = f
+	}
+	b.Audit = audit.New(b.Store, audit.Options{Sink: sink, Logger: log})
+	b.closers = append([]func() error{b.Audit.Close}, b.closers...)
+	if b.Policy, err = policy.NewEngine(cfg.RolesFile, log); err != nil {
+		return nil, fmt.Errorf("load roles: %w", err)
+	}
+	b.Notify = notify.New(cfg.Notify, b.Audit, log, notify.Options{})
+	b.closers = append([]func() error{b.Notify.Close}, b.closers...)
+	b.Access = access.New(b.Store, b.Policy, b.Audit, b.Notify, access.Options{
+		PendingTTL: cfg.Requests.PendingTTL.D(), PublicURL: cfg.Web.PublicURL, Logger: log})
+	ok = true
+	return b, nil
+}
+
+// Close releases everything Build opened.
+func (b *Bastion) Close() error {
+	var errs []error
+	for _, c := range b.closers {
+		if err := c(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	b.closers = nil
+	return errors.Join(errs...)
+}
+
+// AdminEffective is the identity of the operator running CLI commands with
+// the server's config.
+func (b *Bastion) Authorizer() proxy.Authorizer {
+	return &authorizer{policy: b.Policy, access: b.Access, now: time.Now}
+}
+
+func (b *Bastion) recorder() proxy.RecorderFactory {
+	cfg := b.Config
+	return func(id string, h proxy.RecordingHeader, onErr func(error)) (proxy.Recorder, string, error) {
+		r, err := session.NewRecorder(cfg.Recording.Dir, id, session.Header{
+			Width: h.Width, Height: h.Height, Timestamp: h.Start.Unix(), Title: h.Title,
+			Env: map[string]string{"TERM": h.Term}, Command: h.Command,
+		}, session.RecorderOptions{RecordInput: cfg.Recording.RecordInput, OnError: onErr})
+		if err != nil {
+			return nil, "", err
+		}
+		return r, id, nil
+	}
+}
+
+// Serve runs the SSH and web listeners until ctx ends.
+func (b *Bastion) Serve(ctx context.Context) error {
+	cfg, log := b.Config, b.Log
+	if n, err := b.Store.MarkInterrupted(ctx, cfg.BastionID, time.Now().UTC()); err != nil {
+		return fmt.Errorf("mark interrupted sessions: %w", err)
+	} else if n > 0 {
+		log.Warn("sessions interrupted by the last shutdown", "count", n)
+	}
+	b.finalizeRecordings(ctx)
+	px, err := proxy.New(proxy.Options{
+		Config: cfg, CA: b.CA, Authorizer: b.Authorizer(), Sessions: b.Store, Audit: b.Audit,
+		Recorder: b.recorder(), Commands: b.sshCommands(), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	b.Proxy = px
+	sshLn, err := net.Listen("tcp", cfg.SSH.Listen)
+	if err != nil {
+		return fmt.Errorf("listen ssh %s: %w", cfg.SSH.Listen, err)
+	}
+	webLn, err := net.Listen("tcp", cfg.Web.Listen)
+	if err != nil {
+		sshLn.Close()
+		return fmt.Errorf("listen web %s: %w", cfg.Web.Listen, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errc <- px.Serve(ctx, sshLn)
+	}()
+
+	httpSrv := &http.Server{Handler: b.webHandler(), ReadHeaderTimeout: 10 * time.Second}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := httpSrv.Serve(webLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("web: %w", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c()
+		_ = httpSrv.Shutdown(sctx)
+	}()
+
+	// Background loops: grant expiry and request expiry, policy watch,
+	// SIGHUP reloads, the periodic safety-net recheck.
+	wg.Add(4)
+	go func() { defer wg.Done(); b.Access.Run(ctx) }()
+	go func() { defer wg.Done(); px.RunRechecks(ctx, time.Second) }()
+	go func() {
+		defer wg.Done()
+		b.Policy.Watch(ctx, func(old, cur *policy.Policy) { b.policyChanged(ctx, cur) })
+	}()
+	go func() { defer wg.Done(); b.followChanges(ctx) }()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := b.Policy.Reload(); err != nil {
+					log.Error("policy reload failed; keeping the last good policy", "err", err)
+					b.audit(ctx, storage.Event{Type: "policy.reload", Actor: "operator", Target: cfg.RolesFile, Outcome: "failure", Fields: map[string]any{"error": err.Error(), "trigger": "SIGHUP"}})
+				}
+			}
+		}
+	}()
+	log.Info("gatehouse serving", "ssh", sshLn.Addr().String(), "web", webLn.Addr().String(), "bastion", cfg.BastionID)
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-errc:
+	}
+	cancel()
+	wg.Wait()
+	return first
+}
+
+func (b *Bastion) audit(ctx context.Context, ev storage.Event) {
+	if ev.Outcome == "" {
+		ev.Outcome = "success"
+	}
+	if err := b.Audit.Append(ctx, ev); err != nil {
+		b.Log.Error("audit append", "type", ev.Type, "err", err)
+	}
+}
+
+func (b *Bastion) policyChanged(ctx context.Context, cur *policy.Policy) {
+	b.audit(ctx, storage.Event{Type: "policy.reload", Actor: "operator", Target: b.Config.RolesFile, Fields: map[string]any{"digest": cur.Digest()}})
+	if b.Proxy != nil {
+		n := b.Proxy.Recheck(ctx, "", "")
+		b.Log.Info("policy reloaded", "digest", cur.Digest(), "sessions_closed", n)
+	}
+}
+
+// followChanges ends sessions as soon as a grant ends or a lock lands.
+func (b *Bastion) followChanges(ctx context.Context) {
+	changes, stop := b.Access.Subscribe()
+	defer stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c, ok := <-changes:
+			if !ok {
+				return
+			}
+			if b.Proxy != nil {
+				b.Proxy.Recheck(ctx, c.User, c.Notice())
+			}
+		}
+	}
+}
+
+// finalizeRecordings compresses recordings a crash or a hurried shutdown
+// left as plain files, so every ended session is at rest compressed.
+func (b *Bastion) finalizeRecordings(ctx context.Context) {
+	list, err := b.Store.ListSessions(ctx, storage.SessionFilter{Since: time.Now().Add(-30 * 24 * time.Hour)})
+	if err != nil {
+		b.Log.Warn("list sessions to finalize", "err", err)
+		return
+	}
+	for _, s := range list {
+		if s.Status == "live" || s.Recording == "" || (s.Bastion != "" && s.Bastion != b.Config.BastionID) {
+			continue
+		}
+		if err := session.Finalize(b.Config.Recording.Dir, s.ID); err != nil {
+			b.Log.Warn("finalize recording", "session", s.ID, "err", err)
+		}
+	}
+}
