@@ -51,6 +51,22 @@ func textOf(t *testing.T, ctx context.Context, sel string) string {
 	return s
 }
 
+// waitTitle waits until the page's #title reads want: after a click the
+// old page stays readable until the next one has loaded.
+func waitTitle(t *testing.T, ctx context.Context, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var got string
+	for time.Now().Before(deadline) {
+		got, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`(document.getElementById("title")||{}).textContent||""`))
+		if got == want {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("page title %q, want %q", got, want)
+}
+
 func TestBrowserLoginAndLogout(t *testing.T) {
 	e := newEnv(t)
 	ctx := browser.New(t)
@@ -70,9 +86,7 @@ func TestBrowserLoginAndLogout(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#logout"))); err != nil {
 		t.Fatal(err)
 	}
-	if got := textOf(t, ctx, "#title"); got != "Signed out" {
-		t.Fatalf("after sign-out page title %q", got)
-	}
+	waitTitle(t, ctx, "Signed out")
 	// Back to the protected page: the browser is sent to sign in again.
 	if err := chromedp.Do(ctx, chromedp.Navigate(e.srv.URL+"/whoami"), chromedp.WaitVisible(chromedp.CSS("#username"))); err != nil {
 		t.Fatalf("protected page after sign-out did not lead to the provider: %v", err)
@@ -131,9 +145,7 @@ func TestBrowserSSHLoginURLConfirmerIsBound(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#confirm"))); err != nil {
 		t.Fatal(err)
 	}
-	if got := textOf(t, ctx, "#title"); got != "SSH sign-in confirmed" {
-		t.Fatalf("after confirm: %q", got)
-	}
+	waitTitle(t, ctx, "SSH sign-in confirmed")
 	browser.Screenshot(t, ctx, dir, "ssh-login-done")
 
 	var r result
@@ -214,9 +226,7 @@ func TestBrowserCLILoginHeadless(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#confirm"))); err != nil {
 		t.Fatal(err)
 	}
-	if got := textOf(t, ctx, "#title"); got != "Signed in" {
-		t.Fatalf("loopback page title %q", got)
-	}
+	waitTitle(t, ctx, "Signed in")
 	select {
 	case err := <-loginErr:
 		if err != nil {

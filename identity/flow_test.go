@@ -1,7 +1,12 @@
 package identity
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -10,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/storage"
+	"golang.org/x/crypto/ssh"
 )
 
 func TestHTTPLoginSessionAndLogout(t *testing.T) {
@@ -338,5 +344,139 @@ func TestSafeNext(t *testing.T) {
 		if got := safeNext(tt.in); got != tt.want {
 			t.Errorf("safeNext(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// cliCodeFor runs the browser half of `gatehouse login` for pub with a
+// signed-in HTTP client and returns the one-time code sent to loopback.
+func cliCodeFor(t *testing.T, e *env, c *http.Client, pub ssh.PublicKey) string {
+	t.Helper()
+	q := url.Values{
+		"port":      {"9"},
+		"pubkey":    {base64.RawURLEncoding.EncodeToString(ssh.MarshalAuthorizedKey(pub))},
+		"challenge": {"challenge-challenge-1"},
+	}
+	res, err := c.Get(e.srv.URL + "/cli-login?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readAll(t, res)
+	m := csrfRe.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no CLI confirm form: %d %s", res.StatusCode, body)
+	}
+	q.Set("csrf_token", m[1])
+	q.Set("action", "confirm")
+	res, err = c.PostForm(e.srv.URL+"/cli-login", q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, res)
+	loc, err := url.Parse(res.Header.Get("Location"))
+	if err != nil || res.StatusCode != http.StatusSeeOther || loc.Host != "127.0.0.1:9" || loc.Query().Get("challenge") != "challenge-challenge-1" {
+		t.Fatalf("CLI confirm: %d to %q", res.StatusCode, res.Header.Get("Location"))
+	}
+	return loc.Query().Get("code")
+}
+
+func newKey(t *testing.T) ssh.Signer {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func postJSONTest(t *testing.T, u string, v any) (int, string) {
+	t.Helper()
+	b, _ := json.Marshal(v)
+	res, err := http.Post(u, "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.StatusCode, readAll(t, res)
+}
+
+func TestCLIExchangeAndRevokeRefusals(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	c, _ := e.httpLogin(t, "bob", "bob", "/whoami")
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	keyA, keyB := newKey(t), newKey(t)
+	authA := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(keyA.PublicKey())))
+	authB := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(keyB.PublicKey())))
+
+	// A code presented with another key is refused, and burnt.
+	code := cliCodeFor(t, e, c, keyA.PublicKey())
+	if st, body := postJSONTest(t, e.srv.URL+"/cli-login/exchange", cliExchangeRequest{Code: code, PublicKey: authB}); st != 403 || !strings.Contains(body, "different key") {
+		t.Fatalf("exchange with another key: %d %s", st, body)
+	}
+	if st, _ := postJSONTest(t, e.srv.URL+"/cli-login/exchange", cliExchangeRequest{Code: code, PublicKey: authA}); st != 403 {
+		t.Fatalf("exchange of a burnt code: %d, want 403", st)
+	}
+
+	// A good code works once.
+	code = cliCodeFor(t, e, c, keyA.PublicKey())
+	st, body := postJSONTest(t, e.srv.URL+"/cli-login/exchange", cliExchangeRequest{Code: code, PublicKey: authA})
+	if st != 200 {
+		t.Fatalf("exchange: %d %s", st, body)
+	}
+	var resp cliExchangeResponse
+	if err := json.Unmarshal([]byte(body), &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.User != "bob" || resp.SSHAddr != "127.0.0.1:2222" || !strings.HasPrefix(resp.KnownHosts, "@cert-authority [127.0.0.1]:2222 ") {
+		t.Fatalf("exchange answer %+v", resp)
+	}
+	if st, _ := postJSONTest(t, e.srv.URL+"/cli-login/exchange", cliExchangeRequest{Code: code, PublicKey: authA}); st != 403 {
+		t.Fatalf("second exchange of a code: %d, want 403", st)
+	}
+	if _, ok := e.audit.find("oidc.cli_login_refused", nil); !ok {
+		t.Fatal("CLI refusals not audited")
+	}
+
+	nonce := func() string {
+		_, b := postJSONTest(t, e.srv.URL+"/cli-login/nonce", struct{}{})
+		var n struct{ Nonce string }
+		json.Unmarshal([]byte(b), &n)
+		return n.Nonce
+	}
+	revoke := func(signer ssh.Signer, n string) (int, string) {
+		sig, err := signer.Sign(rand.Reader, RevokeMessage(n, resp.LoginID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return postJSONTest(t, e.srv.URL+"/cli-login/revoke", cliRevokeRequest{
+			LoginID: resp.LoginID, PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))),
+			Nonce: n, Signature: base64.StdEncoding.EncodeToString(ssh.Marshal(sig)),
+		})
+	}
+	// Someone without the key cannot log bob out.
+	if st, body := revoke(keyB, nonce()); st != 403 || !strings.Contains(body, "does not belong") {
+		t.Fatalf("revoke with another key: %d %s", st, body)
+	}
+	// A forged signature over the right key fails too.
+	n := nonce()
+	sig, _ := keyB.Sign(rand.Reader, RevokeMessage(n, resp.LoginID))
+	if st, _ := postJSONTest(t, e.srv.URL+"/cli-login/revoke", cliRevokeRequest{LoginID: resp.LoginID, PublicKey: authA, Nonce: n,
+		Signature: base64.StdEncoding.EncodeToString(ssh.Marshal(sig))}); st != 403 {
+		t.Fatalf("revoke with a signature by another key: %d", st)
+	}
+	if revoked, _ := e.svc.LoginRevoked(ctx, resp.LoginID); revoked {
+		t.Fatal("login revoked by a stranger")
+	}
+	n = nonce()
+	if st, body := revoke(keyA, n); st != 200 {
+		t.Fatalf("revoke by the key holder: %d %s", st, body)
+	}
+	if st, _ := revoke(keyA, n); st != 403 {
+		t.Fatalf("replayed nonce: %d, want 403", st)
+	}
+	if revoked, err := e.svc.LoginRevoked(ctx, resp.LoginID); err != nil || !revoked {
+		t.Fatalf("after revoke: %v %v", revoked, err)
 	}
 }

@@ -251,3 +251,10 @@ func readAll(t *testing.T, res *http.Response) string {
 }
 
 var csrfRe = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func loginFixture(id string, now time.Time) storage.Login {
+	return storage.Login{ID: id, User: "bob", Kind: "web", Claims: map[string][]string{"groups": {"engineers"}},
+		Created: now, Expires: now.Add(time.Hour)}
+}

@@ -25,7 +25,7 @@ type fakeIssuer struct {
 	key *rsa.PrivateKey
 }
 
-func newFakeIssuer(t *testing.T) *fakeIssuer {
+func newFakeIssuer(t testing.TB) *fakeIssuer {
 	t.Helper()
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -50,7 +50,7 @@ func newFakeIssuer(t *testing.T) *fakeIssuer {
 	return f
 }
 
-func mint(t *testing.T, key *rsa.PrivateKey, kid string, claims map[string]any) string {
+func mint(t testing.TB, key *rsa.PrivateKey, kid string, claims map[string]any) string {
 	t.Helper()
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
 		(&jose.SignerOptions{}).WithType("JWT"))
