@@ -158,15 +158,17 @@ func (s *Server) authPublicKey(ctx context.Context, meta ssh.ConnMetadata, key s
 			if s.opt.KeyLogins == nil {
 				return nil, errors.New("gatehouse: OIDC login certificates are not accepted (no oidc configured)")
 			}
-			revoked, err := s.opt.KeyLogins.Revoked(ctx, loginID)
+			id, ok, err := s.opt.KeyLogins.CertLogin(ctx, loginID)
 			if err != nil {
 				return nil, fmt.Errorf("gatehouse: check login %s: %w", loginID, err)
 			}
-			if revoked {
-				return nil, fmt.Errorf("gatehouse: login %s was revoked", loginID)
+			if !ok || id.User != meta.User() {
+				return nil, fmt.Errorf("gatehouse: login %s was revoked or has expired", loginID)
 			}
+			id.LoginID, id.KeyFP, id.Method = loginID, ssh.FingerprintSHA256(cert.Key), "certificate"
+			return identityPerms(id), nil
 		}
-		return identityPerms(Identity{User: meta.User(), LoginID: loginID, KeyFP: ssh.FingerprintSHA256(cert.Key), Method: "certificate"}), nil
+		return identityPerms(Identity{User: meta.User(), KeyFP: ssh.FingerprintSHA256(cert.Key), Method: "certificate"}), nil
 	}
 	if s.opt.KeyLogins == nil {
 		return nil, errors.New("gatehouse: only Gatehouse certificates are accepted")

@@ -84,8 +84,10 @@ type KeyLogins interface {
 	// StartLogin begins a login-URL flow and returns the prompt text and a
 	// wait function that blocks until the user confirmed in the browser.
 	StartLogin(ctx context.Context, fp, remote string) (prompt string, wait func(context.Context) (Identity, error), err error)
-	// Revoked reports whether the OIDC login behind a certificate was revoked.
-	Revoked(ctx context.Context, loginID string) (bool, error)
+	// CertLogin returns the identity (with its claims) of the OIDC login a
+	// `gatehouse login` certificate names; ok=false once it is revoked,
+	// expired or unknown.
+	CertLogin(ctx context.Context, loginID string) (id Identity, ok bool, err error)
 }
 
 // Command runs a bastion command (`ssh bob@bastion request ...`) beyond the

@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/ca"
 	"github.com/gatehouse-dev/gatehouse/config"
+	"github.com/gatehouse-dev/gatehouse/identity"
 	"github.com/gatehouse-dev/gatehouse/notify"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/proxy"
@@ -36,6 +37,8 @@ type Bastion struct {
 	Access *access.Service
 	Notify *notify.Dispatcher
 	Proxy  *proxy.Server
+	// Identity is the OIDC side; nil when no oidc: is configured.
+	Identity *identity.Service
 
 	closers []func() error
 }
@@ -87,6 +90,20 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Bastion,
 	return b, nil
 }
 
+// Connect brings up what talks to the outside world before serving: the
+// OIDC provider. Admin CLI commands don't need it.
+func (b *Bastion) Connect(ctx context.Context) error {
+	if b.Config.OIDC == nil {
+		return nil
+	}
+	svc, err := b.buildIdentity(ctx)
+	if err != nil {
+		return err
+	}
+	b.Identity = svc
+	return nil
+}
+
 // Close releases everything Build opened.
 func (b *Bastion) Close() error {
 	var errs []error
@@ -130,7 +147,7 @@ func (b *Bastion) Serve(ctx context.Context) error {
 	b.finalizeRecordings(ctx)
 	px, err := proxy.New(proxy.Options{
 		Config: cfg, CA: b.CA, Authorizer: b.Authorizer(), Sessions: b.Store, Audit: b.Audit,
-		Recorder: b.recorder(), Commands: b.sshCommands(), Logger: log,
+		Recorder: b.recorder(), Commands: b.sshCommands(), KeyLogins: b.keyLogins(), Logger: log,
 	})
 	if err != nil {
 		return err
@@ -205,6 +222,13 @@ func (b *Bastion) Serve(ctx context.Context) error {
 	cancel()
 	wg.Wait()
 	return first
+}
+
+func (b *Bastion) keyLogins() proxy.KeyLogins {
+	if b.Identity == nil {
+		return nil
+	}
+	return keyLogins{id: b.Identity, store: b.Store}
 }
 
 func (b *Bastion) audit(ctx context.Context, ev storage.Event) {

@@ -14,5 +14,8 @@ func (b *Bastion) webHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	if b.Identity != nil {
+		b.Identity.Routes(mux)
+	}
 	return mux
 }

@@ -30,5 +30,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer b.Close()
+	if err := b.Connect(ctx); err != nil {
+		return err
+	}
 	return b.Serve(ctx)
 }
