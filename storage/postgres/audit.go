@@ -22,53 +22,90 @@ const eventColumns = `seq, time_ns, type, actor, target, outcome, fields, prev_h
 // connections and bastions queue up and each sees the head the previous one
 // committed: the chain stays gapless and linear. If the transaction fails
 // nothing is stored and the head is unchanged.
+//
+// That row lock is the one point every bastion's audit writes pass through,
+// so the transaction is cut to two round trips, BEGIN + lock in one batch
+// and inserts + head update + COMMIT in the next, and everything that does
+// not depend on the head (encoding) happens before the lock is taken.
 func (s *Store) AppendEvents(ctx context.Context, evs []storage.Event, seal func(ev *storage.Event) []byte) ([]storage.Event, error) {
 	if len(evs) == 0 {
 		return nil, nil
 	}
 	out := make([]storage.Event, len(evs))
 	copy(out, evs)
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var seq int64
-		var prev []byte
-		if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id FOR UPDATE`).Scan(&seq, &prev); err != nil {
-			return fmt.Errorf("lock audit chain head: %w", err)
+	fields := make([][]byte, len(out))
+	for i := range out {
+		ev := &out[i]
+		// Seal over exactly what will be read back: UTC (the location is
+		// not stored), no monotonic reading, text PostgreSQL can hold.
+		ev.Time = ev.Time.UTC()
+		ev.Type, ev.Actor, ev.Target, ev.Outcome = textSafe(ev.Type), textSafe(ev.Actor), textSafe(ev.Target), textSafe(ev.Outcome)
+		var err error
+		if fields[i], err = marshalNullable(ev.Fields, ev.Fields == nil); err != nil {
+			return nil, fmt.Errorf("append audit events: encode fields of %s event: %w", ev.Type, err)
 		}
-		b := &pgx.Batch{}
-		for i := range out {
-			ev := &out[i]
-			seq++
-			ev.Seq = seq
-			ev.PrevHash = prev
-			// Seal over exactly what will be read back: UTC (the location
-			// is not stored) and no monotonic reading.
-			ev.Time = ev.Time.UTC()
-			ev.Type, ev.Actor, ev.Target, ev.Outcome = textSafe(ev.Type), textSafe(ev.Actor), textSafe(ev.Target), textSafe(ev.Outcome)
-			fields, err := marshalNullable(ev.Fields, ev.Fields == nil)
-			if err != nil {
-				return fmt.Errorf("encode fields of audit event %d (%s): %w", ev.Seq, ev.Type, err)
-			}
-			// Seal the fields as they will be read back, not as given: JSON
-			// turns ints into numbers and invalid UTF-8 into U+FFFD, and a
-			// hash over the caller's original map would not re-verify.
-			if ev.Fields, err = decodeFields(fields); err != nil {
-				return fmt.Errorf("re-read fields of audit event %d (%s): %w", ev.Seq, ev.Type, err)
-			}
-			ev.Hash = seal(ev)
-			prev = ev.Hash
-			b.Queue(`INSERT INTO audit_events (`+eventColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-				ev.Seq, toNanos(ev.Time), ev.Type, ev.Actor, ev.Target, ev.Outcome, fields, ev.PrevHash, ev.Hash)
+		// Likewise the fields as they will be read back, not as given: JSON
+		// turns ints into numbers and invalid UTF-8 into U+FFFD, and a hash
+		// over the caller's original map would not re-verify.
+		if ev.Fields, err = decodeFields(fields[i]); err != nil {
+			return nil, fmt.Errorf("append audit events: re-read fields of %s event: %w", ev.Type, err)
 		}
-		b.Queue(`UPDATE audit_head SET seq = $1, hash = $2 WHERE id`, seq, prev)
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return fmt.Errorf("insert audit events %d..%d: %w", out[0].Seq, seq, err)
-		}
-		return nil
-	})
+	}
+
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
+		return nil, fmt.Errorf("append %d audit events: acquire connection: %w", len(evs), err)
+	}
+	defer conn.Release()
+	if err := appendLocked(ctx, conn.Conn(), out, fields, seal); err != nil {
+		abortTx(ctx, conn.Conn())
 		return nil, fmt.Errorf("append %d audit events: %w", len(evs), err)
 	}
 	return out, nil
+}
+
+// appendLocked numbers, seals and stores evs in one transaction on conn.
+func appendLocked(ctx context.Context, conn *pgx.Conn, evs []storage.Event, fields [][]byte, seal func(ev *storage.Event) []byte) error {
+	var seq int64
+	var prev []byte
+	lock := &pgx.Batch{}
+	lock.Queue(`BEGIN`)
+	lock.Queue(`SELECT seq, hash FROM audit_head WHERE id FOR UPDATE`).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&seq, &prev)
+	})
+	if err := conn.SendBatch(ctx, lock).Close(); err != nil {
+		return fmt.Errorf("lock audit chain head: %w", err)
+	}
+	first := seq + 1
+	store := &pgx.Batch{}
+	for i := range evs {
+		ev := &evs[i]
+		seq++
+		ev.Seq = seq
+		ev.PrevHash = prev
+		ev.Hash = seal(ev)
+		prev = ev.Hash
+		store.Queue(`INSERT INTO audit_events (`+eventColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			ev.Seq, toNanos(ev.Time), ev.Type, ev.Actor, ev.Target, ev.Outcome, fields[i], ev.PrevHash, ev.Hash)
+	}
+	store.Queue(`UPDATE audit_head SET seq = $1, hash = $2 WHERE id`, seq, prev)
+	store.Queue(`COMMIT`)
+	if err := conn.SendBatch(ctx, store).Close(); err != nil {
+		return fmt.Errorf("store audit events %d..%d: %w", first, seq, err)
+	}
+	return nil
+}
+
+// abortTx rolls back whatever transaction a failed batch left open on conn,
+// so the connection goes back to the pool clean. If even that fails, the
+// pool sees the connection is not idle and discards it on release.
+func abortTx(ctx context.Context, conn *pgx.Conn) {
+	if conn.IsClosed() || conn.PgConn().TxStatus() == 'I' {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	_, _ = conn.Exec(rctx, `ROLLBACK`)
 }
 
 // ListEvents implements storage.AuditStore. Since is inclusive, Until

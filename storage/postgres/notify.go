@@ -103,7 +103,7 @@ func (s *Store) listenConn(ctx context.Context, channel string) (*pgx.Conn, erro
 // fails, until ctx is done.
 func (s *Store) listenLoop(ctx context.Context, channel string, conn *pgx.Conn, out chan<- string) {
 	for {
-		err := pump(ctx, conn, out)
+		err := pump(ctx, conn, out, s.listenIdle)
 		closeConn(ctx, conn)
 		if ctx.Err() != nil {
 			return
@@ -124,9 +124,9 @@ func (s *Store) listenLoop(ctx context.Context, channel string, conn *pgx.Conn, 
 }
 
 // pump forwards notifications until the connection fails or ctx is done.
-func pump(ctx context.Context, conn *pgx.Conn, out chan<- string) error {
+func pump(ctx context.Context, conn *pgx.Conn, out chan<- string, idleCheck time.Duration) error {
 	for {
-		wctx, cancel := context.WithTimeout(ctx, listenIdleCheck)
+		wctx, cancel := context.WithTimeout(ctx, idleCheck)
 		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		if err != nil {

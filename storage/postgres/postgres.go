@@ -24,6 +24,7 @@ type Store struct {
 	// must outlive any single pooled query, so it cannot borrow a pool conn.
 	connConfig *pgx.ConnConfig
 	log        *slog.Logger
+	listenIdle time.Duration // listenIdleCheck; shortened by tests
 
 	// life ends when Close is called; listener goroutines watch it so Close
 	// can stop them and wait for them before closing the pool.
@@ -82,6 +83,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		pool:       pool,
 		connConfig: cfg.ConnConfig.Copy(),
 		log:        o.log,
+		listenIdle: listenIdleCheck,
 		life:       life,
 		endLife:    endLife,
 	}, nil
