@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -333,6 +334,19 @@ func appendEvent(dst []byte, ev Event) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// plain8 reports whether the eight bytes in w are all ASCII that JSON takes
+// unescaped: none >= 0x80, < 0x20, '"' or '\\'. It uses the classic
+// "has a byte less than n" bit trick, which is exact for the any-byte test.
+func plain8(w uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	ctl := (w - 0x20*lo) & ^w & hi
+	q := w ^ ('"' * lo)
+	quote := (q - lo) & ^q & hi
+	bs := w ^ ('\\' * lo)
+	backslash := (bs - lo) & ^bs & hi
+	return (w&hi | ctl | quote | backslash) == 0
+}
+
 // appendJSONText appends p as the inside of a JSON string. Invalid UTF-8
 // becomes U+FFFD so every recorded event is valid UTF-8 and valid JSON.
 // This is the recorder's hot path: it copies runs of plain ASCII in one
@@ -340,6 +354,14 @@ const hexDigits = "0123456789abcdef"
 func appendJSONText(dst, p []byte) []byte {
 	start := 0
 	for i := 0; i < len(p); {
+		// Skip eight plain bytes at a time; terminal output is mostly
+		// runs of text between escapes.
+		for i+8 <= len(p) && plain8(binary.LittleEndian.Uint64(p[i:])) {
+			i += 8
+		}
+		if i == len(p) {
+			break
+		}
 		b := p[i]
 		if b < utf8.RuneSelf {
 			if b >= 0x20 && b != '"' && b != '\\' {

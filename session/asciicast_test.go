@@ -3,8 +3,10 @@ package session
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -284,4 +286,35 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("export not idempotent:\n%q\n%q", once.Bytes(), twice.Bytes())
 		}
 	})
+}
+
+func TestPlain8MatchesBytewise(t *testing.T) {
+	plain := func(b byte) bool { return b >= 0x20 && b < 0x80 && b != '"' && b != '\\' }
+	check := func(w [8]byte) {
+		want := true
+		for _, b := range w {
+			want = want && plain(b)
+		}
+		if got := plain8(binary.LittleEndian.Uint64(w[:])); got != want {
+			t.Fatalf("plain8(%q) = %v, want %v", w, got, want)
+		}
+	}
+	for pos := range 8 {
+		for b := range 256 {
+			w := [8]byte{'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'}
+			w[pos] = byte(b)
+			check(w)
+			w = [8]byte{0x1f, 0x21, 0x5b, 0x5d, 0x7f, 0x20, 0x23, 0x5d}
+			w[pos] = byte(b)
+			check(w)
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 100000 {
+		var w [8]byte
+		for i := range w {
+			w[i] = byte(rng.IntN(0x90))
+		}
+		check(w)
+	}
 }

@@ -370,8 +370,10 @@ func readKeys(keys io.Reader, ch chan<- byte, done <-chan struct{}) {
 }
 
 // Export writes the recording in r (plain or gzip) to w as plain
-// asciicast v2, after validating every line. A recording cut off by a crash
-// is exported up to the cut, and the returned error wraps ErrTruncated.
+// asciicast v2, re-encoding each line after validating it, so what it
+// writes is always well-formed. It stops at the first invalid line and
+// returns why; a recording cut off by a crash is exported up to the cut
+// and the returned error wraps ErrTruncated.
 func Export(w io.Writer, r io.Reader) error {
 	rd, err := NewReader(r)
 	if err != nil {
