@@ -106,11 +106,17 @@ func (p *Process) Stop(t testing.TB) {
 		select {
 		case <-p.done:
 		case <-time.After(15 * time.Second):
-			t.Errorf("%s (pid %d) did not exit 15s after SIGTERM; killing it", p.Name, pid)
+			// A Go program prints every goroutine's stack on SIGQUIT,
+			// which lands in the log dumped on failure: the answer to
+			// "where is shutdown stuck".
+			t.Errorf("%s (pid %d) did not exit 15s after SIGTERM; sending SIGQUIT, then SIGKILL (its log has the stacks)", p.Name, pid)
 			_ = syscall.Kill(pid, syscall.SIGQUIT)
-			time.Sleep(time.Second)
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
-			<-p.done
+			select {
+			case <-p.done:
+			case <-time.After(5 * time.Second):
+				_ = syscall.Kill(-pid, syscall.SIGKILL)
+				<-p.done
+			}
 		}
 		for _, k := range kids {
 			_ = syscall.Kill(k.PID, syscall.SIGKILL)
