@@ -30,7 +30,9 @@ var ErrClosed = errors.New("postgres store closed")
 // Notify sends payload to every Listen on channel, in this and every other
 // bastion sharing the database. PostgreSQL delivers it only when the
 // sending transaction commits (here: at once) and limits payloads to under
-// 8000 bytes, so send identifiers ("request 123 changed"), not data.
+// 8000 bytes, so send identifiers ("request 123 changed"), not data. An
+// empty payload is what Listen delivers after a reconnect, so give it the
+// meaning "re-check everything" if you send it yourself.
 func (s *Store) Notify(ctx context.Context, channel, payload string) error {
 	if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, payload); err != nil {
 		return fmt.Errorf("notify channel %q: %w", channel, err)

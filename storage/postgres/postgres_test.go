@@ -202,6 +202,51 @@ func TestTwoBastionsAppendOneChain(t *testing.T) {
 	}
 }
 
+func TestTwoBastionsReviewOneRequest(t *testing.T) {
+	dsn, _ := pgtest.Start(t)
+	bastions := []*postgres.Store{openStore(t, dsn), openStore(t, dsn)}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if err := bastions[0].CreateRequest(ctx, storage.Request{ID: "r1", User: "bob", Roles: []string{"dba"},
+		State: storage.StatePending, Created: time.Now()}); err != nil {
+		t.Fatalf("CreateRequest: %v", err)
+	}
+	const perBastion = 10
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*perBastion)
+	for b, s := range bastions {
+		for i := range perBastion {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := s.UpdateRequest(ctx, "r1", func(r *storage.Request) error {
+					r.Reviews = append(r.Reviews, storage.Review{Reviewer: fmt.Sprintf("b%d-%d", b, i), Approve: true, Time: time.Now()})
+					return nil
+				})
+				if err != nil {
+					errs <- err
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("UpdateRequest: %v", err)
+	}
+	got, err := bastions[1].GetRequest(ctx, "r1")
+	if err != nil {
+		t.Fatalf("GetRequest: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, rv := range got.Reviews {
+		seen[rv.Reviewer] = true
+	}
+	if len(seen) != 2*perBastion || len(got.Reviews) != 2*perBastion {
+		t.Fatalf("%d reviews (%d distinct), want %d: a review from one bastion overwrote another's", len(got.Reviews), len(seen), 2*perBastion)
+	}
+}
+
 func TestAuditStringsPostgresCannotHold(t *testing.T) {
 	dsn, _ := pgtest.Start(t)
 	s := openStore(t, dsn)
