@@ -251,22 +251,36 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 		return nil
 	}
 	grace := s.cfg.SSH.LoginGraceTime.D()
+	// authenticated reports (and audits, once) a finished authentication.
+	authenticated := func() bool {
+		sc, ok := ctx.Value(gliderssh.ContextKeyConn).(*ssh.ServerConn)
+		if !ok {
+			return false
+		}
+		if id, ok := identityOf(sc); ok {
+			s.audit(context.Background(), storage.Event{Type: "ssh.auth.success", Actor: id.User, Target: "bastion",
+				Fields: map[string]any{"method": id.Method, "key_fp": id.KeyFP, "login_id": id.LoginID,
+					"remote": conn.RemoteAddr().String(), "client": string(sc.ClientVersion())}})
+		}
+		return true
+	}
 	go func() {
 		defer s.preAuth.Add(-1)
 		deadline := time.NewTimer(grace)
 		defer deadline.Stop()
-		tick := time.NewTicker(50 * time.Millisecond)
+		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			select {
 			case <-ctx.Done():
+				authenticated()
 				return
 			case <-tick.C:
-				if ctx.Value(gliderssh.ContextKeyConn) != nil {
-					return // handshake and authentication finished
+				if authenticated() {
+					return
 				}
 			case <-deadline.C:
-				if ctx.Value(gliderssh.ContextKeyConn) == nil {
+				if !authenticated() {
 					s.log.Info("login grace time exceeded", "remote", conn.RemoteAddr().String())
 					conn.Close()
 				}

@@ -3,11 +3,11 @@ package server
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/storage"
@@ -19,57 +19,105 @@ func (b *Bastion) sshCommands() map[string]proxy.Command {
 	return map[string]proxy.Command{
 		"request":  b.cmdRequest,
 		"requests": b.cmdRequests,
-		"approve":  func(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, o, e io.Writer) int { return b.cmdReview(ctx, id, args, true, o, e) },
-		"deny":     func(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, o, e io.Writer) int { return b.cmdReview(ctx, id, args, false, o, e) },
-		"cancel":   b.cmdCancel,
-		"drop":     b.cmdDrop,
+		"approve": func(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, o, e io.Writer) int {
+			return b.cmdReview(ctx, id, args, true, o, e)
+		},
+		"deny": func(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, o, e io.Writer) int {
+			return b.cmdReview(ctx, id, args, false, o, e)
+		},
+		"cancel": b.cmdCancel,
+		"drop":   b.cmdDrop,
 	}
 }
 
-// splitFlags lets flags follow positional arguments.
-func splitFlags(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
+// cmdArgs is a parsed bastion command line.
+type cmdArgs struct {
+	pos   []string
+	vals  map[string]string
+	bools map[string]bool
+}
+
+// parseCmd parses a bastion command's arguments. ssh joins the words of a
+// remote command with spaces, so `ssh bastion request dba --reason "disk
+// full"` arrives as separate words: a text flag (--reason) takes every word
+// up to the next flag.
+func parseCmd(args []string, text, value, boolean []string) (cmdArgs, error) {
+	in := func(list []string, s string) bool {
+		for _, x := range list {
+			if x == s {
+				return true
+			}
 		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
+		return false
 	}
+	c := cmdArgs{vals: map[string]string{}, bools: map[string]bool{}}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			c.pos = append(c.pos, a)
+			continue
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch {
+		case in(boolean, name):
+			c.bools[name] = true
+		case in(text, name):
+			words := []string{}
+			if hasVal {
+				words = append(words, val)
+			}
+			for i+1 < len(args) && !strings.HasPrefix(args[i+1], "--") {
+				i++
+				words = append(words, args[i])
+			}
+			c.vals[name] = strings.Join(words, " ")
+		case in(value, name):
+			if !hasVal {
+				if i+1 >= len(args) {
+					return c, fmt.Errorf("flag --%s needs a value", name)
+				}
+				i++
+				val = args[i]
+			}
+			c.vals[name] = val
+		default:
+			return c, fmt.Errorf("unknown flag %s", a)
+		}
+	}
+	return c, nil
 }
 
 func (b *Bastion) cmdRequest(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("request", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	reason := fs.String("reason", "", "why you need the access")
-	dur := fs.Duration("duration", 0, "how long (default 1h, capped by the role's max_duration)")
-	wait := fs.Bool("wait", false, "wait until the request is decided")
-	pos, err := splitFlags(fs, args)
-	if err != nil {
-		return 2
-	}
-	if len(pos) != 1 {
+	c, err := parseCmd(args, []string{"reason"}, []string{"duration"}, []string{"wait"})
+	if err != nil || len(c.pos) != 1 {
+		if err != nil {
+			fmt.Fprintf(stderr, "gatehouse: %v\n", err)
+		}
 		fmt.Fprintln(stderr, "gatehouse: usage: request ROLE[,ROLE] --reason TEXT [--duration 1h] [--wait]")
 		return 2
 	}
+	var dur time.Duration
+	if d := c.vals["duration"]; d != "" {
+		if dur, err = time.ParseDuration(d); err != nil || dur <= 0 {
+			fmt.Fprintf(stderr, "gatehouse: bad --duration %q (use e.g. 30m or 2h)\n", d)
+			return 2
+		}
+	}
+	reason, wait, pos := c.vals["reason"], c.bools["wait"], c.pos
 	roles := strings.Split(pos[0], ",")
 	eff, err := b.Access.Effective(ctx, id.User, id.Claims)
 	if err != nil {
 		fmt.Fprintln(stderr, "gatehouse: cannot check your roles right now; try again")
 		return 1
 	}
-	req, err := b.Access.Create(ctx, eff, roles, *reason, *dur)
+	req, err := b.Access.Create(ctx, eff, roles, reason, dur)
 	if err != nil {
 		fmt.Fprintf(stderr, "gatehouse: request refused: %v\n", err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "id: %s\n", req.ID)
 	fmt.Fprintf(stdout, "request for %s is %s; an approver can run: ssh bastion approve %s\n", strings.Join(req.Roles, ","), req.State, req.ID)
-	if !*wait {
+	if !wait {
 		return 0
 	}
 	fmt.Fprintln(stdout, "waiting for a decision...")
@@ -133,23 +181,18 @@ func (b *Bastion) cmdRequests(ctx context.Context, id proxy.Identity, args []str
 }
 
 func (b *Bastion) cmdReview(ctx context.Context, id proxy.Identity, args []string, approve bool, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("review", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	reason := fs.String("reason", "", "why")
-	pos, err := splitFlags(fs, args)
-	if err != nil {
-		return 2
-	}
-	if len(pos) != 1 {
+	c, err := parseCmd(args, []string{"reason"}, nil, nil)
+	if err != nil || len(c.pos) != 1 {
 		fmt.Fprintln(stderr, "gatehouse: usage: approve|deny ID [--reason TEXT]")
 		return 2
 	}
+	pos, reason := c.pos, c.vals["reason"]
 	eff, err := b.Access.Effective(ctx, id.User, id.Claims)
 	if err != nil {
 		fmt.Fprintln(stderr, "gatehouse: cannot check your roles right now; try again")
 		return 1
 	}
-	r, err := b.Access.Review(ctx, eff, pos[0], approve, *reason)
+	r, err := b.Access.Review(ctx, eff, pos[0], approve, reason)
 	if err != nil {
 		fmt.Fprintf(stderr, "gatehouse: review refused: %v\n", err)
 		return 1
