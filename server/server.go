@@ -197,6 +197,10 @@ func (b *Bastion) Serve(ctx context.Context) error {
 		b.Policy.Watch(ctx, func(old, cur *policy.Policy) { b.policyChanged(ctx, cur) })
 	}()
 	go func() { defer wg.Done(); b.followChanges(ctx) }()
+	if maxAge := cfg.Audit.MaxAge.D(); maxAge > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); b.retainAudit(ctx, maxAge, time.Hour) }()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -281,6 +285,25 @@ func (b *Bastion) finalizeRecordings(ctx context.Context) {
 		}
 		if err := session.Finalize(b.Config.Recording.Dir, s.ID); err != nil {
 			b.Log.Warn("finalize recording", "session", s.ID, "err", err)
+		}
+	}
+}
+
+// retainAudit prunes audit events older than maxAge, now and every interval.
+func (b *Bastion) retainAudit(ctx context.Context, maxAge, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		n, err := b.Audit.Prune(ctx, maxAge)
+		if err != nil {
+			b.Log.Error("audit retention", "err", err)
+		} else if n > 0 {
+			b.Log.Info("audit retention pruned events", "count", n, "max_age", maxAge)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }
