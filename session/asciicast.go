@@ -347,27 +347,48 @@ func plain8(w uint64) bool {
 	return (w&hi | ctl | quote | backslash) == 0
 }
 
+// jsonClass classifies every byte value for appendJSONText, indexed by the
+// byte (a constant string is a lookup table that cannot be modified):
+//
+//	'0' ASCII that goes into a JSON string as is
+//	'1' ASCII that JSON needs escaped: controls, '"' and '\\'
+//	'2' a byte that may start a multibyte UTF-8 sequence (0xC2-0xF4)
+//	'3' a byte that is never valid where a rune starts
+const jsonClass = "" +
+	"1111111111111111" + // 0x00
+	"1111111111111111" + // 0x10
+	"0010000000000000" + // 0x20 '"'
+	"0000000000000000" + // 0x30
+	"0000000000000000" + // 0x40
+	"0000000000001000" + // 0x50 '\\'
+	"0000000000000000" + // 0x60
+	"0000000000000000" + // 0x70 (DEL needs no escape in JSON)
+	"3333333333333333" + // 0x80 continuation bytes
+	"3333333333333333" + // 0x90
+	"3333333333333333" + // 0xa0
+	"3333333333333333" + // 0xb0
+	"3322222222222222" + // 0xc0 (0xC0, 0xC1 only start overlong forms)
+	"2222222222222222" + // 0xd0
+	"2222222222222222" + // 0xe0
+	"2222233333333333" //   0xf0 (above 0xF4 is beyond U+10FFFF)
+
 // appendJSONText appends p as the inside of a JSON string. Invalid UTF-8
 // becomes U+FFFD so every recorded event is valid UTF-8 and valid JSON.
-// This is the recorder's hot path: it copies runs of plain ASCII in one
-// append and allocates nothing when dst has room.
+// This is the recorder's hot path: runs of bytes that need no change are
+// found eight at a time and copied in one append, each byte costs one table
+// lookup otherwise, and nothing is allocated when dst has room.
 func appendJSONText(dst, p []byte) []byte {
 	start := 0
 	for i := 0; i < len(p); {
-		// Skip eight plain bytes at a time; terminal output is mostly
-		// runs of text between escapes.
-		for i+8 <= len(p) && plain8(binary.LittleEndian.Uint64(p[i:])) {
-			i += 8
-		}
-		if i == len(p) {
-			break
-		}
-		b := p[i]
-		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' {
-				i++
-				continue
+		switch jsonClass[p[i]] {
+		case '0':
+			i++
+			// Terminal output is mostly runs of text between escapes.
+			for i+8 <= len(p) && plain8(binary.LittleEndian.Uint64(p[i:])) {
+				i += 8
 			}
+		case '1':
+			b := p[i]
 			dst = append(dst, p[start:i]...)
 			switch b {
 			case '"', '\\':
@@ -383,17 +404,22 @@ func appendJSONText(dst, p []byte) []byte {
 			}
 			i++
 			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(p[i:])
-		if r == utf8.RuneError && size == 1 {
+		case '2':
+			r, size := utf8.DecodeRune(p[i:])
+			if r != utf8.RuneError || size > 1 {
+				i += size // valid: stays part of the run
+				continue
+			}
 			dst = append(dst, p[start:i]...)
-			dst = append(dst, "\uFFFD"...)
+			dst = append(dst, replacement...)
 			i++
 			start = i
-			continue
+		default:
+			dst = append(dst, p[start:i]...)
+			dst = append(dst, replacement...)
+			i++
+			start = i
 		}
-		i += size
 	}
 	return append(dst, p[start:]...)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/creack/pty"
 )
@@ -316,5 +318,59 @@ func TestPlain8MatchesBytewise(t *testing.T) {
 			w[i] = byte(rng.IntN(0x90))
 		}
 		check(w)
+	}
+}
+
+func TestJSONClassTable(t *testing.T) {
+	if len(jsonClass) != 256 {
+		t.Fatalf("table has %d entries", len(jsonClass))
+	}
+	for b := range 256 {
+		var want byte
+		switch {
+		case b < 0x20 || b == '"' || b == '\\':
+			want = '1'
+		case b < 0x80:
+			want = '0'
+		case b >= 0xc2 && b <= 0xf4:
+			want = '2'
+		default:
+			want = '3'
+		}
+		if jsonClass[b] != want {
+			t.Errorf("jsonClass[%#x] = %c, want %c", b, jsonClass[b], want)
+		}
+	}
+}
+
+// TestAppendJSONTextMatchesEncodingJSON checks, on mixed and random input,
+// that the output is a JSON string that decodes to the input with each
+// invalid byte replaced by U+FFFD.
+func TestAppendJSONTextMatchesEncodingJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	inputs := []string{"", "plain", "tab\there \"q\" \\ \x00\x1f\x7f", "é✓𝄞\xff\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80", "\xe2\x82"}
+	for range 2000 {
+		b := make([]byte, rng.IntN(40))
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		inputs = append(inputs, string(b))
+	}
+	for _, in := range inputs {
+		got := appendJSONText(nil, []byte(in))
+		var back string
+		if err := json.Unmarshal(append(append([]byte{'"'}, got...), '"'), &back); err != nil {
+			t.Fatalf("appendJSONText(%q) = %q: not a JSON string: %v", in, got, err)
+		}
+		// Each invalid byte becomes one U+FFFD, as utf8.DecodeRune reads it.
+		wantPerByte := []rune{}
+		for i := 0; i < len(in); {
+			r, size := utf8.DecodeRuneInString(in[i:])
+			wantPerByte = append(wantPerByte, r)
+			i += size
+		}
+		if back != string(wantPerByte) {
+			t.Fatalf("appendJSONText(%q) decodes to %q, want %q", in, back, string(wantPerByte))
+		}
 	}
 }

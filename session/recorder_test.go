@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -543,39 +544,65 @@ func terminalOutput(n int) []byte {
 	return b[:n]
 }
 
-func BenchmarkRecorderOutput(b *testing.B) {
-	for _, size := range []int{1 << 10, 32 << 10} {
-		b.Run(fmt.Sprintf("chunk=%dKiB", size>>10), func(b *testing.B) {
-			r, err := NewRecorder(b.TempDir(), testID, Header{Width: 80, Height: 24}, RecorderOptions{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			chunk := terminalOutput(size)
-			b.SetBytes(int64(size))
-			b.ReportAllocs()
-			cpu0 := cpuTime(b)
-			for b.Loop() {
-				r.Output(chunk)
-			}
-			b.StopTimer()
-			// The machine is shared, so wall-clock MB/s swings with other
-			// load; MB per second of CPU this process burned does not.
-			if cpu := cpuTime(b) - cpu0; cpu > 0 {
-				b.ReportMetric(float64(size)*float64(b.N)/1e6/cpu.Seconds(), "MB/cpu-s")
-			}
-			if err := r.Err(); err != nil {
-				b.Fatal(err)
-			}
-			// Skip Close: gzipping hundreds of MB is not what is measured.
-			r.closeOnce.Do(func() {
-				r.mu.Lock()
-				defer r.mu.Unlock()
-				r.closed = true
-				r.timer.Stop()
-				r.f.Close()
-			})
-		})
+// plainText looks like `cat` of a log file: ASCII with LF line ends.
+func plainText(n int) []byte {
+	line := "2026-11-25T04:29:00Z INFO request served method=GET path=/api/v1/sessions status=200 dur=1.2ms\n"
+	b := bytes.Repeat([]byte(line), n/len(line)+1)
+	return b[:n]
+}
+
+// binaryData is the worst case, `cat` of a binary: many escapes and
+// invalid UTF-8.
+func binaryData(n int) []byte {
+	b := make([]byte, n)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range b {
+		b[i] = byte(rng.Uint32())
 	}
+	return b
+}
+
+func BenchmarkRecorderOutput(b *testing.B) {
+	for _, content := range []struct {
+		name string
+		gen  func(int) []byte
+	}{{"terminal", terminalOutput}, {"text", plainText}, {"binary", binaryData}} {
+		for _, size := range []int{1 << 10, 32 << 10} {
+			b.Run(fmt.Sprintf("%s/chunk=%dKiB", content.name, size>>10), func(b *testing.B) {
+				benchmarkRecorderOutput(b, content.gen(size))
+			})
+		}
+	}
+}
+
+func benchmarkRecorderOutput(b *testing.B, chunk []byte) {
+	r, err := NewRecorder(b.TempDir(), testID, Header{Width: 80, Height: 24}, RecorderOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(chunk)))
+	b.ReportAllocs()
+	cpu0 := cpuTime(b)
+	for b.Loop() {
+		r.Output(chunk)
+	}
+	b.StopTimer()
+	// The machine is shared, so wall-clock MB/s swings with other load;
+	// MB per second of CPU this process burned swings much less.
+	if cpu := cpuTime(b) - cpu0; cpu > 0 {
+		b.ReportMetric(float64(len(chunk))*float64(b.N)/1e6/cpu.Seconds(), "MB/cpu-s")
+	}
+	if err := r.Err(); err != nil {
+		b.Fatal(err)
+	}
+	// Skip Close: gzipping hundreds of MB is not what is measured.
+	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.closed = true
+		r.timer.Stop()
+		r.f.Close()
+	})
 }
 
 // cpuTime is the user+system CPU time of this process so far.
@@ -593,7 +620,11 @@ func BenchmarkAppendJSONText(b *testing.B) {
 	dst := make([]byte, 0, 6*len(chunk))
 	b.SetBytes(int64(len(chunk)))
 	b.ReportAllocs()
+	cpu0 := cpuTime(b)
 	for b.Loop() {
 		dst = appendJSONText(dst[:0], chunk)
+	}
+	if cpu := cpuTime(b) - cpu0; cpu > 0 {
+		b.ReportMetric(float64(len(chunk))*float64(b.N)/1e6/cpu.Seconds(), "MB/cpu-s")
 	}
 }
