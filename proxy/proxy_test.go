@@ -1,0 +1,260 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse-dev/gatehouse/ca"
+	"github.com/gatehouse-dev/gatehouse/config"
+	"github.com/gatehouse-dev/gatehouse/internal/e2e"
+	"github.com/gatehouse-dev/gatehouse/proxy"
+	"github.com/gatehouse-dev/gatehouse/storage"
+	"github.com/gatehouse-dev/gatehouse/storage/sqlite"
+)
+
+// allowUbuntu is a one-rule authorizer: login ubuntu on any node. The real
+// policy is tested in package policy and end to end; here the proxy's own
+// mechanics are under test.
+type allowUbuntu struct{}
+
+func (allowUbuntu) Admit(context.Context, proxy.Identity) error { return nil }
+func (allowUbuntu) Authorize(_ context.Context, id proxy.Identity, login string, n config.Node) (proxy.Verdict, error) {
+	if login != "ubuntu" {
+		return proxy.Verdict{Reason: "no role allows login " + login}, nil
+	}
+	return proxy.Verdict{Allowed: true, Roles: []string{"dev"}}, nil
+}
+func (allowUbuntu) Nodes(context.Context, proxy.Identity, []config.Node) ([]proxy.NodeAccess, error) {
+	return nil, nil
+}
+func (allowUbuntu) Describe(context.Context, proxy.Identity) (string, error) { return "roles: dev\n", nil }
+
+type memAudit struct {
+	mu  sync.Mutex
+	evs []storage.Event
+}
+
+func (m *memAudit) Append(_ context.Context, ev storage.Event) error {
+	m.mu.Lock()
+	m.evs = append(m.evs, ev)
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *memAudit) count(typ string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, e := range m.evs {
+		if e.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+type bastion struct {
+	addr   string
+	auth   *ca.Authority
+	audit  *memAudit
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startBastion(t *testing.T, mutate func(*config.Config)) *bastion {
+	t.Helper()
+	dir := t.TempDir()
+	auth, err := ca.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "user_ca.pub")
+	if err := os.WriteFile(caFile, []byte(ca.AuthorizedLine(auth.UserCAKey(), "")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e2e.RequireAccount(t, "ubuntu")
+	node := e2e.StartNode(t, "web-1", e2e.NodeOptions{TrustedUserCAKeys: caFile})
+	cfg, err := config.Parse(filepath.Join(dir, "gatehouse.yaml"), []byte(fmt.Sprintf(`
+data_dir: %s
+ssh: {listen: 127.0.0.1:0}
+nodes:
+  - {name: web-1, address: %q, labels: {env: staging}, host_key: %q}
+`, dir, node.Addr, node.HostKeyLine)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mutate != nil {
+		mutate(cfg)
+	}
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "gh.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	aud := &memAudit{}
+	srv, err := proxy.New(proxy.Options{Config: cfg, CA: auth, Authorizer: allowUbuntu{}, Sessions: st, Audit: aud,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &bastion{addr: ln.Addr().String(), auth: auth, audit: aud, cancel: cancel, done: make(chan error, 1)}
+	go func() { b.done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(b.stop)
+	return b
+}
+
+func (b *bastion) stop() {
+	b.cancel()
+	<-b.done
+	b.done <- nil // idempotent for a second stop
+}
+
+// userSigner returns a certificate signer for user from the bastion's CA.
+func (b *bastion) userSigner(t *testing.T, user string) ssh.Signer {
+	t.Helper()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	s, _ := ssh.NewSignerFromKey(priv)
+	cert, err := b.auth.SignUser(ca.UserCert{Key: s.PublicKey(), Principals: []string{user}, KeyID: "test", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := ssh.NewCertSigner(cert, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// jump does what `ssh -J bob@bastion ubuntu@web-1 cmd` does, in process.
+func (b *bastion) jump(t *testing.T, user, login, cmd string) (string, error) {
+	t.Helper()
+	hostCA := b.auth.HostCAKey().Marshal()
+	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), hostCA) }}
+	outer, err := ssh.Dial("tcp", b.addr, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(b.userSigner(t, user))},
+		HostKeyCallback: checker.CheckHostKey, HostKeyAlgorithms: []string{ssh.CertAlgoED25519v01}, Timeout: 10 * time.Second})
+	if err != nil {
+		return "", fmt.Errorf("bastion: %w", err)
+	}
+	defer outer.Close()
+	tunnel, err := outer.Dial("tcp", "web-1:22")
+	if err != nil {
+		return "", fmt.Errorf("direct-tcpip: %w", err)
+	}
+	c, chans, reqs, err := ssh.NewClientConn(tunnel, "web-1:22", &ssh.ClientConfig{User: login,
+		HostKeyCallback: checker.CheckHostKey, HostKeyAlgorithms: []string{ssh.CertAlgoED25519v01}})
+	if err != nil {
+		return "", fmt.Errorf("inner: %w", err)
+	}
+	inner := ssh.NewClient(c, chans, reqs)
+	defer inner.Close()
+	sess, err := inner.NewSession()
+	if err != nil {
+		return "", fmt.Errorf("session: %w", err)
+	}
+	defer sess.Close()
+	var out, errb bytes.Buffer
+	sess.Stdout, sess.Stderr = &out, &errb
+	err = sess.Run(cmd)
+	return out.String() + errb.String(), err
+}
+
+func TestJumpAndNoGoroutineLeak(t *testing.T) {
+	b := startBastion(t, nil)
+	// Warm up once so lazily started goroutines (database pools) exist.
+	if out, err := b.jump(t, "bob", "ubuntu", "id -un"); err != nil || out != "ubuntu\n" {
+		t.Fatalf("jump: %q %v", out, err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	before := runtime.NumGoroutine()
+	for i := 0; i < 10; i++ {
+		out, err := b.jump(t, "bob", "ubuntu", fmt.Sprintf("echo run-%d", i))
+		if err != nil || out != fmt.Sprintf("run-%d\n", i) {
+			t.Fatalf("jump %d: %q %v", i, out, err)
+		}
+	}
+	out, err := b.jump(t, "bob", "root", "true")
+	var ee *ssh.ExitError
+	if !errors.As(err, &ee) || !strings.Contains(out, "gatehouse: bob may not log in as root on web-1") {
+		t.Fatalf("refusal: want exit error and one-line refusal, got %q %v", out, err)
+	}
+	// Every relay goroutine must be gone once the connections are.
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before+2 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before+2 {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("goroutines: %d before, %d after 11 sessions\n%s", before, n, buf[:runtime.Stack(buf, true)])
+	}
+	if got := b.audit.count("session.start"); got != 11 {
+		t.Errorf("session.start events: want 11, got %d", got)
+	}
+}
+
+func TestPreAuthLimits(t *testing.T) {
+	b := startBastion(t, func(c *config.Config) {
+		c.SSH.LoginGraceTime = config.Duration(500 * time.Millisecond)
+		c.SSH.MaxUnauthorized = 2
+	})
+	readClosed := func(c net.Conn, within time.Duration) bool {
+		_ = c.SetReadDeadline(time.Now().Add(within))
+		buf := make([]byte, 256)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				var ne net.Error
+				return !(errors.As(err, &ne) && ne.Timeout())
+			}
+		}
+	}
+	// Two silent connections fill the unauthenticated slots...
+	var held []net.Conn
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", b.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	time.Sleep(100 * time.Millisecond)
+	// ...so a third is dropped at once.
+	third, err := net.Dial("tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	if !readClosed(third, 2*time.Second) {
+		t.Fatal("third unauthenticated connection was not dropped")
+	}
+	// The silent ones are closed after the login grace time.
+	for i, c := range held {
+		if !readClosed(c, 5*time.Second) {
+			t.Fatalf("silent connection %d still open after the grace time", i)
+		}
+	}
+	// And the bastion still serves real users.
+	if out, err := b.jump(t, "bob", "ubuntu", "echo ok"); err != nil || out != "ok\n" {
+		t.Fatalf("after pre-auth abuse: %q %v", out, err)
+	}
+}
