@@ -43,7 +43,9 @@ func (allowUbuntu) Authorize(_ context.Context, id proxy.Identity, login string,
 func (allowUbuntu) Nodes(context.Context, proxy.Identity, []config.Node) ([]proxy.NodeAccess, error) {
 	return nil, nil
 }
-func (allowUbuntu) Describe(context.Context, proxy.Identity) (string, error) { return "roles: dev\n", nil }
+func (allowUbuntu) Describe(context.Context, proxy.Identity) (string, error) {
+	return "roles: dev\n", nil
+}
 
 type memAudit struct {
 	mu  sync.Mutex
