@@ -628,3 +628,59 @@ func BenchmarkAppendJSONText(b *testing.B) {
 		b.ReportMetric(float64(len(chunk))*float64(b.N)/1e6/cpu.Seconds(), "MB/cpu-s")
 	}
 }
+
+// TestRecorderConcurrent writes from the goroutines a proxy would use, with
+// a short flush interval so the timer races the writers.
+func TestRecorderConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	r, err := NewRecorder(dir, testID, Header{}, RecorderOptions{RecordInput: true, FlushInterval: time.Microsecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range n {
+			r.Output([]byte(fmt.Sprintf("out %d ✓\r\n", i)))
+		}
+	})
+	wg.Go(func() {
+		for i := range n {
+			r.Input([]byte(fmt.Sprintf("in %d\r", i)))
+		}
+	})
+	wg.Go(func() {
+		for i := range n {
+			r.Resize(80+i%50, 24)
+		}
+	})
+	wg.Go(func() {
+		for range n {
+			_ = r.Err()
+		}
+	})
+	wg.Wait()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, evs := readAll(t, dir, testID)
+	next := map[string]int{}
+	for _, ev := range evs {
+		var want string
+		switch ev.Type {
+		case "o":
+			want = fmt.Sprintf("out %d ✓\r\n", next["o"])
+		case "i":
+			want = fmt.Sprintf("in %d\r", next["i"])
+		case "r":
+			want = fmt.Sprintf("%dx24", 80+next["r"]%50)
+		}
+		if ev.Data != want {
+			t.Fatalf("%s event %d = %q, want %q", ev.Type, next[ev.Type], ev.Data, want)
+		}
+		next[ev.Type]++
+	}
+	if next["o"] != n || next["i"] != n || next["r"] != n {
+		t.Errorf("event counts %v, want %d each", next, n)
+	}
+}
