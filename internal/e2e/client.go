@@ -134,17 +134,10 @@ func (c *Client) Command(ctx context.Context, prog string, args ...string) *exec
 // killed on cancel and at test end.
 func (c *Client) own(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.Cancel = func() error { killGroup(cmd.Process); return nil }
 	// A grandchild holding our pipes must not hang Wait forever.
 	cmd.WaitDelay = 5 * time.Second
-	c.t.Cleanup(func() {
-		// Unconditional: reading ProcessState here could race with a
-		// Wait the test runs in another goroutine, and killing an
-		// already-gone group is harmless.
-		if cmd.Process != nil {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
-	})
+	c.t.Cleanup(func() { killGroup(cmd.Process) })
 }
 
 // Run runs prog (ssh, scp, sftp) with the client's options and args to
@@ -317,4 +310,22 @@ func RemoteDir(t testing.TB, login string) string {
 		t.Fatalf("chown remote dir: %v", err)
 	}
 	return dir
+}
+
+// killGroup kills the process group led by p if p is still running.
+func killGroup(p *os.Process) { signalGroup(p, syscall.SIGKILL) }
+
+// signalGroup signals the process group led by p if p has not been reaped.
+// Until then its PID, and so the group ID, cannot be reused; afterwards a
+// signal by number could hit an unrelated program (PIDs recycle quickly on
+// a busy machine). os.Process.Signal is safe alongside a concurrent Wait
+// and reports a finished process rather than signalling a recycled PID.
+func signalGroup(p *os.Process, sig syscall.Signal) {
+	if p == nil {
+		return
+	}
+	if err := p.Signal(syscall.Signal(0)); err != nil {
+		return
+	}
+	_ = syscall.Kill(-p.Pid, sig)
 }

@@ -99,9 +99,9 @@ func (p *Process) Stop(t testing.TB) {
 		// Collect descendants first: sshd puts each connection in its own
 		// session, so the process group alone misses them.
 		kids := Descendants(pid)
-		_ = syscall.Kill(-pid, syscall.SIGTERM)
+		signalGroup(p.cmd.Process, syscall.SIGTERM)
 		for _, k := range kids {
-			_ = syscall.Kill(k.PID, syscall.SIGTERM)
+			k.signal(syscall.SIGTERM)
 		}
 		select {
 		case <-p.done:
@@ -110,16 +110,16 @@ func (p *Process) Stop(t testing.TB) {
 			// which lands in the log dumped on failure: the answer to
 			// "where is shutdown stuck".
 			t.Errorf("%s (pid %d) did not exit 15s after SIGTERM; sending SIGQUIT, then SIGKILL (its log has the stacks)", p.Name, pid)
-			_ = syscall.Kill(pid, syscall.SIGQUIT)
+			_ = p.cmd.Process.Signal(syscall.SIGQUIT)
 			select {
 			case <-p.done:
 			case <-time.After(5 * time.Second):
-				_ = syscall.Kill(-pid, syscall.SIGKILL)
+				signalGroup(p.cmd.Process, syscall.SIGKILL)
 				<-p.done
 			}
 		}
 		for _, k := range kids {
-			_ = syscall.Kill(k.PID, syscall.SIGKILL)
+			k.signal(syscall.SIGKILL)
 		}
 	})
 }
@@ -142,6 +142,16 @@ func dumpLog(t testing.TB, name, path string) {
 type ProcInfo struct {
 	PID     int
 	Cmdline string
+	start   string // start time in clock ticks since boot, from /proc/PID/stat
+}
+
+// signal sends sig to the process if it is still the one that was listed.
+// PIDs are recycled quickly on a busy machine (pid_max is often 32768), and
+// a signal to a recycled PID would hit some other program.
+func (p ProcInfo) signal(sig syscall.Signal) {
+	if _, start, ok := procStat(p.PID); ok && start == p.start {
+		_ = syscall.Kill(p.PID, sig)
+	}
 }
 
 // Descendants lists the living descendants of pid, found through /proc.
@@ -150,14 +160,14 @@ func Descendants(pid int) []ProcInfo {
 	if err != nil {
 		return nil
 	}
-	children := map[int][]int{}
+	children := map[int][]ProcInfo{}
 	for _, e := range entries {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if pp, ok := parentPID(p); ok {
-			children[pp] = append(children[pp], p)
+		if pp, start, ok := procStat(p); ok {
+			children[pp] = append(children[pp], ProcInfo{PID: p, start: start})
 		}
 	}
 	var out []ProcInfo
@@ -166,31 +176,34 @@ func Descendants(pid int) []ProcInfo {
 		cur := queue[0]
 		queue = queue[1:]
 		for _, c := range children[cur] {
-			out = append(out, ProcInfo{PID: c, Cmdline: cmdline(c)})
-			queue = append(queue, c)
+			c.Cmdline = cmdline(c.PID)
+			out = append(out, c)
+			queue = append(queue, c.PID)
 		}
 	}
 	return out
 }
 
-func parentPID(pid int) (int, bool) {
+// procStat returns a living process's parent PID and start time.
+func procStat(pid int) (ppid int, start string, ok bool) {
 	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
-		return 0, false
+		return 0, "", false
 	}
 	// The command name is in parentheses and may contain spaces, so parse
-	// after the last ')': " S PPID ...".
+	// after the last ')': "state ppid ... starttime" (starttime is field 22
+	// of the whole line, index 19 after the name).
 	s := string(data)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, false
+		return 0, "", false
 	}
 	f := strings.Fields(s[i+1:])
-	if len(f) < 2 || f[0] == "Z" {
-		return 0, false
+	if len(f) < 20 || f[0] == "Z" {
+		return 0, "", false
 	}
 	pp, err := strconv.Atoi(f[1])
-	return pp, err == nil
+	return pp, f[19], err == nil
 }
 
 func cmdline(pid int) string {

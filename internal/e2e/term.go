@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"regexp"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -178,7 +177,7 @@ func (tm *Term) Close() {
 	case <-tm.done:
 	default:
 		// pty.Start made it a session and process group leader.
-		_ = syscall.Kill(-tm.cmd.Process.Pid, syscall.SIGKILL)
+		killGroup(tm.cmd.Process)
 		<-tm.done
 	}
 	_ = tm.pty.Close()
