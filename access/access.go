@@ -87,6 +87,10 @@ type Options struct {
 	// Skew widens Run's scan window so grants ended by a bastion whose clock
 	// runs a little behind are still noticed [10s].
 	Skew time.Duration
+	// MaxGrant caps every grant's duration whatever the roles file says
+	// [7 days]. It bounds how far back Run must look for grants that may
+	// still end, so a scan reads recent requests rather than all history.
+	MaxGrant time.Duration
 }
 
 // Service is the access-request workflow, lock management and the watch
@@ -129,6 +133,9 @@ func New(store Store, pol PolicySource, aud Auditor, n notify.Notifier, opts Opt
 	}
 	if opts.Skew <= 0 {
 		opts.Skew = 10 * time.Second
+	}
+	if opts.MaxGrant <= 0 {
+		opts.MaxGrant = 7 * 24 * time.Hour
 	}
 	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
 	return &Service{

@@ -2,6 +2,7 @@ package access
 
 import (
 	"context"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -170,6 +171,7 @@ func (e *env) newService(st Store) *Service {
 		Clock:     e.clock.Now,
 		PublicURL: "https://gh.example/",
 		Interval:  5 * time.Millisecond,
+		Logger:    slog.New(slog.DiscardHandler),
 	})
 }
 

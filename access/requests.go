@@ -44,6 +44,9 @@ func (s *Service) Create(ctx context.Context, requester Effective, roles []strin
 			d = maxD
 		}
 	}
+	if d > s.opts.MaxGrant {
+		return storage.Request{}, refuse("duration %s exceeds this bastion's limit of %s", policy.FormatDuration(d), policy.FormatDuration(s.opts.MaxGrant))
+	}
 	if err := p.CheckRequest(requester.Subject, roles, d, reason); err != nil {
 		return storage.Request{}, &Refusal{Msg: err.Error(), Cause: err}
 	}

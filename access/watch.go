@@ -147,9 +147,9 @@ func (s *Service) Scan(ctx context.Context) error {
 		}
 	}
 
-	grants, err := s.store.ListRequests(ctx, storage.RequestFilter{States: []string{storage.StateApproved, storage.StateRevoked}})
+	grants, err := s.recentGrants(ctx, from)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("list grants: %w", err))
+		errs = append(errs, err)
 	}
 	for _, r := range grants {
 		if r.GrantStart == nil || r.GrantEnd == nil {
@@ -210,4 +210,24 @@ func (s *Service) Scan(ctx context.Context) error {
 		s.emit(ctx, c)
 	}
 	return errors.Join(errs...)
+}
+
+// recentGrants returns the APPROVED and REVOKED requests that can still
+// start or end after from. A grant starts before its request's Expires and
+// lasts at most MaxGrant (Create enforces it), so anything created more
+// than PendingTTL+MaxGrant before from is settled. The store lists newest
+// first; we widen the page until it reaches past that point.
+func (s *Service) recentGrants(ctx context.Context, from time.Time) ([]storage.Request, error) {
+	cutoff := from.Add(-s.opts.PendingTTL - s.opts.MaxGrant)
+	f := storage.RequestFilter{States: []string{storage.StateApproved, storage.StateRevoked}, Limit: 256}
+	for {
+		rs, err := s.store.ListRequests(ctx, f)
+		if err != nil {
+			return nil, fmt.Errorf("list grants: %w", err)
+		}
+		if len(rs) < f.Limit || rs[len(rs)-1].Created.Before(cutoff) {
+			return rs, nil
+		}
+		f.Limit *= 4
+	}
 }

@@ -240,3 +240,56 @@ func TestSubscriberCancelDoesNotBlockScan(t *testing.T) {
 	// Scan must not wait for it.
 	scan(t, e.svc)
 }
+
+// TestScanPagesPastRecentGrants: a long grant hidden behind hundreds of
+// newer, shorter ones is still seen ending.
+func TestScanPagesPastRecentGrants(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	dave := e.who(t, "dave")
+	long, err := e.svc.Create(ctx, e.who(t, "bob"), []string{"web"}, "x", 4*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.review(t, "dave", long.ID, true)
+	for range 260 { // just past the first page of 256
+		r, err := e.svc.Create(ctx, e.who(t, "carol"), []string{"web"}, "x", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.Review(ctx, dave, r.ID, true, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch, cancel := e.svc.Subscribe()
+	defer cancel()
+	// Read changes as they come: 260 of them overflow the buffer.
+	got := make(chan []Change)
+	go func() {
+		var cs []Change
+		for c := range ch {
+			if c.Kind == ChangeGrantEnded && c.User == "bob" {
+				cs = append(cs, c)
+				got <- cs
+				return
+			}
+		}
+	}()
+	scan(t, e.svc)
+	e.clock.Advance(time.Hour)
+	scan(t, e.svc)
+	e.clock.Advance(3 * time.Hour)
+	scan(t, e.svc)
+	if cs := <-got; cs[0].RequestID != long.ID {
+		t.Errorf("ended: %+v, want %s", cs, long.ID)
+	}
+}
+
+func TestMaxGrant(t *testing.T) {
+	e := newEnv(t)
+	svc := New(e.store, e.pol, e.aud, nil, Options{Clock: e.clock.Now, MaxGrant: time.Hour})
+	_, err := svc.Create(context.Background(), e.who(t, "bob"), []string{"web"}, "x", 2*time.Hour)
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "exceeds this bastion's limit of 1h") {
+		t.Errorf("2h grant with MaxGrant 1h: %v", err)
+	}
+}
