@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/gatehouse
 
-.PHONY: build run test vet bench fmt clean
+.PHONY: build run test vet bench fmt clean web-assets
 
 build:
 	$(GO) build -o $(BIN) ./cmd/gatehouse
@@ -25,3 +25,15 @@ fmt:
 
 clean:
 	rm -rf bin .run
+
+# web-assets refreshes the vendored front-end libraries from web/package-lock.json.
+# The copies in web/static/vendor are committed, so building needs no npm.
+VENDOR := web/static/vendor
+web-assets:
+	cd web && npm ci --no-audit --no-fund
+	cp web/node_modules/asciinema-player/dist/bundle/asciinema-player.min.js $(VENDOR)/
+	cp web/node_modules/asciinema-player/dist/bundle/asciinema-player.css $(VENDOR)/
+	cp web/node_modules/@xterm/xterm/lib/xterm.js $(VENDOR)/
+	cp web/node_modules/@xterm/xterm/css/xterm.css $(VENDOR)/
+	cp web/node_modules/asciinema-player/LICENSE $(VENDOR)/LICENSE.asciinema-player
+	cp web/node_modules/@xterm/xterm/LICENSE $(VENDOR)/LICENSE.xterm

@@ -1,0 +1,348 @@
+package web
+
+import (
+	"html/template"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/policy"
+	"github.com/gatehouse-dev/gatehouse/storage"
+)
+
+var funcs = template.FuncMap{
+	"iso": func(t any) string {
+		switch t := t.(type) {
+		case time.Time:
+			if t.IsZero() {
+				return ""
+			}
+			return t.UTC().Format(time.RFC3339)
+		case *time.Time:
+			if t == nil {
+				return ""
+			}
+			return t.UTC().Format(time.RFC3339)
+		}
+		return ""
+	},
+	"utc": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"dur": policy.FormatDuration,
+	"join": func(s []string) string {
+		return strings.Join(s, ", ")
+	},
+	"lower": strings.ToLower,
+}
+
+// grantView is one active grant with its end.
+type grantView struct {
+	ID    string
+	Roles []string
+	End   time.Time
+}
+
+// nodeView is one node the viewer may log in to now.
+type nodeView struct {
+	Node   string            `json:"node"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Logins []string          `json:"logins"`
+	SSH    []string          `json:"ssh"`
+}
+
+// me is the home page and /api/me.
+type me struct {
+	User        string              `json:"user"`
+	Roles       []string            `json:"roles"`
+	Base        []string            `json:"base_roles"`
+	Grants      []grantView         `json:"grants"`
+	Locked      bool                `json:"locked"`
+	LockReason  string              `json:"lock_reason,omitempty"`
+	Permissions map[string]bool     `json:"permissions"`
+	Nodes       []nodeView          `json:"nodes"`
+	Sessions    []storage.Session   `json:"recent_sessions"`
+	Claims      map[string][]string `json:"-"`
+}
+
+func (h *Handler) me(r *http.Request, v *viewer) (me, error) {
+	e := v.Eff
+	m := me{User: v.User(), Roles: e.Subject.Roles, Base: e.Base, Locked: e.Locked(), Grants: []grantView{},
+		Nodes: []nodeView{}, Permissions: map[string]bool{
+			"sessions:list": v.CanList, "sessions:play": v.CanPlay, "sessions:join": v.CanJoin,
+			"sessions:terminate": v.CanTerminate, "audit:read": v.CanAudit, "locks:manage": v.CanLocks,
+			"review": v.CanReview, "request": v.CanRequest,
+		}}
+	if m.Roles == nil {
+		m.Roles = []string{}
+	}
+	if e.Lock != nil {
+		m.LockReason = e.Lock.Reason
+	}
+	for _, g := range e.Grants {
+		if g.GrantEnd != nil {
+			m.Grants = append(m.Grants, grantView{ID: g.ID, Roles: g.Roles, End: *g.GrantEnd})
+		}
+	}
+	slices.SortFunc(m.Grants, func(a, b grantView) int { return a.End.Compare(b.End) })
+	target := sshTarget(h.opt.Config)
+	for _, n := range h.opt.Config.Nodes {
+		logins := v.Pol.Logins(e.Subject, policy.Node{Name: n.Name, Labels: n.Labels})
+		if len(logins) == 0 {
+			continue
+		}
+		nv := nodeView{Node: n.Name, Labels: n.Labels, Logins: logins}
+		for _, l := range logins {
+			nv.SSH = append(nv.SSH, "ssh -J "+v.User()+"@"+target+" "+l+"@"+n.Name)
+		}
+		m.Nodes = append(m.Nodes, nv)
+	}
+	var err error
+	m.Sessions, err = h.opt.Store.ListSessions(r.Context(), storage.SessionFilter{User: v.User(), Limit: 10})
+	if m.Sessions == nil {
+		m.Sessions = []storage.Session{}
+	}
+	return m, err
+}
+
+type homePage struct {
+	*viewer
+	Me me
+}
+
+func (h *Handler) homePage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	m, err := h.me(r, v)
+	if err != nil {
+		h.internal(w, r, v, "list your sessions", err)
+		return
+	}
+	h.render(w, r, http.StatusOK, "home", homePage{viewer: v, Me: m})
+}
+
+func (h *Handler) apiMe(w http.ResponseWriter, r *http.Request, v *viewer) {
+	m, err := h.me(r, v)
+	if err != nil {
+		h.internal(w, r, v, "list your sessions", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+// requestView is a request with what the viewer may do to it now.
+type requestView struct {
+	storage.Request
+	CanCancel bool `json:"can_cancel"`
+	CanDrop   bool `json:"can_drop"`
+}
+
+type requestsPage struct {
+	*viewer
+	Requestable    []string
+	MaxDuration    time.Duration
+	ReasonRequired bool
+	Requests       []requestView
+}
+
+func (h *Handler) myRequests(r *http.Request, v *viewer) ([]requestView, error) {
+	list, err := h.opt.Access.List(r.Context(), v.Eff, storage.RequestFilter{User: v.User(), Limit: 50})
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	out := make([]requestView, 0, len(list))
+	for _, q := range list {
+		rv := requestView{Request: q}
+		rv.CanCancel = q.State == storage.StatePending && now.Before(q.Expires)
+		rv.CanDrop = q.State == storage.StateApproved && q.GrantEnd != nil && now.Before(*q.GrantEnd)
+		out = append(out, rv)
+	}
+	return out, nil
+}
+
+func (h *Handler) requestsPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	list, err := h.myRequests(r, v)
+	if err != nil {
+		h.internal(w, r, v, "list your requests", err)
+		return
+	}
+	p := requestsPage{viewer: v, Requests: list}
+	p.Requestable, p.MaxDuration, p.ReasonRequired = v.Pol.Requestable(v.Eff.Subject)
+	h.render(w, r, http.StatusOK, "requests", p)
+}
+
+// requestLink is where notifications point (/requests/ID): reviewers land
+// on their queue, requesters on their list.
+func (h *Handler) requestLink(w http.ResponseWriter, r *http.Request, v *viewer) {
+	id := r.PathValue("id")
+	q, err := h.opt.Access.Get(r.Context(), v.Eff, id)
+	if err != nil {
+		h.refused(w, r, v, "look up request", err)
+		return
+	}
+	if q.User != v.User() && q.State == storage.StatePending {
+		http.Redirect(w, r, "/review#req-"+q.ID, http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/requests#req-"+q.ID, http.StatusSeeOther)
+}
+
+func (h *Handler) apiRequests(w http.ResponseWriter, r *http.Request, v *viewer) {
+	list, err := h.myRequests(r, v)
+	if err != nil {
+		h.internal(w, r, v, "list your requests", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"requests": list})
+}
+
+// createRequest files a request from form or JSON fields.
+func (h *Handler) createRequest(r *http.Request, v *viewer, roles []string, reason, duration string) (storage.Request, error) {
+	d, err := parseDuration(duration)
+	if err != nil {
+		return storage.Request{}, refusal(err.Error())
+	}
+	return h.opt.Access.Create(r.Context(), v.Eff, roles, reason, d)
+}
+
+func (h *Handler) formCreateRequest(w http.ResponseWriter, r *http.Request, v *viewer) {
+	roles := r.PostForm["roles"]
+	var split []string
+	for _, s := range roles {
+		split = append(split, strings.Split(s, ",")...)
+	}
+	q, err := h.createRequest(r, v, split, r.PostFormValue("reason"), r.PostFormValue("duration"))
+	if err != nil {
+		h.refused(w, r, v, "create request", err)
+		return
+	}
+	h.redirect(w, r, "/requests", "Requested "+strings.Join(q.Roles, ", ")+" for "+policy.FormatDuration(q.Duration)+" (request "+q.ID+"); reviewers have been told.")
+}
+
+type createJSON struct {
+	Roles    []string `json:"roles"`
+	Reason   string   `json:"reason"`
+	Duration string   `json:"duration"`
+}
+
+func (h *Handler) apiCreateRequest(w http.ResponseWriter, r *http.Request, v *viewer) {
+	var in createJSON
+	if err := decodeJSON(r, &in); err != nil {
+		h.fail(w, r, v, http.StatusBadRequest, err.Error())
+		return
+	}
+	q, err := h.createRequest(r, v, in.Roles, in.Reason, in.Duration)
+	if err != nil {
+		h.refused(w, r, v, "create request", err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, q)
+}
+
+// requestAction approves, denies, cancels or drops request id.
+func (h *Handler) requestAction(r *http.Request, v *viewer, id, action, reason string) (storage.Request, string, error) {
+	ctx := r.Context()
+	switch action {
+	case "approve":
+		q, err := h.opt.Access.Review(ctx, v.Eff, id, true, reason)
+		return q, "Approved request " + id + " (" + strings.ToLower(q.State) + ").", err
+	case "deny":
+		q, err := h.opt.Access.Review(ctx, v.Eff, id, false, reason)
+		return q, "Denied request " + id + " (" + strings.ToLower(q.State) + ").", err
+	case "cancel":
+		q, err := h.opt.Access.Cancel(ctx, v.Eff, id)
+		return q, "Cancelled request " + id + ".", err
+	case "drop":
+		// Dropping is revoking your own grant; Revoke lets only the
+		// requester or a lock manager do it, but here we insist on the
+		// requester: this button is for giving up access you hold.
+		q, err := h.opt.Access.Get(ctx, v.Eff, id)
+		if err != nil {
+			return q, "", err
+		}
+		if q.User != v.User() {
+			return q, "", refusal("you may only drop your own grants")
+		}
+		if reason == "" {
+			reason = "dropped by requester"
+		}
+		q, err = h.opt.Access.Revoke(ctx, v.Eff, id, reason)
+		return q, "Dropped grant " + id + "; its roles are gone now.", err
+	}
+	return storage.Request{}, "", notFoundRefusal("no such action " + action)
+}
+
+func (h *Handler) formRequestAction(w http.ResponseWriter, r *http.Request, v *viewer) {
+	id, action := r.PathValue("id"), r.PathValue("action")
+	_, msg, err := h.requestAction(r, v, id, action, r.PostFormValue("reason"))
+	if err != nil {
+		h.refused(w, r, v, action+" request", err)
+		return
+	}
+	h.redirect(w, r, backTo(r), msg)
+}
+
+func (h *Handler) apiRequestAction(w http.ResponseWriter, r *http.Request, v *viewer) {
+	var in struct {
+		Reason string `json:"reason"`
+	}
+	if r.ContentLength != 0 {
+		if err := decodeJSON(r, &in); err != nil {
+			h.fail(w, r, v, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	q, _, err := h.requestAction(r, v, r.PathValue("id"), r.PathValue("action"), in.Reason)
+	if err != nil {
+		h.refused(w, r, v, r.PathValue("action")+" request", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, q)
+}
+
+// reviewItem is a queued request with the reviews so far.
+type reviewPage struct {
+	*viewer
+	Queue    []storage.Request
+	Fragment bool
+}
+
+func (h *Handler) reviewPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !v.CanReview {
+		h.fail(w, r, v, http.StatusForbidden, "you may not review access requests (none of your roles reviews any role)")
+		return
+	}
+	q, err := h.opt.Access.ReviewQueue(r.Context(), v.Eff)
+	if err != nil {
+		h.internal(w, r, v, "list the review queue", err)
+		return
+	}
+	p := reviewPage{viewer: v, Queue: q}
+	if r.URL.Query().Get("fragment") == "1" {
+		// The queue alone, for the page's script to swap in when it
+		// changes: the same template, so there is one way to draw it.
+		var b strings.Builder
+		if err := h.pages["review"].ExecuteTemplate(&b, "queue", p); err != nil {
+			h.internal(w, r, v, "draw the review queue", err)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(b.String()))
+		return
+	}
+	h.render(w, r, http.StatusOK, "review", p)
+}
+
+func (h *Handler) apiReview(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !v.CanReview {
+		writeJSON(w, http.StatusOK, map[string]any{"requests": []storage.Request{}})
+		return
+	}
+	q, err := h.opt.Access.ReviewQueue(r.Context(), v.Eff)
+	if err != nil {
+		h.internal(w, r, v, "list the review queue", err)
+		return
+	}
+	if q == nil {
+		q = []storage.Request{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"requests": q})
+}

@@ -1,0 +1,333 @@
+package web
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/access"
+	"github.com/gatehouse-dev/gatehouse/audit"
+	"github.com/gatehouse-dev/gatehouse/session"
+	"github.com/gatehouse-dev/gatehouse/storage"
+)
+
+func refusal(msg string) error { return &access.Refusal{Msg: msg} }
+
+func notFoundRefusal(msg string) error {
+	return &access.Refusal{Msg: msg, Cause: storage.ErrNotFound}
+}
+
+// decodeJSON reads a small JSON body strictly.
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("bad JSON body: %v", err)
+	}
+	return nil
+}
+
+// sessionFilter is the sessions page's filter form.
+type sessionFilter struct {
+	User  string
+	Node  string
+	Since string
+	Grep  string
+}
+
+// sessionView is an index entry with what the viewer may do with it.
+type sessionView struct {
+	storage.Session
+	LiveHere  bool `json:"live_here"`
+	CanPlay   bool `json:"can_play"`
+	CanJoin   bool `json:"can_join"`
+	CanKill   bool `json:"can_terminate"`
+	Recording bool `json:"has_recording"`
+}
+
+// maxGrep bounds how many recordings one search opens.
+const maxGrep = 200
+
+func (h *Handler) liveIDs() map[string]bool {
+	ids := map[string]bool{}
+	if h.opt.Live != nil {
+		for _, l := range h.opt.Live.Live() {
+			ids[l.ID] = true
+		}
+	}
+	return ids
+}
+
+func (h *Handler) listSessions(r *http.Request, v *viewer) (sessionFilter, []sessionView, error) {
+	q := r.URL.Query()
+	f := sessionFilter{User: strings.TrimSpace(q.Get("user")), Node: strings.TrimSpace(q.Get("node")),
+		Since: strings.TrimSpace(q.Get("since")), Grep: q.Get("grep")}
+	sf := storage.SessionFilter{User: f.User, Node: f.Node, Limit: maxGrep}
+	if f.Since != "" {
+		t, err := audit.ParseSince(f.Since, time.Now())
+		if err != nil {
+			return f, nil, refusal(strings.Replace(err.Error(), "--since", "since", 1))
+		}
+		sf.Since = t
+	}
+	list, err := h.opt.Store.ListSessions(r.Context(), sf)
+	if err != nil {
+		return f, nil, fmt.Errorf("list sessions: %w", err)
+	}
+	live := h.liveIDs()
+	out := make([]sessionView, 0, len(list))
+	for _, s := range list {
+		if f.Grep != "" {
+			ok, err := h.grep(s.ID, f.Grep)
+			if err != nil {
+				h.log.WarnContext(r.Context(), "web: search recording", "session", s.ID, "err", err)
+			}
+			if !ok {
+				continue
+			}
+		}
+		sv := sessionView{Session: s, LiveHere: live[s.ID], Recording: s.Recording != ""}
+		sv.CanPlay = v.CanPlay && sv.Recording
+		sv.CanJoin = v.CanJoin && sv.LiveHere
+		sv.CanKill = v.CanTerminate && sv.LiveHere
+		out = append(out, sv)
+	}
+	return f, out, nil
+}
+
+func (h *Handler) grep(id, text string) (bool, error) {
+	rc, err := session.Open(h.opt.Config.Recording.Dir, id)
+	if err != nil {
+		if errors.Is(err, session.ErrNoRecording) {
+			return false, nil
+		}
+		return false, err
+	}
+	defer rc.Close()
+	return session.Grep(rc, text)
+}
+
+type sessionsPage struct {
+	*viewer
+	Filter   sessionFilter
+	Sessions []sessionView
+}
+
+func (h *Handler) sessionsPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !v.CanList {
+		h.fail(w, r, v, http.StatusForbidden, "you may not list sessions (no role of yours allows sessions: list)")
+		return
+	}
+	f, list, err := h.listSessions(r, v)
+	if err != nil {
+		h.refused(w, r, v, "list sessions", err)
+		return
+	}
+	h.render(w, r, http.StatusOK, "sessions", sessionsPage{viewer: v, Filter: f, Sessions: list})
+}
+
+func (h *Handler) apiSessions(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !v.CanList {
+		h.fail(w, r, v, http.StatusForbidden, "you may not list sessions (no role of yours allows sessions: list)")
+		return
+	}
+	_, list, err := h.listSessions(r, v)
+	if err != nil {
+		h.refused(w, r, v, "list sessions", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions": list})
+}
+
+// session looks up id for a viewer who needs allowed; without it the
+// answer is the same "not found" as for an id that does not exist, so ids
+// cannot be probed.
+func (h *Handler) session(r *http.Request, allowed bool) (storage.Session, error) {
+	id := r.PathValue("id")
+	if !allowed || session.ValidID(id) != nil {
+		return storage.Session{}, notFoundRefusal("session " + safeID(id) + " not found")
+	}
+	s, err := h.opt.Store.GetSession(r.Context(), id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.Session{}, notFoundRefusal("session " + safeID(id) + " not found")
+	}
+	return s, err
+}
+
+// safeID keeps a refusal line short whatever was typed into the URL.
+func safeID(id string) string {
+	if session.ValidID(id) != nil {
+		return "(invalid id)"
+	}
+	return id
+}
+
+type playerPage struct {
+	*viewer
+	S sessionView
+}
+
+func (h *Handler) playerPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s, err := h.session(r, v.CanPlay)
+	if err != nil {
+		h.refused(w, r, v, "look up session", err)
+		return
+	}
+	live := h.liveIDs()[s.ID]
+	h.render(w, r, http.StatusOK, "player", playerPage{viewer: v, S: sessionView{Session: s, LiveHere: live,
+		CanJoin: v.CanJoin && live, CanKill: v.CanTerminate && live, Recording: s.Recording != "", CanPlay: true}})
+}
+
+// apiRecording streams the asciicast file. It is data for the player,
+// never a page: the content type, nosniff and a sandboxing CSP keep a
+// browser from rendering what a node printed.
+func (h *Handler) apiRecording(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s, err := h.session(r, v.CanPlay)
+	if err != nil {
+		h.refused(w, r, v, "look up session", err)
+		return
+	}
+	rc, err := session.Open(h.opt.Config.Recording.Dir, s.ID)
+	if errors.Is(err, session.ErrNoRecording) {
+		h.fail(w, r, v, http.StatusNotFound, "session "+s.ID+" has no recording on this bastion")
+		return
+	}
+	if err != nil {
+		h.internal(w, r, v, "open recording", err)
+		return
+	}
+	defer rc.Close()
+	h.auditEvent(r, v, "session.play", s.Node, map[string]any{"session": s.ID, "user": s.User, "via": "web"})
+	w.Header().Set("Content-Type", "application/x-asciicast")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+s.ID+`.cast"`)
+	w.Header().Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	if _, err := io.Copy(w, rc); err != nil {
+		h.log.WarnContext(r.Context(), "web: send recording", "session", s.ID, "err", err)
+	}
+}
+
+type livePage struct {
+	*viewer
+	S sessionView
+}
+
+func (h *Handler) livePage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s, err := h.session(r, v.CanJoin)
+	if err != nil {
+		h.refused(w, r, v, "look up session", err)
+		return
+	}
+	live := h.liveIDs()[s.ID]
+	if !live {
+		h.fail(w, r, v, http.StatusNotFound, "session "+s.ID+" is not running on this bastion")
+		return
+	}
+	h.render(w, r, http.StatusOK, "live", livePage{viewer: v, S: sessionView{Session: s, LiveHere: true,
+		CanJoin: true, CanKill: v.CanTerminate, CanPlay: v.CanPlay && s.Recording != ""}})
+}
+
+// heartbeat keeps idle SSE connections (and proxies in between) open.
+const heartbeat = 15 * time.Second
+
+// apiLive streams a running session's output as server-sent events: each
+// "data:" line is one chunk, base64 because terminal output is bytes, not
+// text. The stream is passed through session.Sanitizer so what a node
+// prints cannot drive the viewer's terminal beyond drawing. An "end"
+// event says the session is over.
+func (h *Handler) apiLive(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s, err := h.session(r, v.CanJoin)
+	if err != nil {
+		h.refused(w, r, v, "look up session", err)
+		return
+	}
+	if h.opt.Live == nil {
+		h.fail(w, r, v, http.StatusNotFound, "session "+s.ID+" is not running on this bastion")
+		return
+	}
+	ch, stop, ok := h.opt.Live.Join(r.Context(), s.ID, v.User())
+	if !ok {
+		h.fail(w, r, v, http.StatusNotFound, "session "+s.ID+" is not running on this bastion")
+		return
+	}
+	defer stop()
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, ": joined "+s.ID+"\n\n")
+	_ = rc.Flush()
+	var san session.Sanitizer
+	tick := time.NewTicker(heartbeat)
+	defer tick.Stop()
+	buf := make([]byte, 0, 4096)
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-tick.C:
+			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+		case p, open := <-ch:
+			if !open {
+				_, _ = io.WriteString(w, "event: end\ndata: session ended\n\n")
+				_ = rc.Flush()
+				return
+			}
+			buf = san.Append(buf[:0], p)
+			if len(buf) == 0 {
+				continue
+			}
+			if _, err := io.WriteString(w, "data: "+base64.StdEncoding.EncodeToString(buf)+"\n\n"); err != nil {
+				return
+			}
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// terminate ends a live session for a viewer with sessions: terminate.
+func (h *Handler) terminate(r *http.Request, v *viewer) (storage.Session, error) {
+	s, err := h.session(r, v.CanTerminate)
+	if err != nil {
+		return s, err
+	}
+	if h.opt.Live == nil || !h.opt.Live.Terminate(r.Context(), s.ID, v.User()) {
+		return s, notFoundRefusal("session " + s.ID + " is not running on this bastion")
+	}
+	return s, nil
+}
+
+func (h *Handler) formTerminate(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s, err := h.terminate(r, v)
+	if err != nil {
+		h.refused(w, r, v, "terminate session", err)
+		return
+	}
+	h.redirect(w, r, "/sessions", "Terminated session "+s.ID+" of "+s.User+" on "+s.Node+".")
+}
+
+func (h *Handler) apiTerminate(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s, err := h.terminate(r, v)
+	if err != nil {
+		h.refused(w, r, v, "terminate session", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"terminated": s.ID})
+}
+
+// auditEvent records a security-relevant read; a failure is logged, not
+// shown, because the read itself already happened.
+func (h *Handler) auditEvent(r *http.Request, v *viewer, typ, target string, fields map[string]any) {
+	err := h.opt.Audit.Append(r.Context(), storage.Event{Time: time.Now().UTC(), Type: typ, Actor: v.User(), Target: target, Outcome: "success", Fields: fields})
+	if err != nil {
+		h.log.ErrorContext(r.Context(), "web: audit", "type", typ, "err", err)
+	}
+}
