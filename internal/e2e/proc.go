@@ -59,7 +59,14 @@ func startProcess(t testing.TB, name, logPath string, cmd *exec.Cmd) *Process {
 		logf.Close()
 		close(p.done)
 	}()
-	t.Cleanup(func() { p.Stop(t) })
+	t.Cleanup(func() {
+		p.Stop(t)
+		// A -race build reports races on stderr and carries on; without
+		// this check they would pass unnoticed.
+		if data, err := os.ReadFile(logPath); err == nil && strings.Contains(string(data), "WARNING: DATA RACE") {
+			t.Errorf("%s reported a data race (see its log)", name)
+		}
+	})
 	return p
 }
 
