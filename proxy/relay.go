@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/gatehouse-dev/gatehouse/session/sftp"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
@@ -118,11 +119,29 @@ type sessionTap struct {
 	exit    *int
 	watch   *broadcaster
 	failed  atomic.Bool
+	sftp    *sftp.Watcher // set for sftp subsystem sessions
+	// sftpEvents decouples the relay from durable audit appends.
+	sftpEvents chan storage.Event
+	sftpDone   chan struct{}
 
 	bytesIn, bytesOut atomic.Int64
 }
 
 func (t *sessionTap) output(p []byte) {
+	if w := t.sftpWatcher(); w != nil {
+		w.FromServer(p)
+	}
+	t.stderr(p)
+}
+
+func (t *sessionTap) sftpWatcher() *sftp.Watcher {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.sftp
+}
+
+// stderr taps output that is not part of a subsystem's protocol stream.
+func (t *sessionTap) stderr(p []byte) {
 	t.bytesOut.Add(int64(len(p)))
 	t.mu.Lock()
 	rec := t.rec
@@ -134,6 +153,9 @@ func (t *sessionTap) output(p []byte) {
 }
 
 func (t *sessionTap) input(p []byte) {
+	if w := t.sftpWatcher(); w != nil {
+		w.FromClient(p)
+	}
 	t.bytesIn.Add(int64(len(p)))
 	t.mu.Lock()
 	rec := t.rec
@@ -166,7 +188,7 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 	var copies sync.WaitGroup
 	copies.Add(2)
 	go func() { defer copies.Done(); copyTap(ch, upCh, t.output) }()
-	go func() { defer copies.Done(); copyTap(ch.Stderr(), upCh.Stderr(), t.output) }()
+	go func() { defer copies.Done(); copyTap(ch.Stderr(), upCh.Stderr(), t.stderr) }()
 	go func() { copies.Wait(); _ = ch.CloseWrite(); close(outDone) }()
 	go func() { copyTap(upCh, ch, t.input); _ = upCh.CloseWrite() }()
 
@@ -307,6 +329,19 @@ func (t *sessionTap) begin(kind, command string) error {
 		cols, rows = 80, 24
 	}
 	v := lc.currentVerdict()
+	if kind == "sftp" {
+		w := sftp.NewWatcher(func(op sftp.Op) { t.sftpOp(op) })
+		t.sftpEvents, t.sftpDone = make(chan storage.Event, 1024), make(chan struct{})
+		go func() {
+			defer close(t.sftpDone)
+			for ev := range t.sftpEvents {
+				s.audit(t.ctx, ev)
+			}
+		}()
+		t.mu.Lock()
+		t.sftp = w
+		t.mu.Unlock()
+	}
 	rec := storage.Session{
 		ID: t.id, User: lc.ident.User, Login: lc.login, Node: lc.node.Name, Kind: kind, Command: command,
 		Roles: v.Roles, RequestIDs: v.RequestIDs, ClientAddr: lc.remote, Bastion: s.cfg.BastionID,
@@ -376,6 +411,11 @@ func (t *sessionTap) finish() {
 	if !started || kind == "" {
 		return
 	}
+	if w := t.sftpWatcher(); w != nil {
+		w.Close()
+		close(t.sftpEvents)
+		<-t.sftpDone
+	}
 	s, lc := t.s, t.lc
 	status := "ended"
 	lc.mu.Lock()
@@ -431,4 +471,26 @@ func transferDirection(kind, command string) string {
 		return "upload"
 	}
 	return "both"
+}
+
+// sftpOp audits one SFTP file operation with its path.
+func (t *sessionTap) sftpOp(op sftp.Op) {
+	fields := map[string]any{"session": t.id, "login": t.lc.login, "op": op.Op, "path": op.Path, "ok": op.OK}
+	if op.Target != "" {
+		fields["target"] = op.Target
+	}
+	if op.Mode != "" {
+		fields["mode"] = op.Mode
+	}
+	if op.Op == "close" {
+		fields["bytes_read"], fields["bytes_written"] = op.Read, op.Written
+	}
+	if !op.OK {
+		fields["status"] = op.Status
+	}
+	outcome := "success"
+	if !op.OK {
+		outcome = "failure"
+	}
+	t.sftpEvents <- storage.Event{Type: "sftp.op", Actor: t.lc.ident.User, Target: t.lc.node.Name, Outcome: outcome, Fields: fields}
 }
