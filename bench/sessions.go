@@ -1,0 +1,406 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// shell is one interactive session: pty + shell through a jump host.
+type shell struct {
+	conn  *Conn
+	sess  *ssh.Session
+	stdin io.Writer
+	out   chan []byte // stdout chunks, closed at EOF
+	eofAt atomic.Int64
+	// closedAt is when Session.Wait returned: the channel is gone.
+	closedAt atomic.Int64
+	done     chan struct{}
+	pending  []byte
+}
+
+// openShell dials through j and starts an interactive login shell.
+func openShell(ctx context.Context, j *Jumper) (*shell, error) {
+	c, err := j.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.Inner.NewSession()
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("open session: %w", err)
+	}
+	stdin, err := s.StdinPipe()
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("stdin: %w", err)
+	}
+	stdout, err := s.StdoutPipe()
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("stdout: %w", err)
+	}
+	if err := s.RequestPty("xterm", 24, 80, ssh.TerminalModes{ssh.ECHO: 1}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("request pty: %w", err)
+	}
+	if err := s.Shell(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("start shell: %w", err)
+	}
+	sh := &shell{conn: c, sess: s, stdin: stdin, out: make(chan []byte, 64), done: make(chan struct{})}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := stdout.Read(buf)
+			if n > 0 {
+				sh.out <- append([]byte(nil), buf[:n]...)
+			}
+			if err != nil {
+				sh.eofAt.Store(time.Now().UnixNano())
+				close(sh.out)
+				return
+			}
+		}
+	}()
+	go func() {
+		_ = s.Wait()
+		sh.closedAt.Store(time.Now().UnixNano())
+		close(sh.done)
+	}()
+	return sh, nil
+}
+
+// probe types token and a newline and waits until the terminal echoes the
+// token back; it returns the round trip.
+func (sh *shell) probe(token string, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	if _, err := io.WriteString(sh.stdin, token+"\r"); err != nil {
+		return 0, fmt.Errorf("type: %w", err)
+	}
+	tok := []byte(token)
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		if i := bytes.Index(sh.pending, tok); i >= 0 {
+			d := time.Since(start)
+			sh.pending = append(sh.pending[:0], sh.pending[i+len(tok):]...)
+			return d, nil
+		}
+		// Keep only a tail that could start the token.
+		if len(sh.pending) > len(tok) {
+			sh.pending = append(sh.pending[:0], sh.pending[len(sh.pending)-len(tok):]...)
+		}
+		select {
+		case chunk, ok := <-sh.out:
+			if !ok {
+				return 0, errors.New("session ended")
+			}
+			sh.pending = append(sh.pending, chunk...)
+		case <-timer.C:
+			return 0, fmt.Errorf("no echo within %s", timeout)
+		}
+	}
+}
+
+func (sh *shell) close() {
+	_ = sh.sess.Close()
+	_ = sh.conn.Close()
+	go func() {
+		// Drain so the reader goroutine can finish.
+		for range sh.out {
+		}
+	}()
+}
+
+// openShells opens n shells through j, at most par at a time (the
+// bastion caps connections still authenticating, and so should a fair
+// test of the baseline). It returns the shells opened and the first error.
+func openShells(ctx context.Context, j *Jumper, n, par int) ([]*shell, int, error) {
+	shells := make([]*shell, n)
+	var failures atomic.Int64
+	var firstErr error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, par)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			dctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			defer cancel()
+			sh, err := openShell(dctx, j)
+			if err != nil {
+				failures.Add(1)
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				return
+			}
+			shells[i] = sh
+		}()
+	}
+	wg.Wait()
+	out := shells[:0]
+	for _, s := range shells {
+		if s != nil {
+			out = append(out, s)
+		}
+	}
+	return out, int(failures.Load()), firstErr
+}
+
+func closeShells(shells []*shell) {
+	for _, s := range shells {
+		s.close()
+	}
+}
+
+// memoryOf is the memory the jump host holds: Gatehouse is one process;
+// the baseline sshd forks per connection, so its whole tree counts.
+func memoryOf(e *Env, sys System) Memory {
+	if sys == Gatehouse {
+		return treeMemory(e.GHPid())
+	}
+	return treeMemory(e.JumpPid())
+}
+
+// waitIdle waits until the jump host has no connection processes or
+// sessions left from a previous step, so memory baselines are clean.
+func waitIdle(ctx context.Context, e *Env, sys System) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if sys == Baseline && len(descendants(e.JumpPid())) == 0 {
+			return
+		}
+		if sys == Gatehouse {
+			// Gatehouse holds no child processes, but finishes closed
+			// sessions (recordings) in the background.
+			quiesce(ctx, e.GHPid(), 5*time.Minute)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ConcurrentOptions configure the concurrent sessions case.
+type ConcurrentOptions struct {
+	Counts   []int
+	Window   time.Duration // how long every session types a line a second
+	Parallel int           // sessions being opened at once
+}
+
+// Concurrent holds N interactive sessions open through each system, each
+// typing a line a second, and reports the jump host's memory per session
+// and the echo round trip.
+func Concurrent(ctx context.Context, e *Env, o ConcurrentOptions) Section {
+	const title = "3. Concurrent interactive sessions"
+	t := Table{Header: []string{"sessions", "system", "opened / failed", "open time (s)", "memory idle → loaded (MiB)", "per session (KiB)", "echo p50 (ms)", "echo p99 (ms)", "probes ok / lost"}}
+	var notes []string
+	ratios := Table{Header: []string{"sessions", "per-session memory GH/OpenSSH", "echo p99 GH/OpenSSH"}}
+	for _, n := range o.Counts {
+		type res struct {
+			perKiB float64
+			p99    float64
+		}
+		got := map[System]res{}
+		for _, sys := range Systems {
+			waitIdle(ctx, e, sys)
+			j, err := e.Jumper(sys, BenchUser, "")
+			if err != nil {
+				return failed(title, err)
+			}
+			before := memoryOf(e, sys)
+			start := time.Now()
+			shells, nfail, ferr := openShells(ctx, j, n, o.Parallel)
+			openTime := time.Since(start)
+			if ferr != nil {
+				notes = append(notes, fmt.Sprintf("%d sessions via %s: %d failed to open, first error `%v`", n, sys, nfail, ferr))
+			}
+			lat, lost := typeLines(ctx, shells, o.Window)
+			after := memoryOf(e, sys)
+			closeShells(shells)
+			beforeKiB, afterKiB := before.RSSKiB, after.RSSKiB
+			memNote := "RSS"
+			if sys == Baseline {
+				// Forked processes share pages: Pss splits them fairly.
+				beforeKiB, afterKiB = before.PssKiB, after.PssKiB
+				memNote = fmt.Sprintf("Pss of %d procs", after.Procs)
+			}
+			per := 0.0
+			if len(shells) > 0 {
+				per = float64(afterKiB-beforeKiB) / float64(len(shells))
+			}
+			l := ms(lat)
+			got[sys] = res{per, Percentile(l, 99)}
+			t.Add(fmt.Sprint(n), sys.String(), fmt.Sprintf("%d / %d", len(shells), nfail), f1(openTime.Seconds()),
+				fmt.Sprintf("%s → %s (%s)", f1(float64(beforeKiB)/1024), f1(float64(afterKiB)/1024), memNote),
+				f1(per), f1(Percentile(l, 50)), f1(Percentile(l, 99)), fmt.Sprintf("%d / %d", len(l), lost))
+		}
+		ratios.Add(fmt.Sprint(n), ratio(got[Gatehouse].perKiB, got[Baseline].perKiB), ratio(got[Gatehouse].p99, got[Baseline].p99))
+	}
+	text := fmt.Sprintf("A Go client (golang.org/x/crypto/ssh) does the ProxyJump itself: SSH to the jump host with the certificate, "+
+		"a direct-tcpip channel to the node, SSH over it with host verification (Gatehouse: host certificate for the node name; "+
+		"OpenSSH: the node's pinned key), pty + shell. Sessions are opened %d at a time, then every session types a short shell "+
+		"comment once a second (random phase) for %s; the echo round trip is from writing the line until its text comes back. "+
+		"Memory is read from /proc at the end of the typing window: Gatehouse's VmRSS; for the OpenSSH jump host the Pss sum of "+
+		"the sshd master and every per-connection child (their RSS sum would count shared pages many times). The node's sshd "+
+		"forks per session in both cases and is not counted. The benchmark client runs on the same 2 cores and competes with "+
+		"both servers for CPU.\n\n%s\n%s", o.Parallel, o.Window, t.Markdown(), ratios.Markdown())
+	for _, n := range notes {
+		text += "\n- " + n
+	}
+	return Section{Title: title, Text: text}
+}
+
+// typeLines makes every shell type a line a second for window and returns
+// the echo round trips and the number of probes that got no echo.
+func typeLines(ctx context.Context, shells []*shell, window time.Duration) ([]time.Duration, int) {
+	var mu sync.Mutex
+	var lat []time.Duration
+	lost := 0
+	var wg sync.WaitGroup
+	end := time.Now().Add(window)
+	for si, sh := range shells {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Spread the sessions over the second, as real typists are.
+			time.Sleep(time.Duration(rand.Int64N(int64(time.Second))))
+			// The first echo also waits for the shell's start-up; not a
+			// measurement.
+			if _, err := sh.probe(tokenFor(si, 0), 30*time.Second); err != nil {
+				mu.Lock()
+				lost++
+				mu.Unlock()
+				return
+			}
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for i := 1; time.Now().Before(end) && ctx.Err() == nil; i++ {
+				d, err := sh.probe(tokenFor(si, i), 10*time.Second)
+				mu.Lock()
+				if err != nil {
+					lost++
+				} else {
+					lat = append(lat, d)
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+				<-tick.C
+			}
+		}()
+	}
+	wg.Wait()
+	return lat, lost
+}
+
+// ConnectionRate runs workers Go clients, each doing connect → exec `true`
+// → close in a loop for d, through each system.
+func ConnectionRate(ctx context.Context, e *Env, workers int, d time.Duration, profile func(string) func()) Section {
+	const title = "4. Connection rate"
+	t := Table{Header: []string{"", "Gatehouse", "OpenSSH jump", "ratio GH/OpenSSH"}}
+	rate := map[System]float64{}
+	errs := map[System]int64{}
+	oks := map[System]int64{}
+	lat := map[System][]float64{}
+	lastErr := map[System]error{}
+	for _, sys := range Systems {
+		waitIdle(ctx, e, sys)
+		j, err := e.Jumper(sys, BenchUser, "")
+		if err != nil {
+			return failed(title, err)
+		}
+		r := churn(ctx, j, workers, d)
+		rate[sys] = float64(r.ok) / d.Seconds()
+		errs[sys], oks[sys], lat[sys], lastErr[sys] = r.errs, r.ok, ms(r.lat), r.lastErr
+	}
+	if profile != nil {
+		waitIdle(ctx, e, Gatehouse)
+		if j, err := e.Jumper(Gatehouse, BenchUser, ""); err == nil {
+			stop := profile("connect")
+			churn(ctx, j, workers, 10*time.Second)
+			stop()
+		}
+	}
+	t.Add("sessions/s", f1(rate[Gatehouse]), f1(rate[Baseline]), ratio(rate[Gatehouse], rate[Baseline]))
+	t.Add("completed / errors", fmt.Sprintf("%d / %d", oks[Gatehouse], errs[Gatehouse]), fmt.Sprintf("%d / %d", oks[Baseline], errs[Baseline]), "")
+	t.Add("median cycle (ms)", f1(Median(lat[Gatehouse])), f1(Median(lat[Baseline])), ratio(Median(lat[Gatehouse]), Median(lat[Baseline])))
+	t.Add("p99 cycle (ms)", f1(Percentile(lat[Gatehouse], 99)), f1(Percentile(lat[Baseline], 99)), ratio(Percentile(lat[Gatehouse], 99), Percentile(lat[Baseline], 99)))
+	text := fmt.Sprintf("%d concurrent Go clients each loop connect (two handshakes) → exec `true` → close for %s per system. "+
+		"For Gatehouse every cycle is authentication, policy decision, upstream dial with a freshly signed certificate, "+
+		"session index row, audit events and a recording opened and closed. The client shares the 2 cores.\n\n%s",
+		workers, d, t.Markdown())
+	for _, sys := range Systems {
+		if lastErr[sys] != nil {
+			text += fmt.Sprintf("\n- last %s error: `%v`", sys, lastErr[sys])
+		}
+	}
+	return Section{Title: title, Text: text}
+}
+
+type churnResult struct {
+	ok, errs int64
+	lat      []time.Duration
+	lastErr  error
+}
+
+func churn(ctx context.Context, j *Jumper, workers int, d time.Duration) churnResult {
+	var r churnResult
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	end := time.Now().Add(d)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) && ctx.Err() == nil {
+				start := time.Now()
+				err := cycle(ctx, j)
+				took := time.Since(start)
+				mu.Lock()
+				if err != nil {
+					r.errs++
+					r.lastErr = err
+				} else if time.Now().Before(end) {
+					// Only cycles finished inside the window count.
+					r.ok++
+					r.lat = append(r.lat, took)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return r
+}
+
+func cycle(ctx context.Context, j *Jumper) error {
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	c, err := j.Dial(cctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	out, err := c.Exec("true")
+	if err != nil {
+		return fmt.Errorf("%w (output %q)", err, strings.TrimSpace(out))
+	}
+	return nil
+}

@@ -1,0 +1,222 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// sshRun runs the OpenSSH client with args, stdin from in (nil: empty) and
+// stdout into out (nil: discarded), and returns how long it took.
+func sshRun(ctx context.Context, args []string, in io.Reader, out io.Writer) (time.Duration, error) {
+	cmd := exec.CommandContext(ctx, "ssh", args...)
+	if in == nil {
+		in = strings.NewReader("")
+	}
+	if out == nil {
+		out = io.Discard
+	}
+	var stderr strings.Builder
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = in, out, &stderr
+	cmd.WaitDelay = 5 * time.Second
+	start := time.Now()
+	err := cmd.Run()
+	d := time.Since(start)
+	if err != nil {
+		return d, fmt.Errorf("ssh %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return d, nil
+}
+
+// ConnectLatency times `ssh -J jump node true` n times per system,
+// alternating systems so that background load hits both alike.
+func ConnectLatency(ctx context.Context, e *Env, n int) Section {
+	args := map[System][]string{}
+	for _, sys := range Systems {
+		a, err := e.SSHArgs(sys, BenchUser, "")
+		if err != nil {
+			return failed("Connect latency", err)
+		}
+		args[sys] = append(a, "true")
+		// One warm-up each: page cache, sshd's first re-exec.
+		if _, err := sshRun(ctx, args[sys], nil, nil); err != nil {
+			return failed("Connect latency", err)
+		}
+	}
+	times := map[System][]time.Duration{}
+	errs := map[System]int{}
+	var lastErr error
+	for i := 0; i < n; i++ {
+		for _, sys := range Systems {
+			d, err := sshRun(ctx, args[sys], nil, nil)
+			if err != nil {
+				errs[sys]++
+				lastErr = err
+				continue
+			}
+			times[sys] = append(times[sys], d)
+		}
+	}
+	t := Table{Header: []string{"", "Gatehouse", "OpenSSH jump", "ratio GH/OpenSSH"}}
+	g, b := ms(times[Gatehouse]), ms(times[Baseline])
+	t.Add("median (ms)", f1(Median(g)), f1(Median(b)), ratio(Median(g), Median(b)))
+	t.Add("p90 (ms)", f1(Percentile(g, 90)), f1(Percentile(b, 90)), ratio(Percentile(g, 90), Percentile(b, 90)))
+	t.Add("runs ok / errors", fmt.Sprintf("%d / %d", len(g), errs[Gatehouse]), fmt.Sprintf("%d / %d", len(b), errs[Baseline]), "")
+	text := fmt.Sprintf("`ssh -J JUMP ubuntu@node true` with the OpenSSH client, certificate already issued, no multiplexing, "+
+		"OpenSSH's default cipher; %d runs per system after one warm-up, systems alternated run by run. "+
+		"Wall time of the whole client process (two handshakes for the client; Gatehouse also terminates the inner "+
+		"connection and dials the node with a freshly signed certificate, writes the session index, the audit events and "+
+		"opens the recording).\n\n%s", n, t.Markdown())
+	if lastErr != nil {
+		text += fmt.Sprintf("\nLast error: `%v`\n", lastErr)
+	}
+	return Section{Title: "1. Connect latency", Text: text}
+}
+
+// BulkOptions configure the transfer case.
+type BulkOptions struct {
+	Size    int64
+	Reps    int
+	Ciphers []string
+	// Profile, if set, is called around one extra (unmeasured) Gatehouse
+	// download with the first cipher; it returns a stop function.
+	Profile func(label string) func()
+}
+
+// Bulk pushes Size bytes of random data up (`cat >/dev/null`) and down
+// (`cat FILE`) through each system with each cipher, Reps times, and
+// reports median throughput.
+func Bulk(ctx context.Context, e *Env, o BulkOptions) Section {
+	const title = "2. Bulk throughput"
+	path := filepath.Join(e.Dir, "payload.bin")
+	if err := writeRandom(path, o.Size); err != nil {
+		return failed(title, err)
+	}
+	defer os.Remove(path)
+	t := Table{Header: []string{"cipher", "direction", "Gatehouse MiB/s", "OpenSSH jump MiB/s", "ratio GH/OpenSSH"}}
+	var notes []string
+	var finWall, finCPU []float64
+	for _, cipher := range o.Ciphers {
+		args := map[System][]string{}
+		for _, sys := range Systems {
+			a, err := e.SSHArgs(sys, BenchUser, cipher)
+			if err != nil {
+				return failed(title, err)
+			}
+			args[sys] = a
+		}
+		for _, dir := range []string{"upload", "download"} {
+			rates := map[System][]float64{}
+			for r := 0; r < o.Reps; r++ {
+				for _, sys := range Systems {
+					quiesce(ctx, e.GHPid(), 10*time.Minute)
+					d, err := transfer(ctx, args[sys], dir, path, o.Size)
+					if err != nil {
+						notes = append(notes, fmt.Sprintf("%s %s %s: `%v`", sys, cipher, dir, err))
+						continue
+					}
+					rates[sys] = append(rates[sys], float64(o.Size)/(1<<20)/d.Seconds())
+					if sys == Gatehouse && dir == "download" {
+						wall, cpu := quiesce(ctx, e.GHPid(), 10*time.Minute)
+						finWall = append(finWall, wall.Seconds())
+						finCPU = append(finCPU, cpu.Seconds())
+					}
+				}
+			}
+			g, b := Median(rates[Gatehouse]), Median(rates[Baseline])
+			t.Add("`"+cipher+"`", dir, fmt.Sprintf("%s (%d runs)", f1(g), len(rates[Gatehouse])),
+				fmt.Sprintf("%s (%d runs)", f1(b), len(rates[Baseline])), ratio(g, b))
+		}
+	}
+	if o.Profile != nil && len(o.Ciphers) > 0 {
+		a, err := e.SSHArgs(Gatehouse, BenchUser, o.Ciphers[0])
+		if err == nil {
+			quiesce(ctx, e.GHPid(), 10*time.Minute)
+			stop := o.Profile("download")
+			// The profile covers the transfer and the recording's
+			// finalization after it.
+			_, err = transfer(ctx, a, "download", path, o.Size)
+			quiesce(ctx, e.GHPid(), 10*time.Minute)
+			stop()
+		}
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("profiled download: `%v`", err))
+		}
+	}
+	recs, _ := dirSize(filepath.Join(e.Dir, "data", "recordings"))
+	text := fmt.Sprintf("%d MiB of random bytes per transfer (`-size`), %d runs per cell, systems alternated; "+
+		"upload is `ssh -c CIPHER -J JUMP node 'cat >/dev/null' < file`, download is `ssh -c CIPHER -J JUMP node 'cat file' > /dev/null` "+
+		"(Ciphers set in the client config, so the jump hop uses the same cipher). "+
+		"Gatehouse records both (recording ON: there is no off switch in the product, recording.mode is strict here); "+
+		"a download's bytes all go into the asciicast recording, an upload's do not (record_input is false). "+
+		"Gatehouse's own leg to the node uses x/crypto's first choice, aes128-gcm, whatever the client picked. "+
+		"Before every transfer the bench waits until gatehouse is idle (see below), so no run competes with the previous one's "+
+		"recording work. Recordings on disk after this case: %d MiB.\n\n%s\n"+
+		"After each Gatehouse download the client has exited but Gatehouse still finalizes the recording (gzip of the asciicast "+
+		"file): median %s s wall and %s CPU-seconds per %d MiB download (%d downloads) until gatehouse is idle again. "+
+		"This work is not in the MiB/s above, but it competes with every other session on the bastion.\n",
+		o.Size>>20, o.Reps, recs>>20, t.Markdown(), f1(Median(finWall)), f1(Median(finCPU)), o.Size>>20, len(finCPU))
+	for _, n := range notes {
+		text += "\n- " + n
+	}
+	return Section{Title: title, Text: text}
+}
+
+func transfer(ctx context.Context, args []string, dir, path string, size int64) (time.Duration, error) {
+	if dir == "upload" {
+		f, err := os.Open(path)
+		if err != nil {
+			return 0, fmt.Errorf("open payload: %w", err)
+		}
+		defer f.Close()
+		return sshRun(ctx, append(args, "cat >/dev/null"), f, nil)
+	}
+	var c countWriter
+	d, err := sshRun(ctx, append(args, "cat "+path), nil, &c)
+	if err == nil && int64(c) != size {
+		err = fmt.Errorf("download delivered %d bytes, want %d", int64(c), size)
+	}
+	return d, err
+}
+
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
+
+// writeRandom writes n random bytes: incompressible, and the worst case for
+// the recorder's JSON escaping, the same for both systems.
+func writeRandom(path string, n int64) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("create payload: %w", err)
+	}
+	if _, err := io.CopyN(f, rand.Reader, n); err != nil {
+		f.Close()
+		return fmt.Errorf("write payload: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write payload: %w", err)
+	}
+	return nil
+}
+
+func dirSize(dir string) (int64, error) {
+	var n int64
+	err := filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n, err
+}
+
+func failed(title string, err error) Section {
+	return Section{Title: title, Text: fmt.Sprintf("**FAILED:** `%v`\n", err)}
+}
