@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/storage"
@@ -57,6 +58,11 @@ func (s *Server) Recheck(ctx context.Context, user, notice string) int {
 		msg := notice
 		if msg == "" {
 			msg = fmt.Sprintf("gatehouse: access as %s on %s is no longer allowed (%s); session closed", c.login, c.node.Name, v.Reason)
+			if old := c.currentVerdict(); len(old.RequestIDs) > 0 && v.Rule != "lock" {
+				// The safety net noticed before the grant's change event
+				// did: say what ended, as the event would have.
+				msg = fmt.Sprintf("gatehouse: access via request %s ended at %s; session closed", strings.Join(old.RequestIDs, ","), time.Now().Format("15:04"))
+			}
 		}
 		if c.terminate(msg) {
 			closed++
