@@ -91,6 +91,13 @@ type Options struct {
 	// [7 days]. It bounds how far back Run must look for grants that may
 	// still end, so a scan reads recent requests rather than all history.
 	MaxGrant time.Duration
+	// OnChange, if set, is called after every change this process makes
+	// (kind is the audit event type, e.g. user.lock or request.approve;
+	// user is whose access changed), once it is stored. Other bastions
+	// sharing the store only see such changes at their next scan; the hook
+	// lets the server tell them at once. It runs on the caller's goroutine
+	// with a context that outlives the caller's, so keep it short.
+	OnChange func(ctx context.Context, kind, user string)
 }
 
 // Service is the access-request workflow, lock management and the watch
@@ -279,8 +286,9 @@ func (s *Service) notify(ctx context.Context, event string, r storage.Request, a
 }
 
 // changed wakes Wait callers and Run after an in-process change, so this
-// bastion reacts at once instead of at the next poll.
-func (s *Service) changed() {
+// bastion reacts at once instead of at the next poll, and passes the change
+// to Options.OnChange for the other bastions.
+func (s *Service) changed(ctx context.Context, kind, user string) {
 	s.mu.Lock()
 	close(s.updated)
 	s.updated = make(chan struct{})
@@ -288,6 +296,11 @@ func (s *Service) changed() {
 	select {
 	case s.kick <- struct{}{}:
 	default:
+	}
+	if s.opts.OnChange != nil {
+		// The change is stored; the caller hanging up must not keep the
+		// other bastions from hearing of it.
+		s.opts.OnChange(context.WithoutCancel(ctx), kind, user)
 	}
 }
 

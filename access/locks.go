@@ -58,7 +58,7 @@ func (s *Service) Lock(ctx context.Context, actor Effective, user, reason string
 		fields["expires"] = *l.Expires
 	}
 	s.audit(ctx, AuditLock, actor.User(), user, "success", fields)
-	s.changed()
+	s.changed(ctx, AuditLock, user)
 	return l, nil
 }
 
@@ -84,7 +84,7 @@ func (s *Service) Unlock(ctx context.Context, actor Effective, user string) erro
 	}
 	s.log.WarnContext(ctx, "user unlocked", "user", user, "by", actor.User())
 	s.audit(ctx, AuditUnlock, actor.User(), user, "success", map[string]any{"admin": actor.admin})
-	s.changed()
+	s.changed(ctx, AuditUnlock, user)
 	return nil
 }
 

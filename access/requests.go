@@ -200,14 +200,14 @@ func (s *Service) Review(ctx context.Context, reviewer Effective, id string, app
 			"requester": r.User, "roles": r.Roles, "grant_start": *r.GrantStart, "grant_end": *r.GrantEnd,
 		})
 		s.notify(ctx, notify.EventApproved, r, reviewer.User())
-		s.changed()
+		s.changed(ctx, AuditApprove, r.User)
 	case storage.StateDenied:
 		s.log.InfoContext(ctx, "access request denied", "id", id, "user", r.User, "by", reviewer.User())
 		s.audit(ctx, AuditDeny, reviewer.User(), id, "success", map[string]any{
 			"requester": r.User, "roles": r.Roles, "reason": reason,
 		})
 		s.notify(ctx, notify.EventDenied, r, reviewer.User())
-		s.changed()
+		s.changed(ctx, AuditDeny, r.User)
 	}
 	return r, nil
 }
@@ -232,7 +232,7 @@ func (s *Service) expired(ctx context.Context, r storage.Request) {
 		"requester": r.User, "roles": r.Roles, "reviews": len(r.Reviews),
 	})
 	s.notify(ctx, notify.EventExpired, r, "gatehouse")
-	s.changed()
+	s.changed(ctx, AuditExpire, r.User)
 }
 
 // expire moves request id to EXPIRED if it is still pending and past its
@@ -284,7 +284,7 @@ func (s *Service) Cancel(ctx context.Context, user Effective, id string) (storag
 	}
 	s.audit(ctx, AuditCancel, user.User(), id, "success", map[string]any{"roles": r.Roles})
 	s.notify(ctx, notify.EventCancelled, r, user.User())
-	s.changed()
+	s.changed(ctx, AuditCancel, r.User)
 	return r, nil
 }
 
@@ -319,7 +319,7 @@ func (s *Service) Revoke(ctx context.Context, actor Effective, id, reason string
 		"requester": r.User, "roles": r.Roles, "reason": reason, "admin": actor.admin,
 	})
 	s.notify(ctx, notify.EventRevoked, r, actor.User())
-	s.changed()
+	s.changed(ctx, AuditRevoke, r.User)
 	return r, nil
 }
 
