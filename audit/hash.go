@@ -59,6 +59,17 @@ func normalizeFields(fields map[string]any) (map[string]any, error) {
 	return norm, nil
 }
 
+// decodeFields parses stored fields JSON the way stores do.
+func decodeFields(raw []byte) (map[string]any, error) {
+	var m map[string]any
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	if err := d.Decode(&m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // encodeCanonical encodes already-normalised fields. encoding/json sorts map
 // keys; HTML escaping is turned off because it is a browser concern that an
 // outside verifier should not have to reproduce.

@@ -4,12 +4,15 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/storage"
+	"github.com/gatehouse-dev/gatehouse/storage/sqlite"
 )
 
 // buildChain appends n events through a Log and returns them as stored.
@@ -88,6 +91,10 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		{"delete middle", func(t *testing.T, db *sql.DB, _ []storage.Event) {
 			sqlExec(t, db, `DELETE FROM events WHERE seq = 5`)
 		}, 5, "event 5 is missing"},
+		{"edit before a deletion", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `UPDATE events SET target = 'db-2' WHERE seq = 3`)
+			sqlExec(t, db, `DELETE FROM events WHERE seq = 7`)
+		}, 3, "event 3 does not match its hash"},
 		{"delete range", func(t *testing.T, db *sql.DB, _ []storage.Event) {
 			sqlExec(t, db, `DELETE FROM events WHERE seq BETWEEN 3 AND 6`)
 		}, 3, "events 3 to 6 are missing"},
@@ -115,33 +122,65 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		{"append garbage", func(t *testing.T, db *sql.DB, evs []storage.Event) {
 			sqlExec(t, db, `INSERT INTO events(seq, time, type, prev_hash, hash) VALUES (11, 0, 'exec', ?, x'00')`, evs[9].Hash)
 		}, 11, "does not match its hash"},
+		{"reformatted fields are not tampering", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `UPDATE events SET fields = '{ "n": 5, "cmd": "echo 5" }' WHERE seq = 5`)
+		}, 0, ""},
+		{"fields replaced by garbage", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `UPDATE events SET fields = 'not json' WHERE seq = 5`)
+		}, 5, "not valid JSON"},
 		{"forge anchor", func(t *testing.T, db *sql.DB, _ []storage.Event) {
 			sqlExec(t, db, `DELETE FROM events WHERE seq <= 3`)
 			sqlExec(t, db, `INSERT INTO audit_anchor(id, seq, hash) VALUES (1, 3, x'0102')`)
 		}, 4, "does not link to the retention anchor"},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			store, path := openStore(t)
-			evs := buildChain(t, store, 10)
-			if len(evs) != 10 {
-				t.Fatalf("built %d events, want 10", len(evs))
-			}
-			tc.tamper(t, rawDB(t, path), evs)
-			rep := mustVerify(t, store)
-			if tc.badSeq == 0 {
-				if !rep.OK || rep.Events != 10 || rep.FirstSeq != 1 || rep.LastSeq != 10 {
-					t.Fatalf("untampered chain: %+v", rep)
-				}
-				return
-			}
-			if rep.OK {
-				t.Fatalf("tampering not detected: %+v", rep)
-			}
-			if rep.BadSeq != tc.badSeq || !strings.Contains(rep.Problem, tc.problem) {
-				t.Fatalf("report = bad seq %d %q; want %d %q", rep.BadSeq, rep.Problem, tc.badSeq, tc.problem)
-			}
-		})
+	// Both verification paths: the SQLite store's raw walk, and the plain
+	// WalkEvents any backend has.
+	for _, plain := range []bool{false, true} {
+		for _, tc := range tests {
+			t.Run(fmt.Sprintf("%s/plain=%v", tc.name, plain), func(t *testing.T) {
+				runTamper(t, plain, tc.tamper, tc.badSeq, tc.problem)
+			})
+		}
+	}
+}
+
+// plainStore hides the SQLite store's optional raw walk.
+type plainStore struct{ storage.AuditStore }
+
+func runTamper(t *testing.T, plain bool, tamper func(*testing.T, *sql.DB, []storage.Event), badSeq int64, problem string) {
+	sqlite, path := openStore(t)
+	var store storage.AuditStore = sqlite
+	if plain {
+		store = plainStore{sqlite}
+	}
+	evs := buildChain(t, store, 10)
+	if len(evs) != 10 {
+		t.Fatalf("built %d events, want 10", len(evs))
+	}
+	tamper(t, rawDB(t, path), evs)
+	rep, err := audit.Verify(context.Background(), store)
+	if plain && strings.Contains(problem, "not valid JSON") {
+		// Through plain WalkEvents the store itself fails to decode the
+		// row; Verify must then fail rather than pass.
+		if err == nil && rep.OK {
+			t.Fatalf("garbage fields passed verification: %+v", rep)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if badSeq == 0 {
+		if !rep.OK || rep.Events != 10 || rep.FirstSeq != 1 || rep.LastSeq != 10 {
+			t.Fatalf("untampered chain: %+v", rep)
+		}
+		return
+	}
+	if rep.OK {
+		t.Fatalf("tampering not detected: %+v", rep)
+	}
+	if rep.BadSeq != badSeq || !strings.Contains(rep.Problem, problem) {
+		t.Fatalf("report = bad seq %d %q; want %d %q", rep.BadSeq, rep.Problem, badSeq, problem)
 	}
 }
 
@@ -183,5 +222,96 @@ func TestPruneKeepsChainVerifiable(t *testing.T) {
 	}
 	if _, err := l.Prune(ctx, 0); err == nil {
 		t.Fatal("Prune(0) accepted: would delete everything")
+	}
+}
+
+// Long chains are verified in parallel segments (2048 events each with
+// two CPUs); the first problem must be reported whichever segment holds it,
+// including problems exactly at a segment boundary.
+func TestVerifyLongChain(t *testing.T) {
+	const n = 4096 // minParallel: two segments of 2048
+	tests := []struct {
+		name    string
+		tamper  []string
+		badSeq  int64
+		problem string
+	}{
+		{"intact", nil, 0, ""},
+		{"several problems, first wins", []string{
+			`UPDATE events SET actor = 'x' WHERE seq IN (3500, 3000)`,
+			`DELETE FROM events WHERE seq = 3200`,
+			`UPDATE events SET actor = 'x' WHERE seq = 1000`,
+		}, 1000, "does not match its hash"},
+		{"last of a segment deleted", []string{`DELETE FROM events WHERE seq = 2048`}, 2048, "missing"},
+		{"first of a segment deleted", []string{`DELETE FROM events WHERE seq = 2049`}, 2049, "missing"},
+		{"tail of a segment deleted", []string{`DELETE FROM events WHERE seq BETWEEN 2040 AND 2048`}, 2040, "missing"},
+		{"swap across the boundary", []string{
+			`UPDATE events SET seq = -1 WHERE seq = 2048`,
+			`UPDATE events SET seq = 2048 WHERE seq = 2049`,
+			`UPDATE events SET seq = 2049 WHERE seq = -1`,
+		}, 2048, "does not link"},
+		{"edit the very last", []string{`UPDATE events SET outcome = 'x' WHERE seq = 4096`}, 4096, "does not match its hash"},
+	}
+	// Build the chain once; each case tampers with its own copy of the file.
+	ctx := context.Background()
+	template := filepath.Join(t.TempDir(), "template.db")
+	{
+		store, err := sqlite.Open(ctx, template)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seal := func(ev *storage.Event) []byte {
+			h, err := audit.Hash(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return h
+		}
+		evs := make([]storage.Event, n)
+		for i := range evs {
+			evs[i] = storage.Event{Time: t0.Add(time.Duration(i) * time.Second), Type: audit.TypeExec, Actor: "bob", Fields: map[string]any{"n": i}}
+		}
+		if _, err := store.AppendEvents(ctx, evs, seal); err != nil {
+			t.Fatal(err)
+		}
+		store.Close() // checkpoints the WAL into the file
+	}
+	data, err := os.ReadFile(template)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "g.db")
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			store, err := sqlite.Open(ctx, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			db := rawDB(t, path)
+			for _, q := range tc.tamper {
+				sqlExec(t, db, q)
+			}
+			for _, plain := range []bool{false, true} {
+				var s storage.AuditStore = store
+				if plain {
+					s = plainStore{store}
+				}
+				rep := mustVerify(t, s)
+				if tc.badSeq == 0 {
+					if !rep.OK || rep.Events != n || rep.FirstSeq != 1 || rep.LastSeq != n {
+						t.Fatalf("plain=%v: intact long chain: %+v", plain, rep)
+					}
+					continue
+				}
+				if rep.OK || rep.BadSeq != tc.badSeq || !strings.Contains(rep.Problem, tc.problem) ||
+					rep.Events != tc.badSeq-1 || rep.LastSeq != tc.badSeq-1 {
+					t.Fatalf("plain=%v: report = %+v; want first problem at %d (%q)", plain, rep, tc.badSeq, tc.problem)
+				}
+			}
+		})
 	}
 }

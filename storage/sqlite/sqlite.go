@@ -156,6 +156,23 @@ func decJSON(s sql.NullString, into any) error {
 	return d.Decode(into)
 }
 
+// encFields stores audit fields as compact JSON with sorted keys and no
+// HTML escaping: for fields that went through package audit this is
+// byte-for-byte the canonical form that was hashed, which lets a verifier
+// hash the stored text without decoding it (see WalkEventsRaw).
+func encFields(m map[string]any) (any, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return nil, err
+	}
+	return string(bytes.TrimSuffix(buf.Bytes(), []byte("\n"))), nil
+}
+
 // decFields is decJSON for audit fields, on the hot path of Verify.
 func decFields(b []byte) (map[string]any, error) {
 	if len(b) == 0 {
