@@ -41,11 +41,15 @@ type Bastion struct {
 	Identity *identity.Service
 
 	closers []func() error
+	// bus carries change notifications between bastions sharing the
+	// database; nil for a store that has no other bastions (SQLite).
+	bus    changeBus
+	origin string // names this process in change notifications
 }
 
 // Build constructs a bastion from cfg without starting listeners.
 func Build(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Bastion, error) {
-	b := &Bastion{Config: cfg, Log: log}
+	b := &Bastion{Config: cfg, Log: log, origin: newOrigin()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -64,6 +68,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Bastion,
 		return nil, err
 	}
 	b.closers = append(b.closers, b.Store.Close)
+	b.bus, _ = b.Store.(changeBus)
 	var sink io.Writer
 	switch cfg.Audit.Sink {
 	case "":
@@ -85,7 +90,8 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Bastion,
 	b.Notify = notify.New(cfg.Notify, b.Audit, log, notify.Options{})
 	b.closers = append([]func() error{b.Notify.Close}, b.closers...)
 	b.Access = access.New(b.Store, b.Policy, b.Audit, b.Notify, access.Options{
-		PendingTTL: cfg.Requests.PendingTTL.D(), PublicURL: cfg.Web.PublicURL, Logger: log})
+		PendingTTL: cfg.Requests.PendingTTL.D(), PublicURL: cfg.Web.PublicURL, Logger: log,
+		OnChange: publishChanges(b.bus, b.origin, log)})
 	ok = true
 	return b, nil
 }
@@ -197,6 +203,10 @@ func (b *Bastion) Serve(ctx context.Context) error {
 		b.Policy.Watch(ctx, func(old, cur *policy.Policy) { b.policyChanged(ctx, cur) })
 	}()
 	go func() { defer wg.Done(); b.followChanges(ctx) }()
+	if b.bus != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); b.followOtherBastions(ctx, b.bus) }()
+	}
 	if maxAge := cfg.Audit.MaxAge.D(); maxAge > 0 {
 		wg.Add(1)
 		go func() { defer wg.Done(); b.retainAudit(ctx, maxAge, time.Hour) }()
