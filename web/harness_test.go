@@ -79,7 +79,7 @@ type env struct {
 	idp   string // the provider's base URL
 }
 
-func loopback(t *testing.T) (*httptest.Server, string) {
+func loopback(t testing.TB) (*httptest.Server, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -91,14 +91,14 @@ func loopback(t *testing.T) (*httptest.Server, string) {
 	return srv, "http://" + ln.Addr().String()
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -179,7 +179,7 @@ var (
 
 // browser is a signed-in user: a cookie jar and the session's CSRF token.
 type browser struct {
-	t    *testing.T
+	t    testing.TB
 	base string
 	c    *http.Client
 	csrf string
@@ -187,7 +187,7 @@ type browser struct {
 
 // login signs user in through the dev provider's real form with a plain
 // HTTP client, exactly the redirects a browser follows.
-func (e *env) login(t *testing.T, user string) *browser {
+func (e *env) login(t testing.TB, user string) *browser {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	b := &browser{t: t, base: e.srv.URL, c: &http.Client{Jar: jar}}
@@ -209,7 +209,7 @@ func (e *env) login(t *testing.T, user string) *browser {
 	return b
 }
 
-func readBody(t *testing.T, res *http.Response) string {
+func readBody(t testing.TB, res *http.Response) string {
 	t.Helper()
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)

@@ -228,7 +228,7 @@ func (h *Handler) livePage(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	h.render(w, r, http.StatusOK, "live", livePage{viewer: v, S: sessionView{Session: s, LiveHere: true,
-		CanJoin: true, CanKill: v.CanTerminate, CanPlay: v.CanPlay && s.Recording != ""}})
+		CanKill: v.CanTerminate, CanPlay: v.CanPlay && s.Recording != ""}})
 }
 
 // heartbeat keeps idle SSE connections (and proxies in between) open.
