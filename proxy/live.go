@@ -79,8 +79,9 @@ func (c *liveConn) terminate(notice string) bool {
 		_, _ = lc.ch.Stderr().Write([]byte("\r\n" + notice + "\r\n"))
 		// Ask the client to close so the notice is shown before the
 		// transport goes away.
+		// No CloseWrite here: the relay may be writing to this channel,
+		// and x/crypto's EOF flag is not safe against concurrent writes.
 		_, _ = lc.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{255}))
-		_ = lc.ch.CloseWrite()
 	}
 	go func() {
 		// Give the client a moment to print the notice, then cut.
