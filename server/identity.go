@@ -25,7 +25,8 @@ func (b *Bastion) buildIdentity(ctx context.Context) (*identity.Service, error) 
 		Store: b.Store, Auditor: b.Audit, Signer: certSigner{b.CA}, PublicURL: b.Config.Web.PublicURL,
 		Logger: b.Log, KeyBindingTTL: b.Config.SSH.KeyBindingTTL.D(),
 		SSHAddr:    b.Config.SSH.Listen,
-		HostCALine: ca.AuthorizedLine(b.CA.HostCAKey(), ""),
+		// "*": the bastion presents host certificates for every node name too.
+		HostCALine: "@cert-authority * " + ca.AuthorizedLine(b.CA.HostCAKey(), "gatehouse-host-ca"),
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	delay := 250 * time.Millisecond
