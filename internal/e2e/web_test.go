@@ -167,11 +167,11 @@ func TestWebRequestApproveReplayTerminate(t *testing.T) {
 	// without a reload.
 	signIn(t, aliceB, webURL, "/review", "alice")
 	waitText(t, aliceB, "#queue", "Nothing waits for your review", 10*time.Second)
-	browser.Screenshot(t, aliceB, shots, "01-review-empty-alice")
+	shot(t, aliceB, shots, "01-review-empty-alice")
 
 	signIn(t, bobB, webURL, "/", "bob")
 	waitText(t, bobB, "#nodes", "ubuntu@web-1", 10*time.Second)
-	browser.Screenshot(t, bobB, shots, "02-home-bob-before")
+	shot(t, bobB, shots, "02-home-bob-before")
 	run(t, bobB, "request dba",
 		chromedp.Navigate(webURL+"/requests"),
 		chromedp.WaitVisible(chromedp.CSS("#request-form")),
@@ -182,10 +182,10 @@ func TestWebRequestApproveReplayTerminate(t *testing.T) {
 	)
 	waitText(t, bobB, "#flash", "Requested dba for 2h", 15*time.Second)
 	waitText(t, bobB, "#my-requests", "pending", 5*time.Second)
-	browser.Screenshot(t, bobB, shots, "03-requests-bob-pending")
+	shot(t, bobB, shots, "03-requests-bob-pending")
 
 	waitText(t, aliceB, "#queue", "INC-7: replica lag on db-1", 20*time.Second)
-	browser.Screenshot(t, aliceB, shots, "04-review-alice-incoming")
+	shot(t, aliceB, shots, "04-review-alice-incoming")
 	run(t, aliceB, "approve",
 		chromedp.SendKeys(chromedp.CSS(`#queue article.req input[name="reason"]`), "ok for INC-7"),
 		chromedp.Click(chromedp.CSS(`#queue article.req button.approve`)),
@@ -197,7 +197,7 @@ func TestWebRequestApproveReplayTerminate(t *testing.T) {
 	run(t, bobB, "reload home", chromedp.Navigate(webURL+"/"))
 	waitText(t, bobB, "#roles", "dba", 10*time.Second)
 	waitText(t, bobB, "#nodes", jump, 10*time.Second)
-	browser.Screenshot(t, bobB, shots, "05-home-bob-granted")
+	shot(t, bobB, shots, "05-home-bob-granted")
 
 	bob := e2e.NewUser(t, gh, "bob", time.Hour)
 	r := bob.SSH("root@db-1", "id -un; echo web-e2e-$((6*7))")
@@ -209,12 +209,12 @@ func TestWebRequestApproveReplayTerminate(t *testing.T) {
 	// command line, must be drawn by the player.
 	signIn(t, samB, webURL, "/sessions?user=bob&node=db-1", "sam")
 	waitText(t, samB, "#sessions", "root@db-1", 10*time.Second)
-	browser.Screenshot(t, samB, shots, "06-sessions-sam")
+	shot(t, samB, shots, "06-sessions-sam")
 	run(t, samB, "open the player", chromedp.Click(chromedp.CSS(`#sessions a.button[href^="/sessions/"]`)))
 	run(t, samB, "wait for the player", chromedp.WaitVisible(chromedp.CSS("#player .ap-player")))
 	run(t, samB, "press play", chromedp.Click(chromedp.CSS("#player .ap-player")))
 	waitText(t, samB, "#player", "web-e2e-42", 30*time.Second)
-	browser.Screenshot(t, samB, shots, "07-player-sam")
+	shot(t, samB, shots, "07-player-sam")
 
 	// A live session: sam watches it and terminates it; bob's ssh ends.
 	term := bob.Interactive("root@db-1")
@@ -226,7 +226,7 @@ func TestWebRequestApproveReplayTerminate(t *testing.T) {
 	waitText(t, samB, "#live-status", "live", 15*time.Second)
 	term.Send("echo watched-$((3*3))\n")
 	waitText(t, samB, "#term", "watched-9", 30*time.Second)
-	browser.Screenshot(t, samB, shots, "08-live-sam")
+	shot(t, samB, shots, "08-live-sam")
 	run(t, samB, "terminate", chromedp.Click(chromedp.CSS("#terminate")))
 	waitText(t, samB, "#flash", "Terminated session", 15*time.Second)
 	if code := term.Wait(30 * time.Second); code == 0 {
@@ -235,15 +235,28 @@ func TestWebRequestApproveReplayTerminate(t *testing.T) {
 	if out := term.Output(); !strings.Contains(out, "terminated by sam") {
 		t.Fatalf("bob's terminal should say who ended the session, got %q", out)
 	}
-	browser.Screenshot(t, samB, shots, "09-sessions-after-terminate")
+	shot(t, samB, shots, "09-sessions-after-terminate")
 
 	// The audit log holds all of it, and its chain verifies.
 	run(t, samB, "audit", chromedp.Navigate(webURL+"/audit"),
 		chromedp.WaitVisible(chromedp.CSS("#verify-now")), chromedp.Click(chromedp.CSS("#verify-now")))
 	waitText(t, samB, "#verify-result", "Chain intact", 30*time.Second)
 	waitText(t, samB, "#events", "session.terminated", 5*time.Second)
-	browser.Screenshot(t, samB, shots, "10-audit-sam")
+	shot(t, samB, shots, "10-audit-sam")
 	run(t, samB, "locks", chromedp.Navigate(webURL+"/locks"))
 	waitText(t, samB, "main", "Nobody is locked", 10*time.Second)
-	browser.Screenshot(t, samB, shots, "11-locks-sam")
+	shot(t, samB, shots, "11-locks-sam")
+}
+
+// shot saves a full-page PNG (lossless, so text stays readable) into dir.
+func shot(t *testing.T, ctx context.Context, dir, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Logf("save screenshot %s: %v", name, err)
+	}
 }
