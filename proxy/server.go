@@ -144,6 +144,19 @@ func (s *Server) serverConfig(ctx gliderssh.Context) *ssh.ServerConfig {
 // carry the identity this key proves; x/crypto keeps the Permissions of the
 // key that actually completed authentication.
 func (s *Server) authPublicKey(ctx context.Context, meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	perms, err := s.checkPublicKey(ctx, meta, key)
+	var partial *ssh.PartialSuccessError
+	if err != nil && !errors.As(err, &partial) {
+		// x/crypto caches each key's result, so this is one event per key
+		// offered, not per round trip.
+		s.audit(ctx, storage.Event{Type: "ssh.auth.failure", Actor: meta.User(), Target: "bastion", Outcome: "failure",
+			Fields: map[string]any{"method": "publickey", "key_fp": ssh.FingerprintSHA256(key), "key_type": key.Type(),
+				"remote": meta.RemoteAddr().String(), "reason": strings.TrimPrefix(err.Error(), "gatehouse: ")}})
+	}
+	return perms, err
+}
+
+func (s *Server) checkPublicKey(ctx context.Context, meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 	fp := ssh.FingerprintSHA256(key)
 	if cert, ok := key.(*ssh.Certificate); ok {
 		if _, err := s.opt.CA.CheckUserCert(cert, meta.User()); err != nil {
@@ -292,16 +305,9 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 }
 
 func (s *Server) connFailed(conn net.Conn, err error) {
-	if errors.Is(err, net.ErrClosed) {
-		return
-	}
-	msg := err.Error()
-	// Clients that just disconnect after a banner or key probe are noise.
-	if strings.Contains(msg, "EOF") && !strings.Contains(msg, "auth") {
-		return
-	}
-	s.audit(context.Background(), storage.Event{Type: "ssh.auth.failure", Actor: "", Target: "bastion", Outcome: "failure",
-		Fields: map[string]any{"remote": conn.RemoteAddr().String(), "error": msg}})
+	// Refused keys are audited where they are refused; this is the
+	// transport-level rest (scanners, timeouts, clients giving up).
+	s.log.Debug("ssh connection failed", "remote", conn.RemoteAddr().String(), "err", err)
 }
 
 // Serve accepts connections on ln until ctx is cancelled.
