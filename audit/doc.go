@@ -31,8 +31,8 @@
 // last pruned event, and verification starts from there.
 //
 // A hash chain proves order and integrity of what is present, but whoever
-// controls the database can rewrite a suffix or cut the tail consistently;
-// the store must therefore be writable only by the bastion, and the JSON-line
-// sink (shipped elsewhere as it is written) is the independent copy to
-// compare against.
+// controls the database can rewrite a suffix or cut the tail consistently.
+// Two things close that gap: signed checkpoints (SignCheckpoint,
+// VerifyCheckpoint; Ed25519 key in a file outside the database), and the
+// JSON-line sink, shipped elsewhere as it is written.
 package audit

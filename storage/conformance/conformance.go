@@ -28,9 +28,9 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 }
 
 // base is a fixed instant so no test depends on the wall clock.
-var base = time.Date(2025, 3, 14, 9, 26, 53, 589793238, time.UTC)
+func base() time.Time { return time.Date(2025, 3, 14, 9, 26, 53, 589793238, time.UTC) }
 
-func at(d time.Duration) time.Time { return base.Add(d) }
+func at(d time.Duration) time.Time { return base().Add(d) }
 
 // us is at truncated to microseconds, for non-audit times.
 func us(d time.Duration) time.Time { return at(d).Truncate(time.Microsecond) }
