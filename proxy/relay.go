@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -120,6 +121,7 @@ type sessionTap struct {
 	watch   *broadcaster
 	failed  atomic.Bool
 	sftp    *sftp.Watcher // set for sftp subsystem sessions
+	onlcr   onlcr
 	// sftpEvents decouples the relay from durable audit appends.
 	sftpEvents chan storage.Event
 	sftpDone   chan struct{}
@@ -145,11 +147,46 @@ func (t *sessionTap) stderr(p []byte) {
 	t.bytesOut.Add(int64(len(p)))
 	t.mu.Lock()
 	rec := t.rec
+	if rec != nil && t.term == "" {
+		// Without a pty the user's own terminal turned \n into \r\n
+		// (ONLCR); record what they saw, or replays staircase. The
+		// converted bytes live in a shared buffer: use them under the lock.
+		q := t.onlcr.apply(p)
+		rec.Output(q)
+		t.watch.write(q)
+		t.mu.Unlock()
+		return
+	}
 	t.mu.Unlock()
 	if rec != nil {
 		rec.Output(p)
 	}
 	t.watch.write(p)
+}
+
+// onlcr converts lone \n to \r\n across chunk boundaries. It reuses its
+// buffer, so the result is valid until the next call.
+type onlcr struct {
+	lastCR bool
+	buf    []byte
+}
+
+func (o *onlcr) apply(p []byte) []byte {
+	if bytes.IndexByte(p, '\n') < 0 {
+		if len(p) > 0 {
+			o.lastCR = p[len(p)-1] == '\r'
+		}
+		return p
+	}
+	o.buf = o.buf[:0]
+	for _, c := range p {
+		if c == '\n' && !o.lastCR {
+			o.buf = append(o.buf, '\r')
+		}
+		o.buf = append(o.buf, c)
+		o.lastCR = c == '\r'
+	}
+	return o.buf
 }
 
 func (t *sessionTap) input(p []byte) {
