@@ -71,7 +71,7 @@ func (p *Profiler) Section(ctx context.Context) Section {
 	runs := append([]profileRun(nil), p.runs...)
 	p.mu.Unlock()
 	var b strings.Builder
-	b.WriteString("`perf record -F 499 -g -p $(pidof gatehouse)` during one extra, unmeasured run of the case named, " +
+	b.WriteString("`perf record -F 499 -g -p $(pidof gatehouse)` during the run named, " +
 		"then `perf report --no-children` (self time) and `--children` (time in the function and its callees). " +
 		"Percentages are of the gatehouse process's samples.\n")
 	if len(runs) == 0 {
@@ -101,11 +101,11 @@ func (p *Profiler) Section(ctx context.Context) Section {
 func describeProfile(label string) string {
 	switch label {
 	case "download":
-		return "a bulk download (first cipher, recording on)"
+		return "the last measured Gatehouse bulk download with the first cipher (recording on), through its recording's finalization"
 	case "connect":
-		return "the connection-rate churn (10 s)"
+		return "the measured Gatehouse connection-rate churn"
 	case "sessions":
-		return "the concurrent-sessions typing window"
+		return "the typing window of the largest concurrent-sessions count (every session types a line a second)"
 	}
 	return label
 }

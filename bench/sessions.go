@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -201,6 +202,9 @@ type ConcurrentOptions struct {
 	Counts   []int
 	Window   time.Duration // how long every session types a line a second
 	Parallel int           // sessions being opened at once
+	// Profile, if set, samples Gatehouse during the typing window of the
+	// largest count.
+	Profile func(label string) func()
 }
 
 // Concurrent holds N interactive sessions open through each system, each
@@ -230,7 +234,14 @@ func Concurrent(ctx context.Context, e *Env, o ConcurrentOptions) Section {
 			if ferr != nil {
 				notes = append(notes, fmt.Sprintf("%d sessions via %s: %d failed to open, first error `%v`", n, sys, nfail, ferr))
 			}
+			var stop func()
+			if o.Profile != nil && sys == Gatehouse && n == slices.Max(o.Counts) {
+				stop = o.Profile("sessions")
+			}
 			lat, lost := typeLines(ctx, shells, o.Window)
+			if stop != nil {
+				stop()
+			}
 			after := memoryOf(e, sys)
 			closeShells(shells)
 			beforeKiB, afterKiB := before.RSSKiB, after.RSSKiB
@@ -326,17 +337,16 @@ func ConnectionRate(ctx context.Context, e *Env, workers int, d time.Duration, p
 		if err != nil {
 			return failed(title, err)
 		}
+		var stop func()
+		if profile != nil && sys == Gatehouse {
+			stop = profile("connect")
+		}
 		r := churn(ctx, j, workers, d)
-		rate[sys] = float64(r.ok) / d.Seconds()
-		errs[sys], oks[sys], lat[sys], lastErr[sys] = r.errs, r.ok, ms(r.lat), r.lastErr
-	}
-	if profile != nil {
-		waitIdle(ctx, e, Gatehouse)
-		if j, err := e.Jumper(Gatehouse, BenchUser, ""); err == nil {
-			stop := profile("connect")
-			churn(ctx, j, workers, 10*time.Second)
+		if stop != nil {
 			stop()
 		}
+		rate[sys] = float64(r.ok) / d.Seconds()
+		errs[sys], oks[sys], lat[sys], lastErr[sys] = r.errs, r.ok, ms(r.lat), r.lastErr
 	}
 	t.Add("sessions/s", f1(rate[Gatehouse]), f1(rate[Baseline]), ratio(rate[Gatehouse], rate[Baseline]))
 	t.Add("completed / errors", fmt.Sprintf("%d / %d", oks[Gatehouse], errs[Gatehouse]), fmt.Sprintf("%d / %d", oks[Baseline], errs[Baseline]), "")

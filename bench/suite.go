@@ -89,7 +89,7 @@ func Run(ctx context.Context, o Options) error {
 				Ciphers: []string{"aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"}})
 		})
 		step("concurrent", func() Section {
-			return Concurrent(ctx, e, ConcurrentOptions{Counts: o.Sessions, Window: o.Window, Parallel: o.Parallel})
+			return Concurrent(ctx, e, ConcurrentOptions{Counts: o.Sessions, Window: o.Window, Parallel: o.Parallel, Profile: hook})
 		})
 		step("rate", func() Section { return ConnectionRate(ctx, e, o.RateWorkers, o.RateFor, hook) })
 		step("revoke", func() Section { return Revocation(ctx, e, o.Revoke, o.Parallel) })
