@@ -51,9 +51,9 @@ type Server struct {
 // Modern algorithms only. x/crypto negotiates strict KEX (Terrapin
 // countermeasure) automatically with peers that offer it.
 var (
-	kexAlgos    = []string{ssh.KeyExchangeMLKEM768X25519, ssh.KeyExchangeCurve25519, "curve25519-sha256@libssh.org", ssh.KeyExchangeECDHP256, ssh.KeyExchangeECDHP384}
+	kexAlgos    = []string{ssh.KeyExchangeMLKEM768X25519, ssh.KeyExchangeCurve25519, "curve25519-sha256@libssh.org"}
 	cipherAlgos = []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305, ssh.CipherAES128CTR, ssh.CipherAES256CTR}
-	macAlgos    = []string{ssh.HMACSHA256ETM, ssh.HMACSHA512ETM, ssh.HMACSHA256, ssh.HMACSHA512}
+	macAlgos    = []string{ssh.HMACSHA256ETM, ssh.HMACSHA512ETM}
 )
 
 func modernConfig() ssh.Config {
