@@ -528,3 +528,41 @@ func BenchmarkBastionCat(b *testing.B) {
 		pipeThroughCat(b, bob.Client, n, "ubuntu@web-1")
 	}
 }
+
+// TestBastionRolesReloadNarrows: a reload that takes access away ends the
+// live sessions it no longer allows, with a notice on the user's terminal,
+// leaves the others alone, and is audited.
+func TestBastionRolesReloadNarrows(t *testing.T) {
+	gh := startCore(t)
+	bob := e2e.NewUser(t, gh, "bob", time.Hour)
+	dana := e2e.NewUser(t, gh, "dana", time.Hour)
+
+	bobTerm := bob.Interactive("ubuntu@web-1")
+	bobTerm.Send("echo BOB-$((20+1))\n")
+	bobTerm.Expect(regexp.MustCompile(`BOB-21`), 60*time.Second)
+	danaTerm := dana.Interactive("postgres@db-1")
+	danaTerm.Send("echo DANA-$((20+2))\n")
+	danaTerm.Expect(regexp.MustCompile(`DANA-22`), 60*time.Second)
+
+	// dev no longer reaches staging; dba is untouched.
+	gh.WriteRoles(strings.Replace(coreRoles, "node_labels: {env: staging}", "node_labels: {env: nowhere}", 1))
+	gh.Reload()
+
+	bobTerm.Expect(regexp.MustCompile(`gatehouse: access as ubuntu on web-1 is no longer allowed`), 30*time.Second)
+	if code := bobTerm.Wait(30 * time.Second); code == 0 {
+		t.Errorf("bob's session should end with a failure status, got 0")
+	}
+	// dana's session still works.
+	danaTerm.Send("echo STILL-$((40+2))\n")
+	danaTerm.Expect(regexp.MustCompile(`STILL-42`), 30*time.Second)
+	danaTerm.Send("exit\n")
+	danaTerm.Wait(30 * time.Second)
+
+	r := gh.MustRun("audit", "ls", "--type", "session.terminated", "--json")
+	if !strings.Contains(r.Stdout, `"user":"bob"`) || strings.Contains(r.Stdout, `"user":"dana"`) {
+		t.Errorf("want one session.terminated event for bob only, got:\n%s", r.Stdout)
+	}
+	if r := gh.MustRun("audit", "ls", "--type", "policy.reload", "--json"); !strings.Contains(r.Stdout, "policy.reload") {
+		t.Errorf("policy reload not audited:\n%s", r.Stdout)
+	}
+}
