@@ -33,6 +33,10 @@ type NodeSpec struct {
 	// Down lists the node in gatehouse.yaml at a loopback address where
 	// nothing listens, without starting sshd.
 	Down bool
+	// Running lists a node that is already running (another bastion's)
+	// instead of starting one: bastions of one HA deployment share their
+	// nodes. Name and Labels still come from this spec.
+	Running *Node
 }
 
 // GatehouseOptions describe a bastion to start.
@@ -50,6 +54,11 @@ type GatehouseOptions struct {
 	ExtraArgs []string
 	// Env is added to the server's environment.
 	Env []string
+	// DataFiles are written into data_dir (mode 0600) before any command
+	// runs, by name. Bastions of one HA deployment must share their CAs
+	// and host key: pass ca.UserCAFile, ca.HostCAFile and ca.HostKeyFile
+	// read from the first bastion's DataDir.
+	DataFiles map[string][]byte
 }
 
 // Gatehouse is a running `gatehouse serve` with its nodes.
@@ -118,6 +127,14 @@ func StartGatehouse(t testing.TB, opts GatehouseOptions) *Gatehouse {
 		g.cfg[k] = v
 	}
 	g.WriteRoles(opts.Roles)
+	if len(opts.DataFiles) > 0 {
+		if err := os.MkdirAll(g.DataDir, 0o700); err != nil {
+			t.Fatalf("create data_dir: %v", err)
+		}
+		for name, data := range opts.DataFiles {
+			writeFile(t, filepath.Join(g.DataDir, name), string(data), 0o600)
+		}
+	}
 
 	// The CAs are created by the first command that needs them, so export
 	// them from a config without nodes: the nodes cannot start before they
@@ -136,7 +153,11 @@ func StartGatehouse(t testing.TB, opts GatehouseOptions) *Gatehouse {
 		if len(spec.Labels) > 0 {
 			entry["labels"] = spec.Labels
 		}
-		if spec.Down {
+		if spec.Running != nil {
+			g.Nodes[spec.Name] = spec.Running
+			entry["address"] = spec.Running.Addr
+			entry["host_key"] = spec.Running.HostKeyLine
+		} else if spec.Down {
 			entry["address"] = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 			entry["host_key"] = spec.PinnedKey
 			if spec.PinnedKey == "" {
