@@ -207,6 +207,10 @@ func (b *Bastion) Serve(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); b.followOtherBastions(ctx, b.bus) }()
 	}
+	if cfg.Audit.CheckpointKey != "" {
+		wg.Add(1)
+		go func() { defer wg.Done(); b.runCheckpoints(ctx) }()
+	}
 	if maxAge := cfg.Audit.MaxAge.D(); maxAge > 0 {
 		wg.Add(1)
 		go func() { defer wg.Done(); b.retainAudit(ctx, maxAge, time.Hour) }()

@@ -106,6 +106,14 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return exitCode(1)
 		}
 		fmt.Fprintf(stdout, "audit log intact: %d events, sequence %d..%d\n", rep.Events, rep.FirstSeq, rep.LastSeq)
+		cp, ok, err := b.VerifyCheckpoint(ctx)
+		switch {
+		case err != nil:
+			fmt.Fprintf(stdout, "audit log TAMPERED: %v\n", err)
+			return exitCode(1)
+		case ok:
+			fmt.Fprintf(stdout, "signed checkpoint at sequence %d (%s) matches\n", cp.Seq, cp.Time.Local().Format(time.RFC3339))
+		}
 		return nil
 	}
 	f := storage.EventFilter{Type: *typ, User: *user, Limit: *limit, After: *after}
