@@ -27,7 +27,7 @@ roles:
 `
 
 // buildOn builds a bastion (without serving) on the PostgreSQL database dsn.
-func buildOn(t *testing.T, name, dsn string) *Bastion {
+func buildOn(t testing.TB, name, dsn string) *Bastion {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "roles.yaml"), []byte(haRoles), 0o600); err != nil {
