@@ -53,6 +53,7 @@ func TestLockClosesSessionsAndRefuses(t *testing.T) {
 		if !strings.Contains(r.Stderr, "gatehouse:") || !strings.Contains(r.Stderr, "bob is locked") {
 			t.Errorf("refusal should name the lock in a gatehouse: line, got %s", r)
 		}
+		t.Logf("refusal: %q", r.Stderr)
 		r = bob.Bastion("whoami")
 		if r.ExitCode == 0 || !strings.Contains(r.Stderr, "bob is locked") {
 			t.Errorf("locked bob ran a bastion command: %s", r)
