@@ -126,6 +126,23 @@ func StartGatehouse(t testing.TB, opts GatehouseOptions) *Gatehouse {
 	for k, v := range opts.Config {
 		g.cfg[k] = v
 	}
+	// A test that replaces ssh: or web: (to know the web address before
+	// the bastion starts, for an OIDC provider's redirect URL) gets the
+	// addresses it chose in SSHAddr, WebAddr and WebURL.
+	if ssh, ok := g.cfg["ssh"].(map[string]any); ok {
+		if l, ok := ssh["listen"].(string); ok && l != "" {
+			g.SSHAddr = l
+		}
+	}
+	if web, ok := g.cfg["web"].(map[string]any); ok {
+		if l, ok := web["listen"].(string); ok && l != "" {
+			g.WebAddr = l
+			g.WebURL = "http://" + l
+		}
+		if u, ok := web["public_url"].(string); ok && u != "" {
+			g.WebURL = u
+		}
+	}
 	g.WriteRoles(opts.Roles)
 	if len(opts.DataFiles) > 0 {
 		if err := os.MkdirAll(g.DataDir, 0o700); err != nil {
