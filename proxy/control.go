@@ -73,10 +73,10 @@ func (s *Server) Recheck(ctx context.Context, user, notice string) int {
 	return closed
 }
 
+// recheckOne asks Authorize alone: it refuses locked users with a verdict,
+// and reports a store outage as an error, which keeps the session (Admit
+// would turn an outage into a refusal, right for new sessions only).
 func (s *Server) recheckOne(ctx context.Context, c *liveConn) (Verdict, error) {
-	if err := s.opt.Authorizer.Admit(ctx, c.ident); err != nil {
-		return Verdict{Allowed: false, Reason: err.Error()}, nil
-	}
 	return s.opt.Authorizer.Authorize(ctx, c.ident, c.login, c.node)
 }
 

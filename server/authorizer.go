@@ -26,19 +26,13 @@ type effective = access.Effective
 
 func toPolicyNode(n config.Node) policy.Node { return policy.Node{Name: n.Name, Labels: n.Labels} }
 
-// Admit refuses locked users. When the store cannot be read it does not
-// refuse: the proxy also calls Admit when re-checking live sessions, and
-// takes any error as a refusal, so failing here would cut every session on
-// the bastion whenever the database blinks. Nothing is let through by
-// this: every path after Admit (Authorize for a jump, Describe and Nodes
-// for the bastion's own commands, Effective in each request command) reads
-// the same store and fails closed, so a new session is still refused with
-// "access could not be checked right now; try again".
+// Admit refuses locked users, and fails closed when the store cannot be
+// read. (Live sessions are re-checked through Authorize alone, which keeps
+// them through a short database outage.)
 func (a *authorizer) Admit(ctx context.Context, id proxy.Identity) error {
 	eff, err := a.access.Effective(ctx, id.User, id.Claims)
 	if err != nil {
-		// The proxy logs the failure when the next check meets it.
-		return nil
+		return fmt.Errorf("access could not be checked right now; try again")
 	}
 	if eff.Lock != nil {
 		msg := fmt.Sprintf("%s is locked", id.User)

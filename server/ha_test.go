@@ -142,9 +142,9 @@ func TestOwnNote(t *testing.T) {
 }
 
 // TestDatabaseOutage: while the database is down a new connection is
-// refused by Authorize (fail closed) but Admit, which the proxy also asks
-// when re-checking live sessions, does not refuse, so those sessions
-// survive; once it is back, locks are enforced again.
+// refused (Admit fails closed with a clear line) and Authorize reports an
+// error rather than a verdict, which the proxy's live-session recheck
+// treats as "keep the session"; once it is back, locks are enforced again.
 func TestDatabaseOutage(t *testing.T) {
 	c := pgtest.StartCluster(t)
 	if !c.CanRestart() {
@@ -168,7 +168,7 @@ func TestDatabaseOutage(t *testing.T) {
 	}
 	check("database up", "", true, false)
 	c.Stop(t)
-	check("database down", "", false, true)
+	check("database down", "access could not be checked right now", false, true)
 	c.Restart(t)
 	// The pool reconnects by itself; poll until it has.
 	for i := 0; ; i++ {

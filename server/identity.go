@@ -24,7 +24,7 @@ func (b *Bastion) buildIdentity(ctx context.Context) (*identity.Service, error) 
 		UsernameClaim: o.UsernameClaim, GroupsClaim: o.GroupsClaim, Scopes: o.Scopes,
 		Store: b.Store, Auditor: b.Audit, Signer: certSigner{b.CA}, PublicURL: b.Config.Web.PublicURL,
 		Logger: b.Log, KeyBindingTTL: b.Config.SSH.KeyBindingTTL.D(),
-		SSHAddr:    b.Config.SSH.Listen,
+		SSHAddr: b.Config.SSH.Listen,
 		// "*": the bastion presents host certificates for every node name too.
 		HostCALine: "@cert-authority * " + ca.AuthorizedLine(b.CA.HostCAKey(), "gatehouse-host-ca"),
 	}
