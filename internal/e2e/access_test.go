@@ -187,13 +187,14 @@ type accessEnv struct {
 	slack   *hook
 	hostCA  string // file with the bastion's host CA key, for --host-ca
 	users   map[string]*e2e.User
+	t       *testing.T // the test that owns the bastion, and the users' files
 }
 
 func startAccess(t *testing.T, extraConfig map[string]any) *accessEnv {
 	t.Helper()
 	e2e.RequireSystem(t)
 	e2e.RequireAccount(t, "ubuntu")
-	env := &accessEnv{webhook: newHook(t), slack: newHook(t), users: map[string]*e2e.User{}}
+	env := &accessEnv{webhook: newHook(t), slack: newHook(t), users: map[string]*e2e.User{}, t: t}
 	cfg := map[string]any{
 		"notify": []map[string]any{
 			{"kind": "webhook", "url": env.webhook.srv.URL + "/gatehouse"},
@@ -219,13 +220,15 @@ func startAccess(t *testing.T, extraConfig map[string]any) *accessEnv {
 	return env
 }
 
-// user returns the named user, creating its key and certificate once.
+// user returns the named user, creating its key and certificate once. They
+// belong to the test that started the bastion, not to the (sub)test asking
+// first, whose temporary files vanish when it ends.
 func (env *accessEnv) user(t *testing.T, name string) *e2e.User {
 	t.Helper()
 	if u, ok := env.users[name]; ok {
 		return u
 	}
-	u := e2e.NewUser(t, env.gh, name, time.Hour)
+	u := e2e.NewUser(env.t, env.gh, name, time.Hour)
 	env.users[name] = u
 	return u
 }
@@ -492,6 +495,9 @@ func TestAccessRequestReviews(t *testing.T) {
 	e2e.RequireAccount(t, "root")
 	env := startAccess(t, nil)
 	bob, alice := env.user(t, "bob"), env.user(t, "alice")
+	for _, name := range []string{"ann", "carol", "sam", "sue"} {
+		env.user(t, name) // here, not in a subtest that could fail on the parent
+	}
 
 	t.Run("two approvals needed, the same approver counts once", func(t *testing.T) {
 		sam, sue := env.user(t, "sam"), env.user(t, "sue")
@@ -597,6 +603,41 @@ func TestAccessRequestReviews(t *testing.T) {
 			t.Fatalf("drop %s: %s", id, r)
 		}
 		refusedJump(t, bob, "root@db-1")
+	})
+
+	t.Run("who sees which request", func(t *testing.T) {
+		id := env.request(t, bob, "dba", "INC-16 visibility", "10m")
+		carol, sam := env.user(t, "carol"), env.user(t, "sam")
+		listed := func(u *e2e.User) bool {
+			t.Helper()
+			r := env.cli(t, u, "ls")
+			if r.ExitCode != 0 {
+				t.Fatalf("request ls as %s: %s", u.Name, r)
+			}
+			for _, l := range strings.Split(r.Stdout, "\n") {
+				if f := strings.Fields(l); len(f) > 0 && f[0] == id {
+					return true
+				}
+			}
+			return false
+		}
+		for _, tc := range []struct {
+			u    *e2e.User
+			want bool
+		}{{bob, true}, {alice, true}, {carol, false}, {sam, false}} {
+			if got := listed(tc.u); got != tc.want {
+				t.Errorf("request ls as %s lists %s (id first): %v, want %v", tc.u.Name, id, got, tc.want)
+			}
+		}
+		if r := env.cli(t, alice, "show", id); r.ExitCode != 0 || !strings.Contains(r.Stdout, "reason: INC-16 visibility") {
+			t.Errorf("alice, who reviews dba, should see the request: %s", r)
+		}
+		if r := env.cli(t, carol, "show", id); r.ExitCode != 1 || strings.Contains(r.Stdout+r.Stderr, "INC-16") {
+			t.Errorf("carol should not see bob's request: %s", r)
+		}
+		if r := bob.Bastion("cancel", id); r.ExitCode != 0 {
+			t.Fatalf("cancel %s: %s", id, r)
+		}
 	})
 
 	t.Run("cancel", func(t *testing.T) {
