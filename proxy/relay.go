@@ -265,7 +265,6 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 
 // clientRequest inspects (and may answer) a request from the client.
 func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveChannel) bool {
-	s := t.s
 	switch r.Type {
 	case "pty-req":
 		var p struct {
@@ -314,16 +313,17 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 		}
 		live.kind, live.command = kind, command
 		if err := t.begin(kind, command); err != nil {
+			// Accept the request, then refuse in words: OpenSSH exits at
+			// once on a failed exec reply, before printing our stderr.
 			msg := "gatehouse: session recording is unavailable; session refused (" + err.Error() + ")"
-			_, _ = ch.Stderr().Write([]byte(msg + "\r\n"))
 			if r.WantReply {
-				_ = r.Reply(false, nil)
+				_ = r.Reply(true, nil)
 			}
+			_, _ = ch.Stderr().Write([]byte(msg + "\r\n"))
 			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{1}))
 			ch.Close()
 			return true
 		}
-		_ = s
 	}
 	return false
 }

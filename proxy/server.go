@@ -60,6 +60,16 @@ func modernConfig() ssh.Config {
 	return ssh.Config{KeyExchanges: kexAlgos, Ciphers: cipherAlgos, MACs: macAlgos}
 }
 
+// ctxKeyAwaitLogin marks a connection waiting for a browser login; its
+// value is the time.Time until which the pre-auth timeout is extended.
+type ctxKey string
+
+const ctxKeyAwaitLogin ctxKey = "gatehouse-await-login"
+
+// loginURLWait bounds how long a connection may wait on a login URL (the
+// code itself expires after five minutes).
+const loginURLWait = 5*time.Minute + 30*time.Second
+
 // Extension keys carrying the authenticated identity in ssh.Permissions.
 const (
 	extUser    = "gatehouse-user"
@@ -203,6 +213,11 @@ func (s *Server) checkPublicKey(ctx context.Context, meta ssh.ConnMetadata, key 
 			if err != nil {
 				return nil, fmt.Errorf("gatehouse: start login: %w", err)
 			}
+			// A person is now logging in in a browser: give them the
+			// code's lifetime, not the login grace time.
+			if gctx, ok := ctx.(gliderssh.Context); ok {
+				gctx.SetValue(ctxKeyAwaitLogin, time.Now().Add(loginURLWait))
+			}
 			// An instruction with no questions shows the text and returns
 			// at once; then block until the browser confirms.
 			if _, err := challenge("", prompt+"\n", nil, nil); err != nil {
@@ -293,10 +308,15 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 					return
 				}
 			case <-deadline.C:
-				if !authenticated() {
-					s.log.Info("login grace time exceeded", "remote", conn.RemoteAddr().String())
-					conn.Close()
+				if authenticated() {
+					return
 				}
+				if until, ok := ctx.Value(ctxKeyAwaitLogin).(time.Time); ok && time.Now().Before(until) {
+					deadline.Reset(time.Until(until))
+					continue
+				}
+				s.log.Info("login grace time exceeded", "remote", conn.RemoteAddr().String())
+				conn.Close()
 				return
 			}
 		}
