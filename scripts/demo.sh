@@ -7,6 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GH="$PWD/bin/gatehouse"
+if ! command -v ssh-keygen >/dev/null; then
+	echo "make run needs the OpenSSH client tools: sudo apt-get install -y openssh-client (and openssh-server for the demo nodes)" >&2
+	exit 1
+fi
 RUN="$PWD/.run"
 mkdir -p "$RUN/users" "$RUN/nodes"
 chmod 700 "$RUN"
