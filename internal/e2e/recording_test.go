@@ -643,3 +643,48 @@ func TestRecordingTransfers(t *testing.T) {
 		t.Errorf("transfers wrote recordings: %v", m)
 	}
 }
+
+// BenchmarkSessionsGrep measures what a security engineer waits for when
+// searching recorded output: `gatehouse sessions ls --grep` over recorded
+// sessions of about 100 KiB of output each, one of which matches. Every
+// recording is decompressed and scanned, so this grows with the archive.
+func BenchmarkSessionsGrep(b *testing.B) {
+	e2e.RequireSystem(b)
+	e2e.RequireAccount(b, "ubuntu")
+	gh := e2e.StartGatehouse(b, e2e.GatehouseOptions{
+		Binary: builder.BuildGatehouse(b),
+		Roles:  recRoles,
+		Nodes:  []e2e.NodeSpec{{Name: "web-1", Labels: map[string]string{"env": "staging"}}},
+	})
+	bob := e2e.NewUser(b, gh, "bob", time.Hour)
+	const sessions = 20
+	for i := 0; i < sessions; i++ {
+		cmd := "seq 1 20000"
+		if i == sessions/2 {
+			cmd += "; echo NEEDLE-$((6*7))"
+		}
+		if r := bob.SSH("ubuntu@web-1", cmd); r.ExitCode != 0 {
+			b.Fatalf("ssh -J: %s", r)
+		}
+	}
+	// "ls" is the cost of the command without searching (process start,
+	// opening the store), the baseline for "grep".
+	for _, bc := range []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"ls", nil, sessions},
+		{"grep", []string{"--grep", "NEEDLE-42"}, 1},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				r := gh.MustRun(append([]string{"sessions", "ls", "--json"}, bc.args...)...)
+				if n := len(nonEmptyLines(r.Stdout)); n != bc.want {
+					b.Fatalf("sessions ls %v listed %d sessions, want %d:\n%s", bc.args, n, bc.want, r.Stdout)
+				}
+			}
+			b.ReportMetric(sessions, "sessions")
+		})
+	}
+}
