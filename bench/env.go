@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -88,10 +89,11 @@ func Start(ctx context.Context, opts EnvOptions) (env *Env, err error) {
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		return nil, fmt.Errorf("create sshd privilege separation dir: %w", err)
 	}
-	// Absolute: gatehouse serve runs with the bench dir as its working dir.
-	bin, err := filepath.Abs(opts.Gatehouse)
-	if err != nil {
-		return nil, fmt.Errorf("locate gatehouse binary: %w", err)
+	// A private copy: other work may rebuild bin/gatehouse during a run,
+	// and perf resolves symbols from the file on disk when it reports.
+	bin := filepath.Join(opts.Dir, "gatehouse")
+	if err := copyFile(opts.Gatehouse, bin, 0o755); err != nil {
+		return nil, fmt.Errorf("copy gatehouse binary: %w", err)
 	}
 	opts.Gatehouse = bin
 	if opts.Logger == nil {
@@ -321,4 +323,21 @@ func writeYAML(path string, v any) error {
 func hostPattern(addr string) string {
 	host, port, _ := net.SplitHostPort(addr)
 	return "[" + host + "]:" + port
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
