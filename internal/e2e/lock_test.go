@@ -14,7 +14,12 @@ import (
 // live sessions, turns new connections away, and lifts on unlock or by
 // itself after --ttl.
 
-var lockNotice = regexp.MustCompile(`gatehouse: your access was locked at \d\d:\d\d; session closed`)
+// lockNotice is the line on a session closed by a lock. Two paths can
+// close it and each has its own wording: the access watch seeing the lock
+// ("your access was locked at 15:04") or, if it runs first, the proxy's
+// once-a-second re-check ("access as root on db-1 is no longer allowed (bob
+// is locked)"). Neither names the lock's reason.
+var lockNotice = regexp.MustCompile(`gatehouse: (your access was locked at \d\d:\d\d|access as \w+ on [\w-]+ is no longer allowed \(bob is locked\)); session closed`)
 
 func TestLockClosesSessionsAndRefuses(t *testing.T) {
 	env := startAccess(t, nil)
