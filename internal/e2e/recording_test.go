@@ -488,6 +488,28 @@ func TestRecordingUnavailable(t *testing.T) {
 			if ev.Outcome != "failure" || ev.Fields["mode"] != tc.mode || ev.Fields["session"] == "" {
 				t.Errorf("recording.failure event: want outcome failure, mode %s and a session id, got %+v", tc.mode, ev)
 			}
+			if tc.wantOK {
+				return
+			}
+			t.Run("refused session leaves no session record", func(t *testing.T) {
+				if os.Getenv("GATEHOUSE_E2E_KNOWN_BUGS") == "" {
+					t.Skip("known bug: proxy sessionTap.finish audits session.end (status ended) and calls EndSession (logged: session index end ... not found) for a session that begin refused; set GATEHOUSE_E2E_KNOWN_BUGS=1 to run")
+				}
+				// A refused session never started: it is neither in
+				// the session index nor started or ended in the audit log.
+				for _, s := range listSessions(t, gh) {
+					if s.ID == ev.Fields["session"] {
+						t.Errorf("refused session is in the index: %+v", s)
+					}
+				}
+				for _, typ := range []string{"session.start", "session.end"} {
+					for _, e := range listAudit(t, gh, typ) {
+						if e.Fields["session"] == ev.Fields["session"] {
+							t.Errorf("refused session has a %s event: %+v", typ, e)
+						}
+					}
+				}
+			})
 		})
 	}
 }
