@@ -117,6 +117,7 @@ type sessionTap struct {
 	cols    int
 	rows    int
 	started bool
+	begun   bool // the index entry and session.start exist
 	exit    *int
 	watch   *broadcaster
 	failed  atomic.Bool
@@ -413,6 +414,9 @@ func (t *sessionTap) begin(kind, command string) error {
 	if command != "" {
 		s.audit(t.ctx, storage.Event{Type: "exec", Actor: lc.ident.User, Target: lc.node.Name, Fields: map[string]any{"session": t.id, "login": lc.login, "command": command}})
 	}
+	t.mu.Lock()
+	t.begun = true
+	t.mu.Unlock()
 	return nil
 }
 
@@ -443,9 +447,12 @@ func (t *sessionTap) closeRecorder() {
 // finish closes the recording and the index entry.
 func (t *sessionTap) finish() {
 	t.mu.Lock()
-	started, kind, command, exit := t.started, t.kind, t.command, t.exit
+	begun, kind, command, exit := t.begun, t.kind, t.command, t.exit
 	t.mu.Unlock()
-	if !started || kind == "" {
+	if !begun {
+		// Never started (refused before the index entry was written):
+		// session.denied/recording.failure already tell the story.
+		t.closeRecorder()
 		return
 	}
 	if w := t.sftpWatcher(); w != nil {
