@@ -154,7 +154,9 @@ func compress(live, final string) error {
 	if err != nil {
 		return fmt.Errorf("compress recording: %w", err)
 	}
-	zw := gzip.NewWriter(out)
+	// BestSpeed: compression runs after every session, competing with live
+	// ones; it is 3-5x faster than the default for ~10% larger files.
+	zw, _ := gzip.NewWriterLevel(out, gzip.BestSpeed)
 	_, err = io.Copy(zw, in)
 	if err == nil {
 		err = zw.Close()

@@ -16,14 +16,19 @@ import (
 // timer fires, so the file always ends on an event boundary unless the
 // kernel cut a write short, and a killed bastion loses at most the last
 // flush interval. Large writes are split into events of at most
-// maxEventData bytes so that the buffer, sized for the worst case of JSON
-// escaping (6 bytes per input byte), never grows.
+// maxEventData bytes so that the buffer never grows past recorderBufSize
+// (the worst case of JSON escaping, 6 bytes per input byte); it starts at
+// recorderMinBuf and returns there when the session goes quiet.
 const (
 	defaultFlushInterval = 100 * time.Millisecond
 	flushThreshold       = 64 << 10
 	maxEventData         = 32 << 10
 	maxEventLine         = 6*maxEventData + 64
 	recorderBufSize      = flushThreshold + maxEventLine
+	// recorderMinBuf is where a buffer starts, and what an idle session's
+	// buffer shrinks back to: a thousand quiet shells must not each hold
+	// the worst-case recorderBufSize.
+	recorderMinBuf = 4 << 10
 )
 
 // RecorderOptions tune a Recorder.
@@ -99,7 +104,7 @@ func NewRecorder(dir, id string, h Header, opts RecorderOptions) (*Recorder, err
 	h.Width, h.Height = min(h.Width, maxDimension), min(h.Height, maxDimension)
 
 	r := &Recorder{opts: opts, id: id, live: b + liveExt, final: b + finalExt, start: start, interval: interval,
-		buf: make([]byte, 0, recorderBufSize)}
+		buf: make([]byte, 0, recorderMinBuf)}
 	if _, err := os.Stat(r.final); err == nil {
 		return nil, fmt.Errorf("start recording %s: %w", id, fs.ErrExist)
 	}
@@ -268,6 +273,10 @@ func (r *Recorder) writeLocked() {
 	}
 	if _, err := r.f.Write(r.buf); err != nil {
 		r.err = fmt.Errorf("write recording %s: %w", r.id, err)
+	}
+	if cap(r.buf) > 4*recorderMinBuf && len(r.buf) < recorderMinBuf {
+		r.buf = make([]byte, 0, recorderMinBuf)
+		return
 	}
 	r.buf = r.buf[:0]
 }
