@@ -40,11 +40,25 @@ func (s *Server) Live() []LiveSession {
 // reason is. It returns the number of connections closed.
 func (s *Server) Recheck(ctx context.Context, user, notice string) int {
 	closed := 0
+	// One decision per identity, login and node per pass: a thousand
+	// sessions of one user on one node cost one store round, not a
+	// thousand (this pass runs every second as the safety net).
+	type result struct {
+		v   Verdict
+		err error
+	}
+	memo := map[string]result{}
 	for _, c := range s.live.snapshot() {
 		if user != "" && c.ident.User != user {
 			continue
 		}
-		v, err := s.recheckOne(ctx, c)
+		key := c.ident.User + "\x00" + c.ident.LoginID + "\x00" + c.login + "\x00" + c.node.Name
+		res, ok := memo[key]
+		if !ok {
+			res.v, res.err = s.recheckOne(ctx, c)
+			memo[key] = res
+		}
+		v, err := res.v, res.err
 		if err != nil {
 			// A transient store failure must not cut live sessions; new
 			// sessions fail closed, the safety-net recheck tries again.
