@@ -36,12 +36,12 @@ type Config struct {
 // SSHConfig is the bastion's SSH listener.
 type SSHConfig struct {
 	Listen          string   `yaml:"listen"`
-	LoginGraceTime  Duration `yaml:"login_grace_time"`  // pre-auth timeout, default 30s
+	LoginGraceTime  Duration `yaml:"login_grace_time"`    // pre-auth timeout, default 30s
 	MaxUnauthorized int      `yaml:"max_unauthenticated"` // cap on connections still authenticating, default 100
-	NodeDialTimeout Duration `yaml:"node_dial_timeout"` // default 10s
-	NodeCertTTL     Duration `yaml:"node_cert_ttl"`     // upstream certificate validity, default 5m
-	KeyBindingTTL   Duration `yaml:"key_binding_ttl"`   // SSH login-URL key bindings, default 12h
-	HostNames       []string `yaml:"host_names"`      // extra names the bastion is reached by (for its host certificate)
+	NodeDialTimeout Duration `yaml:"node_dial_timeout"`   // default 10s
+	NodeCertTTL     Duration `yaml:"node_cert_ttl"`       // upstream certificate validity, default 5m
+	KeyBindingTTL   Duration `yaml:"key_binding_ttl"`     // SSH login-URL key bindings, default 12h
+	HostNames       []string `yaml:"host_names"`          // extra names the bastion is reached by (for its host certificate)
 }
 
 // WebConfig is the HTTP UI and API listener.
