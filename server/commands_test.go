@@ -2,6 +2,7 @@ package server
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -37,4 +38,22 @@ func TestParseCmd(t *testing.T) {
 			}
 		})
 	}
+}
+
+func FuzzParseCmd(f *testing.F) {
+	f.Add("dba --reason INC-42 disk full --duration 30m --wait")
+	f.Add("--reason= --duration")
+	f.Fuzz(func(t *testing.T, line string) {
+		args := strings.Fields(line)
+		c, err := parseCmd(args, []string{"reason"}, []string{"duration"}, []string{"wait"})
+		if err != nil {
+			return
+		}
+		// Every positional argument came from the input, unchanged.
+		for _, p := range c.pos {
+			if !strings.Contains(line, p) {
+				t.Fatalf("positional %q not in input %q", p, line)
+			}
+		}
+	})
 }
