@@ -18,7 +18,9 @@ import (
 type System int
 
 const (
+	// Gatehouse is `gatehouse serve` as the jump host.
 	Gatehouse System = iota
+	// Baseline is a stock OpenSSH sshd as the jump host.
 	Baseline
 )
 
@@ -29,8 +31,9 @@ func (s System) String() string {
 	return "openssh"
 }
 
-// Systems is every system, Gatehouse first, in the order cases run them.
-var Systems = [...]System{Gatehouse, Baseline}
+// Systems returns every system, Gatehouse first, in the order cases run
+// them (a function, not a variable: package state stays immutable).
+func Systems() []System { return []System{Gatehouse, Baseline} }
 
 // SSHConfig writes an OpenSSH client config for sys with the given cipher
 // ("" for OpenSSH's default order). The jump ssh that -J spawns reads the

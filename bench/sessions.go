@@ -221,7 +221,7 @@ func Concurrent(ctx context.Context, e *Env, o ConcurrentOptions) Section {
 			p99    float64
 		}
 		got := map[System]res{}
-		for _, sys := range Systems {
+		for _, sys := range Systems() {
 			waitIdle(ctx, e, sys)
 			j, err := e.Jumper(sys, BenchUser, "")
 			if err != nil {
@@ -331,7 +331,7 @@ func ConnectionRate(ctx context.Context, e *Env, workers int, d time.Duration, p
 	oks := map[System]int64{}
 	lat := map[System][]float64{}
 	lastErr := map[System]error{}
-	for _, sys := range Systems {
+	for _, sys := range Systems() {
 		waitIdle(ctx, e, sys)
 		j, err := e.Jumper(sys, BenchUser, "")
 		if err != nil {
@@ -356,7 +356,7 @@ func ConnectionRate(ctx context.Context, e *Env, workers int, d time.Duration, p
 		"For Gatehouse every cycle is authentication, policy decision, upstream dial with a freshly signed certificate, "+
 		"session index row, audit events and a recording opened and closed. The client shares the 2 cores.\n\n%s",
 		workers, d, t.Markdown())
-	for _, sys := range Systems {
+	for _, sys := range Systems() {
 		if lastErr[sys] != nil {
 			text += fmt.Sprintf("\n- last %s error: `%v`", sys, lastErr[sys])
 		}

@@ -37,7 +37,7 @@ type Options struct {
 }
 
 // AllCases names every case, in run order.
-var AllCases = []string{"latency", "bulk", "concurrent", "rate", "revoke", "micro"}
+func AllCases() []string { return []string{"latency", "bulk", "concurrent", "rate", "revoke", "micro"} }
 
 // Run starts the environment, runs the selected cases and writes the report.
 func Run(ctx context.Context, o Options) error {

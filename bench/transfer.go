@@ -38,7 +38,7 @@ func sshRun(ctx context.Context, args []string, in io.Reader, out io.Writer) (ti
 // alternating systems so that background load hits both alike.
 func ConnectLatency(ctx context.Context, e *Env, n int) Section {
 	args := map[System][]string{}
-	for _, sys := range Systems {
+	for _, sys := range Systems() {
 		a, err := e.SSHArgs(sys, BenchUser, "")
 		if err != nil {
 			return failed("Connect latency", err)
@@ -53,7 +53,7 @@ func ConnectLatency(ctx context.Context, e *Env, n int) Section {
 	errs := map[System]int{}
 	var lastErr error
 	for i := 0; i < n; i++ {
-		for _, sys := range Systems {
+		for _, sys := range Systems() {
 			d, err := sshRun(ctx, args[sys], nil, nil)
 			if err != nil {
 				errs[sys]++
@@ -104,7 +104,7 @@ func Bulk(ctx context.Context, e *Env, o BulkOptions) Section {
 	var finWall, finCPU []float64
 	for _, cipher := range o.Ciphers {
 		args := map[System][]string{}
-		for _, sys := range Systems {
+		for _, sys := range Systems() {
 			a, err := e.SSHArgs(sys, BenchUser, cipher)
 			if err != nil {
 				return failed(title, err)
@@ -114,7 +114,7 @@ func Bulk(ctx context.Context, e *Env, o BulkOptions) Section {
 		for _, dir := range []string{"upload", "download"} {
 			rates := map[System][]float64{}
 			for r := 0; r < o.Reps; r++ {
-				for _, sys := range Systems {
+				for _, sys := range Systems() {
 					quiesce(ctx, e.GHPid(), 10*time.Minute)
 					// Profile the last Gatehouse download with the first
 					// cipher, through its recording's finalization. perf
