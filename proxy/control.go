@@ -72,7 +72,10 @@ func (s *Server) Recheck(ctx context.Context, user, notice string) int {
 		msg := notice
 		if msg == "" {
 			msg = fmt.Sprintf("gatehouse: access as %s on %s is no longer allowed (%s); session closed", c.login, c.node.Name, v.Reason)
-			if old := c.currentVerdict(); len(old.RequestIDs) > 0 && v.Rule != "lock" {
+			if v.Rule == "lock" {
+				// Same words as the lock's change event, whichever comes first.
+				msg = fmt.Sprintf("gatehouse: your access was locked at %s; session closed", time.Now().Format("15:04"))
+			} else if old := c.currentVerdict(); len(old.RequestIDs) > 0 {
 				// The safety net noticed before the grant's change event
 				// did: say what ended, as the event would have.
 				msg = fmt.Sprintf("gatehouse: access via request %s ended at %s; session closed", strings.Join(old.RequestIDs, ","), time.Now().Format("15:04"))

@@ -35,14 +35,13 @@ func (a *authorizer) Admit(ctx context.Context, id proxy.Identity) error {
 		return fmt.Errorf("access could not be checked right now; try again")
 	}
 	if eff.Lock != nil {
+		// The reason stays with the security team: it may be about an
+		// investigation the user should not learn of.
 		msg := fmt.Sprintf("%s is locked", id.User)
-		if eff.Lock.Reason != "" {
-			msg += ": " + eff.Lock.Reason
-		}
 		if eff.Lock.Expires != nil {
-			msg += fmt.Sprintf(" (until %s)", eff.Lock.Expires.Local().Format("2006-01-02 15:04 MST"))
+			msg += fmt.Sprintf(" until %s", eff.Lock.Expires.Local().Format("2006-01-02 15:04 MST"))
 		}
-		return fmt.Errorf("%s", msg)
+		return fmt.Errorf("%s; contact your security team", msg)
 	}
 	return nil
 }
