@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/storage"
@@ -48,6 +49,7 @@ func (s *Server) Recheck(ctx context.Context, user, notice string) int {
 		err error
 	}
 	memo := map[string]result{}
+	var ended []storage.Event
 	for _, c := range s.live.snapshot() {
 		if user != "" && c.ident.User != user {
 			continue
@@ -83,10 +85,19 @@ func (s *Server) Recheck(ctx context.Context, user, notice string) int {
 		}
 		if c.terminate(msg) {
 			closed++
-			s.audit(ctx, storage.Event{Type: "session.terminated", Actor: "gatehouse", Target: c.node.Name,
+			ended = append(ended, storage.Event{Type: "session.terminated", Actor: "gatehouse", Target: c.node.Name,
 				Fields: map[string]any{"user": c.ident.User, "login": c.login, "conn": c.id, "reason": v.Reason, "rule": v.Rule, "notice": msg}})
 		}
 	}
+	// Cut every session first, then record them all at once: appended
+	// together, the audit log's group commit writes them in a few
+	// commits instead of one durable commit per session.
+	var wg sync.WaitGroup
+	for _, ev := range ended {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.audit(ctx, ev) }()
+	}
+	wg.Wait()
 	return closed
 }
 

@@ -438,7 +438,13 @@ func (t *sessionTap) closeRecorder() {
 	t.rec = nil
 	t.mu.Unlock()
 	if rec != nil {
-		if err := rec.Close(); err != nil {
+		// Closing compresses the file: CPU-heavy for a big session. A
+		// few at a time, so a thousand sessions ending together (a lock,
+		// a shutdown) don't starve the live ones and the bookkeeping.
+		t.s.finalizers <- struct{}{}
+		err := rec.Close()
+		<-t.s.finalizers
+		if err != nil {
 			t.recordingFailed(err)
 		}
 	}
@@ -470,10 +476,20 @@ func (t *sessionTap) finish() {
 	in, out := t.bytesIn.Load(), t.bytesOut.Load()
 	// Use a fresh context: the session's may be cancelled by now, and the
 	// end of a session must still be on record.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := s.opt.Sessions.EndSession(ctx, t.id, time.Now().UTC(), status, exit, in, out); err != nil {
-		s.log.Error("session index end", "session", t.id, "err", err)
+	end := time.Now().UTC()
+	for attempt := 1; ; attempt++ {
+		err := s.opt.Sessions.EndSession(ctx, t.id, end, status, exit, in, out)
+		if err == nil {
+			break
+		}
+		if attempt == 3 || ctx.Err() != nil {
+			// The next start marks it interrupted; the audit event below still records the end.
+			s.log.Error("session index end", "session", t.id, "err", err)
+			break
+		}
+		time.Sleep(time.Duration(attempt) * 500 * time.Millisecond)
 	}
 	fields := map[string]any{"session": t.id, "login": lc.login, "kind": kind, "bytes_in": in, "bytes_out": out, "status": status}
 	if exit != nil {

@@ -44,6 +44,8 @@ type Server struct {
 	srv     *gliderssh.Server
 	live    *registry
 	preAuth atomic.Int64
+	// finalizers bounds how many recordings are compressed at once.
+	finalizers chan struct{}
 
 	wg sync.WaitGroup
 }
@@ -87,7 +89,7 @@ func New(opt Options) (*Server, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	s := &Server{opt: opt, cfg: opt.Config, log: opt.Logger, live: newRegistry()}
+	s := &Server{opt: opt, cfg: opt.Config, log: opt.Logger, live: newRegistry(), finalizers: make(chan struct{}, 2)}
 	names := bastionNames(opt.Config)
 	hostSigner, err := opt.CA.BastionSigner(names)
 	if err != nil {
