@@ -79,7 +79,7 @@ type bastion struct {
 	done   chan error
 }
 
-func startBastion(t *testing.T, mutate func(*config.Config)) *bastion {
+func startBastion(t testing.TB, mutate func(*config.Config), rec proxy.RecorderFactory) *bastion {
 	t.Helper()
 	dir := t.TempDir()
 	auth, err := ca.Load(dir)
@@ -110,7 +110,7 @@ nodes:
 	}
 	t.Cleanup(func() { st.Close() })
 	aud := &memAudit{}
-	srv, err := proxy.New(proxy.Options{Config: cfg, CA: auth, Authorizer: allowUbuntu{}, Sessions: st, Audit: aud,
+	srv, err := proxy.New(proxy.Options{Config: cfg, CA: auth, Authorizer: allowUbuntu{}, Sessions: st, Audit: aud, Recorder: rec,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +133,7 @@ func (b *bastion) stop() {
 }
 
 // userSigner returns a certificate signer for user from the bastion's CA.
-func (b *bastion) userSigner(t *testing.T, user string) ssh.Signer {
+func (b *bastion) userSigner(t testing.TB, user string) ssh.Signer {
 	t.Helper()
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	s, _ := ssh.NewSignerFromKey(priv)
@@ -149,7 +149,7 @@ func (b *bastion) userSigner(t *testing.T, user string) ssh.Signer {
 }
 
 // jump does what `ssh -J bob@bastion ubuntu@web-1 cmd` does, in process.
-func (b *bastion) jump(t *testing.T, user, login, cmd string) (string, error) {
+func (b *bastion) jump(t testing.TB, user, login, cmd string) (string, error) {
 	t.Helper()
 	hostCA := b.auth.HostCAKey().Marshal()
 	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), hostCA) }}
@@ -182,7 +182,7 @@ func (b *bastion) jump(t *testing.T, user, login, cmd string) (string, error) {
 }
 
 func TestJumpAndNoGoroutineLeak(t *testing.T) {
-	b := startBastion(t, nil)
+	b := startBastion(t, nil, nil)
 	// Warm up once so lazily started goroutines (database pools) exist.
 	if out, err := b.jump(t, "bob", "ubuntu", "id -un"); err != nil || out != "ubuntu\n" {
 		t.Fatalf("jump: %q %v", out, err)
@@ -218,7 +218,7 @@ func TestPreAuthLimits(t *testing.T) {
 	b := startBastion(t, func(c *config.Config) {
 		c.SSH.LoginGraceTime = config.Duration(500 * time.Millisecond)
 		c.SSH.MaxUnauthorized = 2
-	})
+	}, nil)
 	readClosed := func(c net.Conn, within time.Duration) bool {
 		_ = c.SetReadDeadline(time.Now().Add(within))
 		buf := make([]byte, 256)

@@ -27,11 +27,14 @@ func startHA(t *testing.T, dsn string) (gh1, gh2 *e2e.Gatehouse) {
 	t.Helper()
 	bin := builder.BuildGatehouse(t)
 	storage := map[string]any{"driver": "postgres", "dsn": dsn}
+	// One recordings folder for both (in production: a shared mount), so
+	// either bastion serves any recording.
+	recording := map[string]any{"dir": filepath.Join(t.TempDir(), "shared-recordings")}
 	dbLabels := map[string]string{"env": "prod", "team": "data"}
 	gh1 = e2e.StartGatehouse(t, e2e.GatehouseOptions{
 		Binary: bin,
 		Roles:  accessRoles,
-		Config: map[string]any{"bastion_id": "bastion-1", "storage": storage},
+		Config: map[string]any{"bastion_id": "bastion-1", "storage": storage, "recording": recording},
 		Nodes:  []e2e.NodeSpec{{Name: "db-1", Labels: dbLabels}},
 	})
 	shared := map[string][]byte{}
@@ -45,7 +48,7 @@ func startHA(t *testing.T, dsn string) (gh1, gh2 *e2e.Gatehouse) {
 	gh2 = e2e.StartGatehouse(t, e2e.GatehouseOptions{
 		Binary:    bin,
 		Roles:     accessRoles,
-		Config:    map[string]any{"bastion_id": "bastion-2", "storage": storage},
+		Config:    map[string]any{"bastion_id": "bastion-2", "storage": storage, "recording": recording},
 		Nodes:     []e2e.NodeSpec{{Name: "db-1", Labels: dbLabels, Running: gh1.Node("db-1")}},
 		DataFiles: shared,
 	})
@@ -72,6 +75,30 @@ func TestHighAvailability(t *testing.T) {
 		t.Fatalf("alice approves %s on bastion-2: want exit 0 and APPROVED, got %s", id, r)
 	}
 	allowedJump(t, bob, "root@db-1", "root")
+
+	t.Run("bastion-2 serves a recording made on bastion-1", func(t *testing.T) {
+		var id string
+		for _, line := range strings.Split(gh2.MustRun("sessions", "ls", "--json", "--node", "db-1").Stdout, "\n") {
+			if strings.Contains(line, `"bastion":"bastion-1"`) && strings.Contains(line, `"kind":"exec"`) {
+				id = regexp.MustCompile(`"id":"([a-z0-9]+)"`).FindStringSubmatch(line)[1]
+				break
+			}
+		}
+		if id == "" {
+			t.Fatal("bastion-2 does not list bob's exec session from bastion-1")
+		}
+		// The recording is finalized (compressed) just after the session ends.
+		var r e2e.Result
+		for i := 0; i < 50; i++ {
+			if r = gh2.Run("sessions", "export", id); r.ExitCode == 0 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if r.ExitCode != 0 || !strings.Contains(r.Stdout, `"version":2`) || !strings.Contains(r.Stdout, "root") {
+			t.Fatalf("export through bastion-2: %s", r)
+		}
+	})
 
 	t.Run("a lock placed through bastion-2 closes a session on bastion-1", func(t *testing.T) {
 		term := openShell(t, bob, "root@db-1")

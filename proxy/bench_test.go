@@ -1,0 +1,97 @@
+package proxy_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse-dev/gatehouse/proxy"
+	"github.com/gatehouse-dev/gatehouse/session"
+)
+
+// recorderFactory records into dir with the real session recorder.
+func recorderFactory(dir string) proxy.RecorderFactory {
+	return func(id string, h proxy.RecordingHeader, onErr func(error)) (proxy.Recorder, string, error) {
+		r, err := session.NewRecorder(dir, id, session.Header{Width: h.Width, Height: h.Height, Timestamp: h.Start.Unix()},
+			session.RecorderOptions{OnError: onErr})
+		if err != nil {
+			return nil, "", err
+		}
+		return r, id, nil
+	}
+}
+
+// BenchmarkRelayDownload measures bytes per second from a real sshd node
+// through the in-process bastion to a Go client, with recording off and
+// on, for terminal-like text and for binary output:
+//
+//	go test -run '^$' -bench RelayDownload -benchtime 3x ./proxy/
+func BenchmarkRelayDownload(b *testing.B) {
+	const size = 64 << 20
+	contents := map[string]string{
+		"text":   fmt.Sprintf("yes 'INFO 2026-11-25T05:00:00Z request served path=/api/v1/items status=200' | head -c %d", size),
+		"binary": fmt.Sprintf("head -c %d /dev/urandom", size),
+	}
+	for _, recording := range []string{"off", "on"} {
+		var rec proxy.RecorderFactory
+		if recording == "on" {
+			rec = recorderFactory(b.TempDir())
+		}
+		bst := startBastion(b, nil, rec)
+		for _, kind := range []string{"text", "binary"} {
+			b.Run(fmt.Sprintf("recording=%s/%s", recording, kind), func(b *testing.B) {
+				b.SetBytes(size)
+				for b.Loop() {
+					n, err := bst.download(b, contents[kind])
+					if err != nil || n != size {
+						b.Fatalf("download: %d bytes, %v", n, err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// download runs cmd on the node through the bastion and counts its output.
+func (b *bastion) download(t testing.TB, cmd string) (int64, error) {
+	hostCA := b.auth.HostCAKey().Marshal()
+	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), hostCA) }}
+	outer, err := ssh.Dial("tcp", b.addr, &ssh.ClientConfig{User: "bob", Auth: []ssh.AuthMethod{ssh.PublicKeys(b.userSigner(t, "bob"))},
+		HostKeyCallback: checker.CheckHostKey, HostKeyAlgorithms: []string{ssh.CertAlgoED25519v01}, Timeout: 10 * time.Second})
+	if err != nil {
+		return 0, err
+	}
+	defer outer.Close()
+	tunnel, err := outer.Dial("tcp", "web-1:22")
+	if err != nil {
+		return 0, err
+	}
+	c, chans, reqs, err := ssh.NewClientConn(tunnel, "web-1:22", &ssh.ClientConfig{User: "ubuntu",
+		HostKeyCallback: checker.CheckHostKey, HostKeyAlgorithms: []string{ssh.CertAlgoED25519v01}})
+	if err != nil {
+		return 0, err
+	}
+	inner := ssh.NewClient(c, chans, reqs)
+	defer inner.Close()
+	sess, err := inner.NewSession()
+	if err != nil {
+		return 0, err
+	}
+	defer sess.Close()
+	out, err := sess.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	if err := sess.Start(cmd); err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(io.Discard, out)
+	if err != nil {
+		return n, err
+	}
+	return n, sess.Wait()
+}
