@@ -150,6 +150,14 @@ type broadcaster struct {
 
 func newBroadcaster() *broadcaster { return &broadcaster{watchers: map[chan []byte]struct{}{}} }
 
+// watching reports whether anyone watches, so that a relay can skip work
+// done only for watchers.
+func (b *broadcaster) watching() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.watchers) > 0
+}
+
 func (b *broadcaster) write(p []byte) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

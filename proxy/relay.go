@@ -3,8 +3,11 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"strings"
 	"sync"
@@ -114,6 +117,7 @@ type sessionTap struct {
 	kind    string
 	command string
 	term    string
+	pty     bool
 	cols    int
 	rows    int
 	started bool
@@ -122,7 +126,8 @@ type sessionTap struct {
 	watch   *broadcaster
 	failed  atomic.Bool
 	sftp    *sftp.Watcher // set for sftp subsystem sessions
-	onlcr   onlcr
+	onlcr   onlcr         // for live watchers of a session without a pty
+	binary  *binaryStream // set once stdout turned binary
 	// sftpEvents decouples the relay from durable audit appends.
 	sftpEvents chan storage.Event
 	sftpDone   chan struct{}
@@ -134,7 +139,7 @@ func (t *sessionTap) output(p []byte) {
 	if w := t.sftpWatcher(); w != nil {
 		w.FromServer(p)
 	}
-	t.stderr(p)
+	t.record(p, true)
 }
 
 func (t *sessionTap) sftpWatcher() *sftp.Watcher {
@@ -144,25 +149,61 @@ func (t *sessionTap) sftpWatcher() *sftp.Watcher {
 }
 
 // stderr taps output that is not part of a subsystem's protocol stream.
-func (t *sessionTap) stderr(p []byte) {
+func (t *sessionTap) stderr(p []byte) { t.record(p, false) }
+
+// binaryMarker is the "m" event where a recording's text stops: from there
+// on the session's stdout is binary and goes to the audit log as a byte
+// count and a SHA-256, like a file transfer.
+const binaryMarker = "gatehouse: binary output from here on is not recorded as text (bytes and sha256 in the session.end audit event)"
+
+// record hands output to the recording and to live watchers. The recorder
+// copies p and encodes it on its own goroutine, so this costs the relay a
+// copy. Stdout of a session without a pty that turns binary (a NUL byte,
+// which terminal output does not contain) is a file transfer by another
+// name, `ssh node cat db.dump > db.dump`: its bytes are counted and hashed
+// rather than dumped into the cast as U+FFFD, which would keep nothing a
+// reader could use and cost several times the transfer in CPU and disk.
+func (t *sessionTap) record(p []byte, stdout bool) {
 	t.bytesOut.Add(int64(len(p)))
 	t.mu.Lock()
-	rec := t.rec
-	if rec != nil && t.term == "" {
+	rec, pty := t.rec, t.pty
+	if stdout && t.binary == nil && !pty && !isTransfer(t.kind) && bytes.IndexByte(p, 0) >= 0 {
+		t.binary = &binaryStream{hash: sha256.New()}
+		if rec != nil {
+			rec.Marker(binaryMarker)
+		}
+		t.watch.write([]byte("\r\n[" + binaryMarker + "]\r\n"))
+	}
+	bin := t.binary
+	t.mu.Unlock()
+	if stdout && bin != nil {
+		// Only the stdout relay goroutine touches the stream.
+		bin.hash.Write(p)
+		bin.bytes += int64(len(p))
+		return
+	}
+	if rec != nil {
+		rec.Output(p) // the recorder applies ONLCR itself when there is no pty
+	}
+	if !t.watch.watching() {
+		return
+	}
+	if !pty {
 		// Without a pty the user's own terminal turned \n into \r\n
-		// (ONLCR); record what they saw, or replays staircase. The
-		// converted bytes live in a shared buffer: use them under the lock.
-		q := t.onlcr.apply(p)
-		rec.Output(q)
-		t.watch.write(q)
+		// (ONLCR); watchers see what the user saw. One stream converts
+		// at a time: the buffer is shared.
+		t.mu.Lock()
+		t.watch.write(t.onlcr.apply(p))
 		t.mu.Unlock()
 		return
 	}
-	t.mu.Unlock()
-	if rec != nil {
-		rec.Output(p)
-	}
 	t.watch.write(p)
+}
+
+// binaryStream is binary stdout kept out of the recording.
+type binaryStream struct {
+	hash  hash.Hash
+	bytes int64
 }
 
 // onlcr converts lone \n to \r\n across chunk boundaries. It reuses its
@@ -275,7 +316,7 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 		}
 		if ssh.Unmarshal(r.Payload, &p) == nil {
 			t.mu.Lock()
-			t.term, t.cols, t.rows = p.Term, int(p.Cols), int(p.Rows)
+			t.term, t.cols, t.rows, t.pty = p.Term, int(p.Cols), int(p.Rows), true
 			t.mu.Unlock()
 		}
 	case "window-change":
@@ -361,7 +402,7 @@ func (t *sessionTap) begin(kind, command string) error {
 	s, lc := t.s, t.lc
 	t.mu.Lock()
 	t.kind, t.command = kind, command
-	cols, rows, term := t.cols, t.rows, t.term
+	cols, rows, term, pty := t.cols, t.rows, t.term, t.pty
 	t.mu.Unlock()
 	if cols == 0 {
 		cols, rows = 80, 24
@@ -386,7 +427,7 @@ func (t *sessionTap) begin(kind, command string) error {
 		Start: time.Now().UTC(), Status: "live",
 	}
 	if s.opt.Recorder != nil && !isTransfer(kind) {
-		r, path, err := s.opt.Recorder(t.id, RecordingHeader{Width: cols, Height: rows, Term: term, Command: command,
+		r, path, err := s.opt.Recorder(t.id, RecordingHeader{Width: cols, Height: rows, Term: term, PTY: pty, Command: command,
 			Title: fmt.Sprintf("%s@%s (%s)", lc.login, lc.node.Name, lc.ident.User), Start: rec.Start},
 			func(err error) { t.recordingFailed(err) })
 		if err != nil {
@@ -453,7 +494,7 @@ func (t *sessionTap) closeRecorder() {
 // finish closes the recording and the index entry.
 func (t *sessionTap) finish() {
 	t.mu.Lock()
-	begun, kind, command, exit := t.begun, t.kind, t.command, t.exit
+	begun, kind, command, exit, bin := t.begun, t.kind, t.command, t.exit, t.binary
 	t.mu.Unlock()
 	if !begun {
 		// Never started (refused before the index entry was written):
@@ -495,7 +536,17 @@ func (t *sessionTap) finish() {
 	if exit != nil {
 		fields["exit_status"] = *exit
 	}
+	if bin != nil {
+		fields["binary_output_bytes"] = bin.bytes
+		fields["binary_output_sha256"] = hex.EncodeToString(bin.hash.Sum(nil))
+	}
 	s.audit(ctx, storage.Event{Type: "session.end", Actor: lc.ident.User, Target: lc.node.Name, Fields: fields})
+	if bin != nil {
+		// Binary stdout is a download whatever the command was called.
+		s.audit(ctx, storage.Event{Type: "file_transfer", Actor: lc.ident.User, Target: lc.node.Name,
+			Fields: map[string]any{"session": t.id, "login": lc.login, "kind": kind, "command": command, "direction": "download",
+				"bytes_to_node": in, "bytes_from_node": out, "binary_output_bytes": bin.bytes, "sha256": fields["binary_output_sha256"]}})
+	}
 	if isTransfer(kind) {
 		dir := transferDirection(kind, command)
 		s.audit(ctx, storage.Event{Type: "file_transfer", Actor: lc.ident.User, Target: lc.node.Name,

@@ -57,6 +57,7 @@ type Auditor interface {
 // Recorder receives a session's terminal stream.
 type Recorder interface {
 	Output(p []byte)
+	Marker(label string)
 	Input(p []byte)
 	Resize(cols, rows int)
 	Close() error
@@ -67,6 +68,7 @@ type Recorder interface {
 type RecordingHeader struct {
 	Width, Height int
 	Term          string
+	PTY           bool // false: exec without a terminal; output is recorded with ONLCR applied
 	Command       string
 	Title         string
 	Start         time.Time

@@ -134,7 +134,7 @@ func (b *Bastion) recorder() proxy.RecorderFactory {
 		r, err := session.NewRecorder(cfg.Recording.Dir, id, session.Header{
 			Width: h.Width, Height: h.Height, Timestamp: h.Start.Unix(), Title: h.Title,
 			Env: map[string]string{"TERM": h.Term}, Command: h.Command,
-		}, session.RecorderOptions{RecordInput: cfg.Recording.RecordInput, OnError: onErr})
+		}, session.RecorderOptions{RecordInput: cfg.Recording.RecordInput, OnError: onErr, ONLCR: !h.PTY})
 		if err != nil {
 			return nil, "", err
 		}

@@ -377,7 +377,14 @@ const jsonClass = "" +
 // This is the recorder's hot path: runs of bytes that need no change are
 // found eight at a time and copied in one append, each byte costs one table
 // lookup otherwise, and nothing is allocated when dst has room.
-func appendJSONText(dst, p []byte) []byte {
+func appendJSONText(dst, p []byte) []byte { return appendJSONTextCRLF(dst, p, false, false) }
+
+// appendJSONTextCRLF is appendJSONText that, with crlf set, writes each
+// '\n' not preceded by '\r' as "\r\n": what a terminal with ONLCR showed
+// for output of a session without a pty. prevCR tells whether the byte
+// before p was '\r'. The conversion costs nothing extra: '\n' is escaped
+// anyway.
+func appendJSONTextCRLF(dst, p []byte, crlf, prevCR bool) []byte {
 	start := 0
 	for i := 0; i < len(p); {
 		switch jsonClass[p[i]] {
@@ -394,6 +401,9 @@ func appendJSONText(dst, p []byte) []byte {
 			case '"', '\\':
 				dst = append(dst, '\\', b)
 			case '\n':
+				if crlf && !(i > 0 && p[i-1] == '\r' || i == 0 && prevCR) {
+					dst = append(dst, '\\', 'r')
+				}
 				dst = append(dst, '\\', 'n')
 			case '\r':
 				dst = append(dst, '\\', 'r')

@@ -216,9 +216,9 @@ func TestAsciinemaCat(t *testing.T) {
 	want := "hello \x1b[1mworld\x1b[0m\r\nhéllo ✓ \"q\" \\ \x07\r\n"
 
 	// The live file, as a crashed bastion would leave it, once flushed.
-	r.mu.Lock()
-	r.writeLocked()
-	r.mu.Unlock()
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	if got := cat(r.Path()); got != want {
 		t.Errorf("asciinema cat of live file = %q, want %q", got, want)
 	}

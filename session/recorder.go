@@ -7,27 +7,38 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
 
-// Buffering of the recorder. Events collect in one buffer that is written
-// with a single write call when it passes flushThreshold or when the flush
-// timer fires, so the file always ends on an event boundary unless the
-// kernel cut a write short, and a killed bastion loses at most the last
-// flush interval. Large writes are split into events of at most
+// Buffering of the recorder. The relay hands each chunk to Output, which
+// only copies it into the session's queue: encoding JSON and writing the
+// file happen on a writer goroutine, so recording costs the relay a memmove
+// and the encoding runs beside it on another core. The writer exists only
+// while there is work (it exits after a quiet flush interval), so a
+// thousand idle shells hold no goroutines and no large buffers.
+//
+// Encoded events collect in one buffer that is written with a single write
+// call when it passes flushThreshold or when the flush interval has passed
+// since its first event, so the file always ends on an event boundary
+// unless the kernel cut a write short, and a killed bastion loses at most
+// the last flush interval. Large chunks are split into events of at most
 // maxEventData bytes so that the buffer never grows past recorderBufSize
-// (the worst case of JSON escaping, 6 bytes per input byte); it starts at
-// recorderMinBuf and returns there when the session goes quiet.
+// (the worst case of JSON escaping, 6 bytes per input byte).
 const (
 	defaultFlushInterval = 100 * time.Millisecond
 	flushThreshold       = 64 << 10
 	maxEventData         = 32 << 10
 	maxEventLine         = 6*maxEventData + 64
 	recorderBufSize      = flushThreshold + maxEventLine
-	// recorderMinBuf is where a buffer starts, and what an idle session's
-	// buffer shrinks back to: a thousand quiet shells must not each hold
-	// the worst-case recorderBufSize.
+	// maxQueued bounds the bytes waiting for the writer. A producer that
+	// finds the queue full waits: a recording is never silently cut, and
+	// a session that outruns its disk slows down instead of growing
+	// memory without bound.
+	maxQueued = 256 << 10
+	// recorderMinBuf is the largest buffer an idle recorder keeps: a
+	// thousand quiet shells must not each hold the worst case.
 	recorderMinBuf = 4 << 10
 )
 
@@ -45,6 +56,10 @@ type RecorderOptions struct {
 	Logger *slog.Logger
 	// Now is the clock for event times; default time.Now. For tests.
 	Now func() time.Time
+	// ONLCR records output as a terminal with ONLCR showed it: each lone
+	// "\n" as "\r\n". Set it for sessions without a pty, whose output
+	// the user's own terminal converted; without it replays staircase.
+	ONLCR bool
 }
 
 // Recorder writes one session's terminal stream as asciicast v2. Its
@@ -59,18 +74,37 @@ type Recorder struct {
 	interval time.Duration
 
 	mu      sync.Mutex
-	f       *os.File
-	buf     []byte
+	room    sync.Cond // producers wait here while the queue is full
+	queue   []queued  // events not yet encoded, in order
+	data    []byte    // their payloads, back to back
+	spare   []queued  // the writer's last batch, reused
+	spareD  []byte
 	last    time.Duration // time of the last event, to keep times monotonic
-	out, in runeCarry
-	timer   *time.Timer
-	armed   bool
+	running bool          // a writer goroutine owns f, buf and the carries
+	done    chan struct{} // closed when that writer exits
+	wake    chan struct{} // new events for a waiting writer
 	closed  bool
+	flush   bool // Flush waits for the writer to write everything and exit
 	err     error
 	failed  bool // OnError has been (or is being) called
 
+	// Owned by the writer goroutine while running is set, else by
+	// whoever holds mu.
+	f       *os.File
+	buf     []byte
+	out, in runeCarry
+	outCR   bool // the last output byte encoded was '\r' (for ONLCR)
+
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// queued is one event waiting for the writer: data[off:off+n] of the
+// queue's payload, or the size of a resize.
+type queued struct {
+	typ    byte
+	t      time.Duration
+	off, n int // for 'r': cols, rows
 }
 
 // NewRecorder starts the recording of session id under dir. h.Version and,
@@ -104,7 +138,8 @@ func NewRecorder(dir, id string, h Header, opts RecorderOptions) (*Recorder, err
 	h.Width, h.Height = min(h.Width, maxDimension), min(h.Height, maxDimension)
 
 	r := &Recorder{opts: opts, id: id, live: b + liveExt, final: b + finalExt, start: start, interval: interval,
-		buf: make([]byte, 0, recorderMinBuf)}
+		wake: make(chan struct{}, 1)}
+	r.room.L = &r.mu
 	if _, err := os.Stat(r.final); err == nil {
 		return nil, fmt.Errorf("start recording %s: %w", id, fs.ErrExist)
 	}
@@ -118,17 +153,15 @@ func NewRecorder(dir, id string, h Header, opts RecorderOptions) (*Recorder, err
 		return nil, fmt.Errorf("start recording %s: %w", id, err)
 	}
 	r.f = f
-	if r.buf, err = appendHeader(r.buf, h); err == nil {
-		_, err = f.Write(r.buf)
+	var head []byte
+	if head, err = appendHeader(nil, h); err == nil {
+		_, err = f.Write(head)
 	}
-	r.buf = r.buf[:0]
 	if err != nil {
 		f.Close()
 		os.Remove(r.live)
 		return nil, fmt.Errorf("start recording %s: write header: %w", id, err)
 	}
-	r.timer = time.AfterFunc(time.Hour, r.onTimer)
-	r.timer.Stop()
 	return r, nil
 }
 
@@ -137,12 +170,20 @@ func NewRecorder(dir, id string, h Header, opts RecorderOptions) (*Recorder, err
 func (r *Recorder) Path() string { return r.live }
 
 // Output records bytes the session wrote to the terminal.
-func (r *Recorder) Output(p []byte) { r.record('o', &r.out, p) }
+func (r *Recorder) Output(p []byte) { r.enqueue('o', p, 0, 0) }
 
 // Input records bytes the user typed, when RecordInput is set.
 func (r *Recorder) Input(p []byte) {
 	if r.opts.RecordInput {
-		r.record('i', &r.in, p)
+		r.enqueue('i', p, 0, 0)
+	}
+}
+
+// Marker records a named point ("m" event), such as where output stopped
+// being recorded as text. Players show it; the terminal stream is unchanged.
+func (r *Recorder) Marker(label string) {
+	if label != "" {
+		r.enqueue('m', []byte(label), 0, 0)
 	}
 }
 
@@ -151,21 +192,28 @@ func (r *Recorder) Resize(cols, rows int) {
 	if cols <= 0 || rows <= 0 {
 		return
 	}
-	cols, rows = min(cols, maxDimension), min(rows, maxDimension)
+	r.enqueue('r', nil, min(cols, maxDimension), min(rows, maxDimension))
+}
+
+// Flush writes every event recorded so far to the file (not synced) and
+// returns the first write error. Sessions do not need it (events reach the
+// file within the flush interval); tests and a reader that must see
+// everything do.
+func (r *Recorder) Flush() error {
 	r.mu.Lock()
-	if r.closed || r.err != nil {
+	if r.running {
+		r.flush = true
+		done := r.done
 		r.mu.Unlock()
-		return
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+		<-done
+		r.mu.Lock()
 	}
-	r.makeRoom()
-	r.buf = appendEventHead(r.buf, r.elapsed(), 'r')
-	r.buf = strconv.AppendInt(r.buf, int64(cols), 10)
-	r.buf = append(r.buf, 'x')
-	r.buf = strconv.AppendInt(r.buf, int64(rows), 10)
-	r.buf = append(r.buf, '"', ']', '\n')
-	err := r.scheduleLocked()
-	r.mu.Unlock()
-	r.report(err)
+	defer r.mu.Unlock()
+	return r.err
 }
 
 // Err returns the first write error, or nil.
@@ -175,50 +223,40 @@ func (r *Recorder) Err() error {
 	return r.err
 }
 
-// record appends p as events of type typ. A rune cut at the end of p is
-// held in c until the next call, so every event is valid UTF-8.
-func (r *Recorder) record(typ byte, c *runeCarry, p []byte) {
-	if len(p) == 0 {
+// enqueue copies one event into the queue for the writer, starting the
+// writer if none runs. It waits while the queue is full.
+func (r *Recorder) enqueue(typ byte, p []byte, cols, rows int) {
+	if typ != 'r' && len(p) == 0 {
 		return
 	}
 	r.mu.Lock()
+	for len(r.data) > 0 && len(r.data)+len(p) > maxQueued && !r.closed && r.err == nil {
+		r.room.Wait()
+	}
 	if r.closed || r.err != nil {
 		r.mu.Unlock()
 		return
 	}
-	t := r.elapsed()
-	for len(p) > 0 {
-		chunk := p[:min(len(p), maxEventData)]
-		p = p[len(chunk):]
-		r.makeRoom()
-		r.appendData(typ, t, c, chunk)
+	q := queued{typ: typ, t: r.elapsed(), off: cols, n: rows}
+	if typ != 'r' {
+		q.off, q.n = len(r.data), len(p)
+		r.data = append(r.data, p...)
 	}
-	err := r.scheduleLocked()
+	r.queue = append(r.queue, q)
+	start := !r.running
+	if start {
+		r.running = true
+		r.done = make(chan struct{})
+	}
 	r.mu.Unlock()
-	r.report(err)
-}
-
-// appendData appends one event with chunk (after any carried bytes) as its
-// data, or nothing if that leaves no complete rune.
-func (r *Recorder) appendData(typ byte, t time.Duration, c *runeCarry, chunk []byte) {
-	mark := len(r.buf)
-	r.buf = appendEventHead(r.buf, t, typ)
-	head := len(r.buf)
-	if c.n > 0 {
-		enc, used, ok := c.resume(chunk)
-		if !ok {
-			r.buf = r.buf[:mark]
-			return
+	if start {
+		go r.write()
+	} else {
+		select {
+		case r.wake <- struct{}{}:
+		default:
 		}
-		r.buf = appendJSONText(r.buf, enc)
-		chunk = chunk[used:]
 	}
-	r.buf = appendJSONText(r.buf, c.keep(chunk))
-	if len(r.buf) == head {
-		r.buf = r.buf[:mark]
-		return
-	}
-	r.buf = append(r.buf, '"', ']', '\n')
 }
 
 func (r *Recorder) elapsed() time.Duration {
@@ -230,60 +268,233 @@ func (r *Recorder) elapsed() time.Duration {
 	return t
 }
 
-// makeRoom writes the buffer out when one more event might not fit.
-func (r *Recorder) makeRoom() {
-	if len(r.buf) >= flushThreshold {
-		r.writeLocked()
+// write is the writer goroutine: it encodes queued events outside the
+// lock, writes the buffer when it is full or its oldest event has waited a
+// flush interval, and exits once everything is written and nothing new
+// came for one interval (or at Close).
+func (r *Recorder) write() {
+	var (
+		timer *time.Timer
+		due   time.Time // when the oldest buffered event must be on disk
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		r.mu.Lock()
+		batch, data := r.queue, r.data
+		r.queue, r.data = r.spare[:0], r.spareD[:0]
+		r.spare, r.spareD = nil, nil
+		closed, failed := r.closed || r.flush, r.err != nil
+		if len(batch) == 0 && (closed || failed) {
+			// Nothing more will be encoded: hand the file back and go.
+			// Close (or, after Flush, the next event) takes over.
+			r.flushLocked()
+			r.trimLocked()
+			failure := r.takeFailure()
+			r.running, r.flush = false, false
+			close(r.done)
+			r.mu.Unlock()
+			r.report(failure)
+			return
+		}
+		r.mu.Unlock()
+
+		if len(batch) > 0 && !failed {
+			if len(r.buf) == 0 {
+				due = time.Now().Add(r.interval)
+			}
+			r.encode(batch, data)
+		}
+
+		r.mu.Lock()
+		r.spare, r.spareD = batch[:0], data[:0]
+		r.room.Broadcast()
+		if len(r.buf) >= flushThreshold || (len(r.buf) > 0 && !time.Now().Before(due)) || r.closed || r.flush {
+			r.flushLocked()
+		}
+		more := len(r.queue) > 0 || r.closed || r.flush || r.err != nil
+		failure := r.takeFailure()
+		r.mu.Unlock()
+		r.report(failure)
+		if more {
+			continue
+		}
+		// Wait for more events, or until the buffer is due (or, with an
+		// empty buffer, one interval of quiet before exiting).
+		wait := r.interval
+		if len(r.buf) > 0 {
+			wait = max(time.Until(due), 0)
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-r.wake:
+		case <-timer.C:
+			r.mu.Lock()
+			if len(r.queue) == 0 && len(r.buf) > 0 {
+				r.flushLocked()
+			}
+			failure := r.takeFailure()
+			quiet := len(r.queue) == 0 && len(r.buf) == 0
+			if quiet {
+				r.trimLocked()
+				r.running = false
+				close(r.done)
+			}
+			r.mu.Unlock()
+			r.report(failure)
+			if quiet {
+				return
+			}
+		}
 	}
 }
 
-// scheduleLocked arms the flush timer for buffered events and returns an
-// error that the caller must report after unlocking.
-func (r *Recorder) scheduleLocked() error {
-	if r.err != nil {
-		return r.takeFailure()
+// encode appends a batch of queued events to the buffer, writing it out
+// whenever one more event might not fit. Only the writer calls it.
+func (r *Recorder) encode(batch []queued, data []byte) {
+	for _, q := range batch {
+		if q.typ == 'r' {
+			if !r.makeRoom() {
+				return
+			}
+			r.buf = appendEventHead(r.buf, q.t, 'r')
+			r.buf = strconv.AppendInt(r.buf, int64(q.off), 10)
+			r.buf = append(r.buf, 'x')
+			r.buf = strconv.AppendInt(r.buf, int64(q.n), 10)
+			r.buf = append(r.buf, '"', ']', '\n')
+			continue
+		}
+		c := &r.out
+		switch q.typ {
+		case 'i':
+			c = &r.in
+		case 'm':
+			c = &runeCarry{} // a marker is whole; it never continues a stream
+		}
+		p := data[q.off : q.off+q.n]
+		for len(p) > 0 {
+			chunk := p[:min(len(p), maxEventData)]
+			p = p[len(chunk):]
+			if !r.makeRoom() {
+				return
+			}
+			r.appendData(q.typ, q.t, c, chunk)
+		}
 	}
-	if len(r.buf) > 0 && !r.armed {
-		r.armed = true
-		r.timer.Reset(r.interval)
+}
+
+// makeRoom makes room for one more event on the writer's side; false means
+// the write failed (published) and the batch is to be dropped.
+func (r *Recorder) makeRoom() bool {
+	err := r.flushIfFull()
+	if err == nil {
+		return true
+	}
+	r.mu.Lock()
+	r.setErr(err)
+	r.mu.Unlock()
+	return false
+}
+
+// appendData appends one event with chunk (after any carried bytes) as its
+// data, or nothing if that leaves no complete rune.
+func (r *Recorder) appendData(typ byte, t time.Duration, c *runeCarry, chunk []byte) {
+	mark := len(r.buf)
+	r.buf = appendEventHead(r.buf, t, typ)
+	head := len(r.buf)
+	crlf := typ == 'o' && r.opts.ONLCR
+	if c.n > 0 {
+		enc, used, ok := c.resume(chunk)
+		if !ok {
+			r.buf = r.buf[:mark]
+			return
+		}
+		r.buf = appendJSONText(r.buf, enc)
+		chunk = chunk[used:]
+		if crlf {
+			r.outCR = false // enc is a multibyte rune or U+FFFD
+		}
+	}
+	text := c.keep(chunk)
+	r.buf = appendJSONTextCRLF(r.buf, text, crlf, r.outCR)
+	if crlf && len(chunk) > 0 {
+		r.outCR = chunk[len(chunk)-1] == '\r'
+	}
+	if len(r.buf) == head {
+		r.buf = r.buf[:mark]
+		return
+	}
+	r.buf = append(r.buf, '"', ']', '\n')
+}
+
+// flushIfFull writes the buffer out when one more event might not fit.
+// The writer calls it without the lock (only it touches buf and f then)
+// and publishes a failure under the lock; Close calls it with the lock.
+func (r *Recorder) flushIfFull() error {
+	if len(r.buf) < flushThreshold {
+		return nil
+	}
+	return r.writeBuf()
+}
+
+// flushLocked writes the buffer; mu is held.
+func (r *Recorder) flushLocked() {
+	if err := r.writeBuf(); err != nil {
+		r.setErr(err)
+	}
+}
+
+// writeBuf writes the buffer to the file and empties it. After a failure
+// nothing more is written: later events are dropped rather than written
+// after a gap.
+func (r *Recorder) writeBuf() error {
+	if len(r.buf) == 0 {
+		return nil
+	}
+	var err error
+	if r.err == nil {
+		_, err = r.f.Write(r.buf)
+	}
+	r.buf = r.buf[:0]
+	if err != nil {
+		return fmt.Errorf("write recording %s: %w", r.id, err)
 	}
 	return nil
 }
 
-func (r *Recorder) onTimer() {
-	r.mu.Lock()
-	r.armed = false
-	if !r.closed && r.err == nil && len(r.buf) > 0 {
-		r.writeLocked()
+// setErr records the first write error and drops what is queued; mu is
+// held.
+func (r *Recorder) setErr(err error) {
+	if r.err == nil {
+		r.err = err
 	}
-	var err error
-	if r.err != nil {
-		err = r.takeFailure()
-	}
-	r.mu.Unlock()
-	r.report(err)
+	r.queue, r.data = r.queue[:0], r.data[:0]
+	r.room.Broadcast()
 }
 
-// writeLocked writes the buffer to the file. A failed write is sticky:
-// later events are dropped rather than written after a gap.
-func (r *Recorder) writeLocked() {
-	if r.err != nil || len(r.buf) == 0 {
-		r.buf = r.buf[:0]
-		return
+// trimLocked lets go of large buffers when the writer stops; mu is held.
+func (r *Recorder) trimLocked() {
+	if cap(r.buf) > recorderMinBuf {
+		r.buf = nil
 	}
-	if _, err := r.f.Write(r.buf); err != nil {
-		r.err = fmt.Errorf("write recording %s: %w", r.id, err)
+	if cap(r.spareD) > recorderMinBuf {
+		r.spare, r.spareD = nil, nil
 	}
-	if cap(r.buf) > 4*recorderMinBuf && len(r.buf) < recorderMinBuf {
-		r.buf = make([]byte, 0, recorderMinBuf)
-		return
+	if len(r.data) == 0 && cap(r.data) > recorderMinBuf {
+		r.queue, r.data = nil, nil
 	}
-	r.buf = r.buf[:0]
 }
 
 // takeFailure returns the first error exactly once, for report.
 func (r *Recorder) takeFailure() error {
-	if r.failed {
+	if r.failed || r.err == nil {
 		return nil
 	}
 	r.failed = true
@@ -312,25 +523,41 @@ func (r *Recorder) Close() error {
 func (r *Recorder) close() error {
 	r.mu.Lock()
 	r.closed = true
-	r.timer.Stop()
-	// A rune still cut at the end will never be completed.
+	r.room.Broadcast()
+	running, done := r.running, r.done
+	r.mu.Unlock()
+	if running {
+		// The writer drains what was queued before Close, then exits.
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+		<-done
+	}
+	r.mu.Lock()
+	// No writer runs now: buf, f and the carries are ours. A rune still
+	// cut at the end will never be completed.
 	for _, c := range []struct {
 		typ   byte
 		carry *runeCarry
 	}{{'o', &r.out}, {'i', &r.in}} {
-		if c.carry.n > 0 {
+		if n := c.carry.n; n > 0 && r.err == nil {
 			c.carry.n = 0
-			r.makeRoom()
-			r.appendData(c.typ, r.elapsed(), c.carry, []byte(replacement))
+			if len(r.buf) >= flushThreshold {
+				r.flushLocked()
+			}
+			// One U+FFFD per byte, as if the stream had gone on.
+			r.appendData(c.typ, r.elapsed(), c.carry, []byte(strings.Repeat(replacement, n)))
 		}
 	}
-	r.writeLocked()
+	r.flushLocked()
 	writeErr := r.err
 	failure := r.takeFailure()
 	err := r.f.Sync()
 	if cerr := r.f.Close(); err == nil {
 		err = cerr
 	}
+	r.buf = nil
 	r.mu.Unlock()
 	r.report(failure)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -163,8 +164,8 @@ func TestRecorderUTF8Split(t *testing.T) {
 		{"four-byte rune split 3+1", []string{"\xf0\x9d\x84", "\x9ez"}, "𝄞z"},
 		{"invalid byte", []string{"a\xffb"}, "a\uFFFDb"},
 		{"lone continuation", []string{"\x80x"}, "\uFFFDx"},
-		{"prefix not continued", []string{"x\xe2\x82", "y"}, "x\uFFFDy"},
-		{"prefix cut at close", []string{"end\xe2\x82"}, "end\uFFFD"},
+		{"prefix not continued", []string{"x\xe2\x82", "y"}, "x\uFFFD\uFFFDy"}, // as if unsplit
+		{"prefix cut at close", []string{"end\xe2\x82"}, "end\uFFFD\uFFFD"},
 		{"overlong encoding", []string{"\xc0\xaf"}, "\uFFFD\uFFFD"},
 		{"surrogate", []string{"\xed\xa0\x80"}, "\uFFFD\uFFFD\uFFFD"},
 	} {
@@ -374,6 +375,9 @@ func TestRecorderWriteErrorReportedOnce(t *testing.T) {
 	r.Output(big)
 	r.Output(big) // forces a write of the first
 	r.Output(big)
+	if err := r.Flush(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Flush() = %v, want ENOSPC", err)
+	}
 	if err := r.Err(); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Err() = %v, want ENOSPC", err)
 	}
@@ -586,6 +590,11 @@ func benchmarkRecorderOutput(b *testing.B, chunk []byte) {
 	for b.Loop() {
 		r.Output(chunk)
 	}
+	// The encoding runs on the writer goroutine: wait for it, so the
+	// figures include all of the recording's work.
+	if err := r.Flush(); err != nil {
+		b.Fatal(err)
+	}
 	b.StopTimer()
 	// The machine is shared, so wall-clock MB/s swings with other load;
 	// MB per second of CPU this process burned swings much less.
@@ -600,7 +609,6 @@ func benchmarkRecorderOutput(b *testing.B, chunk []byte) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.closed = true
-		r.timer.Stop()
 		r.f.Close()
 	})
 }
@@ -683,4 +691,217 @@ func TestRecorderConcurrent(t *testing.T) {
 	if next["o"] != n || next["i"] != n || next["r"] != n {
 		t.Errorf("event counts %v, want %d each", next, n)
 	}
+}
+
+// TestRecorderONLCR: output of a session without a pty is recorded as the
+// user's terminal showed it, every lone \n as \r\n, across chunk and rune
+// boundaries; with a pty (ONLCR off) bytes stay as they are.
+func TestRecorderONLCR(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		onlcr  bool
+		chunks []string
+		want   string
+	}{
+		{"lone newlines", true, []string{"a\nb\n\n"}, "a\r\nb\r\n\r\n"},
+		{"already crlf", true, []string{"a\r\nb\r\n"}, "a\r\nb\r\n"},
+		{"cr ends a chunk", true, []string{"a\r", "\nb"}, "a\r\nb"},
+		{"newline starts a chunk", true, []string{"a", "\nb"}, "a\r\nb"},
+		{"rune split before newline", true, []string{"caf\xc3", "\xa9\n"}, "café\r\n"},
+		{"escape-worthy bytes around", true, []string{"\"q\"\t\\\n\x1b[0m\n"}, "\"q\"\t\\\r\n\x1b[0m\r\n"},
+		{"pty output unchanged", false, []string{"a\nb\r\n"}, "a\nb\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			r := newTestRecorder(t, dir, RecorderOptions{ONLCR: tc.onlcr})
+			for _, c := range tc.chunks {
+				r.Output([]byte(c))
+			}
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
+			_, evs := readAll(t, dir, testID)
+			var got strings.Builder
+			for _, ev := range evs {
+				got.WriteString(ev.Data)
+			}
+			if got.String() != tc.want {
+				t.Errorf("recorded %q, want %q", got.String(), tc.want)
+			}
+		})
+	}
+}
+
+// TestRecorderMarker: a marker lands between the output around it, as an
+// "m" event, and does not disturb a rune split across it.
+func TestRecorderMarker(t *testing.T) {
+	dir := t.TempDir()
+	r := newTestRecorder(t, dir, RecorderOptions{})
+	r.Output([]byte("before "))
+	r.Marker("binary starts here")
+	r.Marker("") // ignored
+	r.Output([]byte("after"))
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, evs := readAll(t, dir, testID)
+	var got []string
+	for _, ev := range evs {
+		got = append(got, ev.Type+":"+ev.Data)
+	}
+	want := []string{"o:before ", "m:binary starts here", "o:after"}
+	if !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q", got, want)
+	}
+}
+
+// TestRecorderBackpressure: when the file takes no more (a stalled disk,
+// here a pipe nobody reads), Output blocks once the queue is full instead
+// of growing memory or dropping events; when the file drains, every byte
+// arrives in order.
+func TestRecorderBackpressure(t *testing.T) {
+	dir := t.TempDir()
+	r := newTestRecorder(t, dir, RecorderOptions{})
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	r.f.Close()
+	r.f = pw
+	r.mu.Unlock()
+
+	const chunks = 64 // 2 MiB: far more than the pipe and the queue hold
+	chunk := func(i int) []byte { return bytes.Repeat([]byte{'a' + byte(i%26)}, 32<<10) }
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		for i := range chunks {
+			r.Output(chunk(i))
+		}
+	}()
+	select {
+	case <-wrote:
+		t.Fatalf("all %d KiB were accepted while the file took nothing: the queue is unbounded", chunks*32)
+	case <-time.After(300 * time.Millisecond):
+	}
+	r.mu.Lock()
+	queued := len(r.data)
+	r.mu.Unlock()
+	if queued > maxQueued+32<<10 {
+		t.Errorf("%d bytes queued, want at most about %d", queued, maxQueued)
+	}
+
+	var read bytes.Buffer
+	copied := make(chan error, 1)
+	go func() { _, err := io.Copy(&read, pr); copied <- err }()
+	<-wrote
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close() // Close below then fails to sync the pipe; that is fine here
+	if err := <-copied; err != nil {
+		t.Fatal(err)
+	}
+	var got strings.Builder
+	for _, line := range strings.Split(strings.TrimSuffix(read.String(), "\n"), "\n") {
+		ev, err := parseEvent([]byte(line))
+		if err != nil {
+			t.Fatalf("line %.40q: %v", line, err)
+		}
+		got.WriteString(ev.Data)
+	}
+	var want strings.Builder
+	for i := range chunks {
+		want.Write(chunk(i))
+	}
+	if got.String() != want.String() {
+		t.Errorf("recorded %d bytes, want the %d written, in order", got.Len(), want.Len())
+	}
+}
+
+// TestRecorderWriterExitsWhenIdle: the writer goroutine exists only while
+// there is output to write, so idle sessions cost no goroutine.
+func TestRecorderWriterExitsWhenIdle(t *testing.T) {
+	dir := t.TempDir()
+	r, err := NewRecorder(dir, testID, Header{}, RecorderOptions{FlushInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	running := func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.running
+	}
+	for round := range 3 {
+		r.Output([]byte(fmt.Sprintf("line %d\r\n", round)))
+		if !running() {
+			t.Fatalf("round %d: no writer after output", round)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for running() && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if running() {
+			t.Fatalf("round %d: the writer still runs long after the output was written", round)
+		}
+		b, err := os.ReadFile(r.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(b, []byte(fmt.Sprintf("line %d", round))) {
+			t.Fatalf("round %d: the writer exited before writing the output", round)
+		}
+	}
+}
+
+// FuzzRecorderONLCR: whatever bytes a session without a pty writes, split
+// anywhere, the recording holds them as a terminal with ONLCR showed them:
+// each invalid byte as U+FFFD (as ranging over a Go string does) and each
+// \n not after \r as \r\n.
+func FuzzRecorderONLCR(f *testing.F) {
+	f.Add([]byte("a\r\nb\nc\xc3\xa9\n"), 3)
+	f.Add([]byte("\r\n\n\xe2\x9c"), 1)
+	f.Add([]byte("\xf0\x9f\x98\x80\n\x00\"\\"), 2)
+	f.Fuzz(func(t *testing.T, data []byte, split int) {
+		if len(data) > 1<<16 {
+			return
+		}
+		k := 0
+		if len(data) > 0 {
+			k = (split%len(data) + len(data)) % len(data)
+		}
+		dir := t.TempDir()
+		r, err := NewRecorder(dir, testID, Header{}, RecorderOptions{ONLCR: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Output(data[:k])
+		r.Output(data[k:])
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		var want strings.Builder
+		prev := byte(0)
+		for _, c := range data {
+			if c == '\n' && prev != '\r' {
+				want.WriteByte('\r')
+			}
+			want.WriteByte(c)
+			prev = c
+		}
+		var valid strings.Builder
+		for _, c := range want.String() {
+			valid.WriteRune(c)
+		}
+		_, evs := readAll(t, dir, testID)
+		var got strings.Builder
+		for _, ev := range evs {
+			got.WriteString(ev.Data)
+		}
+		if got.String() != valid.String() {
+			t.Fatalf("Output(%q) + Output(%q) recorded %q, want %q", data[:k], data[k:], got.String(), valid.String())
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -29,11 +30,14 @@ func (c *runeCarry) resume(p []byte) (enc []byte, used int, ok bool) {
 		used++
 	}
 	r, size := utf8.DecodeRune(c.b[:c.n])
+	carried := c.n - used
 	c.n = 0
 	if r == utf8.RuneError && size == 1 {
 		// The carried bytes were a valid prefix that p did not continue:
-		// replace them and let p be read from its start again.
-		return []byte(replacement), 0, true
+		// replace each of them, as if p had come in the same write (the
+		// recording must not depend on where the network cut the
+		// stream), and let p be read from its start again.
+		return []byte(strings.Repeat(replacement, carried)), 0, true
 	}
 	return c.b[:size], used, true
 }

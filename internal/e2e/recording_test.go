@@ -3,6 +3,8 @@ package e2e_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -660,6 +662,72 @@ func TestRecordingTransfers(t *testing.T) {
 	}
 	if m, _ := filepath.Glob(filepath.Join(gh.DataDir, "recordings", "*", "*")); len(m) != 0 {
 		t.Errorf("transfers wrote recordings: %v", m)
+	}
+}
+
+// TestRecordingBinaryExecOutput: `ssh -J bastion node 'cat file'` with
+// binary output is a download by another name. The text before it stays in
+// the recording, a marker shows where the binary starts, and the audit log
+// has its byte count and SHA-256, which match what the client received.
+func TestRecordingBinaryExecOutput(t *testing.T) {
+	gh := startRecording(t, nil)
+	bob := e2e.NewUser(t, gh, "bob", time.Hour)
+	remote := e2e.RemoteDir(t, "ubuntu")
+	const size = 3 << 20
+	src := writeRandom(t, filepath.Join(remote, "db.dump"), size)
+	if err := os.Chmod(src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := "echo dumping the database; cat " + src
+	r := bob.SSH("ubuntu@web-1", cmd)
+	if r.ExitCode != 0 {
+		t.Fatalf("ssh %q: %s", cmd, r)
+	}
+	want, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := "dumping the database\n"
+	if !strings.HasPrefix(r.Stdout, prefix) || r.Stdout[len(prefix):] != string(want) {
+		t.Fatalf("the client received %d bytes, want %q then the %d bytes of the file unchanged", len(r.Stdout), prefix, size)
+	}
+	sum := sha256.Sum256(want)
+
+	s := waitSession(t, gh, "the exec session", func(s sessionLine) bool { return s.Command == cmd && s.End != nil })
+	end := waitAudit(t, gh, "session.end", "the exec session", func(ev auditLine) bool { return ev.Fields["session"] == s.ID })
+	if n, _ := end.Fields["binary_output_bytes"].(float64); int64(n) != size {
+		t.Errorf("session.end binary_output_bytes = %v, want %d (the file; the text line came before the binary)", end.Fields["binary_output_bytes"], size)
+	}
+	if got := end.Fields["binary_output_sha256"]; got != hex.EncodeToString(sum[:]) {
+		t.Errorf("session.end binary_output_sha256 = %v, want the file's %x", got, sum)
+	}
+	ft := waitAudit(t, gh, "file_transfer", "the binary exec output", func(ev auditLine) bool { return ev.Fields["session"] == s.ID })
+	if ft.Actor != "bob" || ft.Target != "web-1" || ft.Fields["direction"] != "download" || ft.Fields["command"] != cmd ||
+		ft.Fields["sha256"] != hex.EncodeToString(sum[:]) {
+		t.Errorf("file_transfer event for the binary output: want bob, web-1, download, the command and the sha256; got %+v", ft)
+	}
+
+	// The recording keeps the text, shows where the binary began, and
+	// holds none of the binary (no U+FFFD flood): it stays small.
+	path, data := exportTo(t, gh, s.ID)
+	_, events := parseCast(t, data)
+	var markers []string
+	for _, e := range events {
+		if e.Code == "m" {
+			markers = append(markers, e.Data)
+		}
+	}
+	if got := outputText(events); got != "dumping the database\r\n" {
+		t.Errorf("recorded output = %q, want only the text line (as the terminal showed it, ONLCR)", got)
+	}
+	if len(markers) != 1 || !strings.Contains(markers[0], "binary output") {
+		t.Errorf("markers = %q, want one saying the binary output is not recorded as text", markers)
+	}
+	if len(data) > 64<<10 {
+		t.Errorf("the recording is %d bytes for %d bytes of binary output; the binary went into it", len(data), size)
+	}
+	if got := asciinemaCat(t, path); got != "dumping the database\r\n" {
+		t.Errorf("asciinema cat = %q, want the text line", got)
 	}
 }
 
