@@ -101,7 +101,7 @@ func (p *Profiler) Section(ctx context.Context) Section {
 func describeProfile(label string) string {
 	switch label {
 	case "download":
-		return "the last measured Gatehouse bulk download with the first cipher (recording on), through its recording's finalization"
+		return "the last measured Gatehouse text download with the first cipher (recorded), through its recording's finalization"
 	case "connect":
 		return "the measured Gatehouse connection-rate churn"
 	case "sessions":

@@ -624,16 +624,23 @@ func cpuTime(b *testing.B) time.Duration {
 
 // BenchmarkAppendJSONText is the encoding alone, without the file.
 func BenchmarkAppendJSONText(b *testing.B) {
-	chunk := terminalOutput(32 << 10)
-	dst := make([]byte, 0, 6*len(chunk))
-	b.SetBytes(int64(len(chunk)))
-	b.ReportAllocs()
-	cpu0 := cpuTime(b)
-	for b.Loop() {
-		dst = appendJSONText(dst[:0], chunk)
-	}
-	if cpu := cpuTime(b) - cpu0; cpu > 0 {
-		b.ReportMetric(float64(len(chunk))*float64(b.N)/1e6/cpu.Seconds(), "MB/cpu-s")
+	for _, content := range []struct {
+		name string
+		gen  func(int) []byte
+	}{{"terminal", terminalOutput}, {"text", plainText}, {"binary", binaryData}} {
+		b.Run(content.name, func(b *testing.B) {
+			chunk := content.gen(32 << 10)
+			dst := make([]byte, 0, 6*len(chunk))
+			b.SetBytes(int64(len(chunk)))
+			b.ReportAllocs()
+			cpu0 := cpuTime(b)
+			for b.Loop() {
+				dst = appendJSONTextCRLF(dst[:0], chunk, true, false)
+			}
+			if cpu := cpuTime(b) - cpu0; cpu > 0 {
+				b.ReportMetric(float64(len(chunk))*float64(b.N)/1e6/cpu.Seconds(), "MB/cpu-s")
+			}
+		})
 	}
 }
 
