@@ -344,7 +344,7 @@ func (r *Recorder) write() {
 			quiet := len(r.queue) == 0 && len(r.buf) == 0
 			if quiet {
 				r.trimLocked()
-				r.running = false
+				r.running, r.flush = false, false
 				close(r.done)
 			}
 			r.mu.Unlock()
@@ -553,10 +553,11 @@ func (r *Recorder) close() error {
 	r.flushLocked()
 	writeErr := r.err
 	failure := r.takeFailure()
-	err := r.f.Sync()
-	if cerr := r.f.Close(); err == nil {
-		err = cerr
-	}
+	// No fsync of the plain file: compress writes, syncs and renames the
+	// final file before it removes this one, so the recording is durable
+	// exactly when it is final; until then a killed bastion's page cache
+	// still holds it. One fsync less for every session.
+	err := r.f.Close()
 	r.buf = nil
 	r.mu.Unlock()
 	r.report(failure)
