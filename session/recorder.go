@@ -268,10 +268,11 @@ func (r *Recorder) elapsed() time.Duration {
 	return t
 }
 
-// write is the writer goroutine: it encodes queued events outside the
-// lock, writes the buffer when it is full or its oldest event has waited a
-// flush interval, and exits once everything is written and nothing new
-// came for one interval (or at Close).
+// write is the writer goroutine: it encodes queued events and writes the
+// buffer when it is full or its oldest event has waited a flush interval,
+// and exits once everything is written and nothing new came for one
+// interval (or at Close or Flush). It never holds mu while it encodes or
+// writes: a slow disk blocks producers only through the bounded queue.
 func (r *Recorder) write() {
 	var (
 		timer *time.Timer
@@ -287,19 +288,7 @@ func (r *Recorder) write() {
 		batch, data := r.queue, r.data
 		r.queue, r.data = r.spare[:0], r.spareD[:0]
 		r.spare, r.spareD = nil, nil
-		closed, failed := r.closed || r.flush, r.err != nil
-		if len(batch) == 0 && (closed || failed) {
-			// Nothing more will be encoded: hand the file back and go.
-			// Close (or, after Flush, the next event) takes over.
-			r.flushLocked()
-			r.trimLocked()
-			failure := r.takeFailure()
-			r.running, r.flush = false, false
-			close(r.done)
-			r.mu.Unlock()
-			r.report(failure)
-			return
-		}
+		failed := r.err != nil
 		r.mu.Unlock()
 
 		if len(batch) > 0 && !failed {
@@ -312,11 +301,29 @@ func (r *Recorder) write() {
 		r.mu.Lock()
 		r.spare, r.spareD = batch[:0], data[:0]
 		r.room.Broadcast()
-		if len(r.buf) >= flushThreshold || (len(r.buf) > 0 && !time.Now().Before(due)) || r.closed || r.flush {
-			r.flushLocked()
+		ending := r.closed || r.flush || r.err != nil
+		r.mu.Unlock()
+		if len(r.buf) > 0 && (ending || len(r.buf) >= flushThreshold || !time.Now().Before(due)) {
+			if err := r.writeBuf(); err != nil {
+				r.mu.Lock()
+				r.setErr(err)
+				r.mu.Unlock()
+			}
 		}
-		more := len(r.queue) > 0 || r.closed || r.flush || r.err != nil
+
+		r.mu.Lock()
 		failure := r.takeFailure()
+		ending = r.closed || r.flush || r.err != nil
+		if len(r.queue) == 0 && ending && (len(r.buf) == 0 || r.err != nil) {
+			// Everything is written (or cannot be): hand the file back
+			// and go. Close, or after Flush the next event, takes over.
+			r.buf = r.buf[:0]
+			r.stopLocked()
+			r.mu.Unlock()
+			r.report(failure)
+			return
+		}
+		more := len(r.queue) > 0 || ending
 		r.mu.Unlock()
 		r.report(failure)
 		if more {
@@ -337,23 +344,21 @@ func (r *Recorder) write() {
 		case <-r.wake:
 		case <-timer.C:
 			r.mu.Lock()
-			if len(r.queue) == 0 && len(r.buf) > 0 {
-				r.flushLocked()
-			}
-			failure := r.takeFailure()
-			quiet := len(r.queue) == 0 && len(r.buf) == 0
-			if quiet {
-				r.trimLocked()
-				r.running, r.flush = false, false
-				close(r.done)
-			}
-			r.mu.Unlock()
-			r.report(failure)
-			if quiet {
+			if len(r.queue) == 0 && len(r.buf) == 0 {
+				r.stopLocked()
+				r.mu.Unlock()
 				return
 			}
+			r.mu.Unlock()
 		}
 	}
+}
+
+// stopLocked ends the writer's turn; mu is held.
+func (r *Recorder) stopLocked() {
+	r.trimLocked()
+	r.running, r.flush = false, false
+	close(r.done)
 }
 
 // encode appends a batch of queued events to the buffer, writing it out
