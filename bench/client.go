@@ -9,12 +9,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 )
 
-// System is one of the two jump hosts under test.
+// System is one of the two jump hosts under test, or no jump host at all.
 type System int
 
 const (
@@ -22,11 +23,18 @@ const (
 	Gatehouse System = iota
 	// Baseline is a stock OpenSSH sshd as the jump host.
 	Baseline
+	// Direct is no jump host: the client connects to the node sshd itself.
+	// It is the ceiling neither jump host can beat, since both end in the
+	// same node sshd; only the connection-rate case runs it.
+	Direct
 )
 
 func (s System) String() string {
-	if s == Gatehouse {
+	switch s {
+	case Gatehouse:
 		return "gatehouse"
+	case Direct:
+		return "direct"
 	}
 	return "openssh"
 }
@@ -99,7 +107,7 @@ type Jumper struct {
 	inner     *ssh.ClientConfig
 }
 
-// Conn is one jumped connection.
+// Conn is one jumped connection. Outer is nil for Direct.
 type Conn struct {
 	Outer, Inner *ssh.Client
 }
@@ -107,7 +115,9 @@ type Conn struct {
 // Close closes both connections.
 func (c *Conn) Close() error {
 	err := c.Inner.Close()
-	_ = c.Outer.Close()
+	if c.Outer != nil {
+		_ = c.Outer.Close()
+	}
 	return err
 }
 
@@ -170,36 +180,34 @@ func (e *Env) Jumper(sys System, user, cipher string) (*Jumper, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse node host key: %w", err)
 	}
-	j.outerAddr, j.innerAddr = e.JumpAddr, e.NodeAddr
-	j.outer = &ssh.ClientConfig{Config: algos, User: "root", Auth: auth, HostKeyCallback: ssh.FixedHostKey(jumpKey)}
 	j.inner = &ssh.ClientConfig{Config: algos, User: Login, Auth: auth, HostKeyCallback: ssh.FixedHostKey(nodeKey)}
+	j.innerAddr = e.NodeAddr
+	if sys == Direct {
+		return j, nil
+	}
+	j.outerAddr = e.JumpAddr
+	j.outer = &ssh.ClientConfig{Config: algos, User: "root", Auth: auth, HostKeyCallback: ssh.FixedHostKey(jumpKey)}
 	return j, nil
 }
 
-// Dial opens a jumped connection; ctx bounds the whole setup.
+// Dial opens a jumped connection (for Direct, a connection straight to the
+// node); ctx bounds the whole setup.
 func (j *Jumper) Dial(ctx context.Context) (*Conn, error) {
-	d := net.Dialer{Timeout: 30 * time.Second}
-	tcp, err := d.DialContext(ctx, "tcp", j.outerAddr)
-	if err != nil {
-		return nil, fmt.Errorf("dial jump host %s: %w", j.outerAddr, err)
-	}
-	// The handshake does not take a context: cut the socket if ctx ends
-	// before the whole setup is done.
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-ctx.Done():
-			tcp.Close()
-		case <-done:
+	if j.Sys == Direct {
+		c, stop, err := dialSSH(ctx, j.innerAddr, j.inner)
+		if err != nil {
+			return nil, fmt.Errorf("ssh to node directly: %w", err)
 		}
-	}()
-	oc, ochans, oreqs, err := ssh.NewClientConn(tcp, j.outerAddr, j.outer)
+		stop()
+		return &Conn{Inner: c}, nil
+	}
+	outer, stop, err := dialSSH(ctx, j.outerAddr, j.outer)
 	if err != nil {
-		tcp.Close()
 		return nil, fmt.Errorf("ssh to %s jump host: %w", j.Sys, err)
 	}
-	outer := ssh.NewClient(oc, ochans, oreqs)
+	// The inner handshake runs over the outer socket: keep cutting it if
+	// ctx ends until that is done too.
+	defer stop()
 	ch, err := outer.DialContext(ctx, "tcp", j.innerAddr)
 	if err != nil {
 		outer.Close()
@@ -215,6 +223,35 @@ func (j *Jumper) Dial(ctx context.Context) (*Conn, error) {
 		return nil, fmt.Errorf("dial through %s: %w", j.Sys, ctx.Err())
 	}
 	return &Conn{Outer: outer, Inner: ssh.NewClient(ic, ichans, ireqs)}, nil
+}
+
+// dialSSH opens an SSH connection to addr. The handshake takes no context,
+// so until stop is called the socket is cut when ctx ends.
+func dialSSH(ctx context.Context, addr string, cfg *ssh.ClientConfig) (c *ssh.Client, stop func(), err error) {
+	d := net.Dialer{Timeout: 30 * time.Second}
+	tcp, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			tcp.Close()
+		case <-done:
+		}
+	}()
+	sc, chans, reqs, err := ssh.NewClientConn(tcp, addr, cfg)
+	if err == nil && ctx.Err() != nil {
+		sc.Close()
+		err = ctx.Err()
+	}
+	if err != nil {
+		close(done)
+		tcp.Close()
+		return nil, nil, err
+	}
+	return ssh.NewClient(sc, chans, reqs), sync.OnceFunc(func() { close(done) }), nil
 }
 
 // Exec runs cmd on a new session of c and returns its combined output.

@@ -71,6 +71,9 @@ func (e *Env) GHPid() int { return e.gh.pid() }
 // JumpPid is the baseline jump sshd's master process id.
 func (e *Env) JumpPid() int { return e.jump.pid() }
 
+// NodePid is the node sshd's master process id.
+func (e *Env) NodePid() int { return e.node.pid() }
+
 // Close stops every process the Env started.
 func (e *Env) Close() {
 	e.gh.stop()

@@ -277,3 +277,108 @@ func quiesce(ctx context.Context, pid int, limit time.Duration) (wall, cpu time.
 	last, _ := cpuTicks(pid)
 	return time.Since(start), time.Duration(last-first) * time.Second / ticksPerSecond
 }
+
+// statTicks reads utime, stime, cutime and cstime of pid: its own CPU time
+// and that of the children it has reaped.
+func statTicks(pid int) (self, reaped int64, err error) {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, 0, fmt.Errorf("read cpu time of %d: %w", pid, err)
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	// After ')': state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14).
+	f := strings.Fields(s[i+1:])
+	if len(f) < 15 {
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	var v [4]int64
+	for k := range v {
+		if v[k], err = strconv.ParseInt(f[11+k], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+		}
+	}
+	return v[0] + v[1], v[2] + v[3], nil
+}
+
+// treeTicks is the CPU time, in clock ticks, that pid and all its
+// descendants have used: living processes count themselves, exited ones
+// count in the parent that reaped them. sshd forks (and re-executes) per
+// connection, so the difference of two readings is what a forking server
+// used in between, including connections that came and went.
+func treeTicks(pid int) int64 {
+	self, reaped, err := statTicks(pid)
+	if err != nil {
+		return 0
+	}
+	total := self + reaped
+	for _, k := range descendants(pid) {
+		if s, r, err := statTicks(k); err == nil {
+			total += s + r
+		}
+	}
+	return total
+}
+
+// machineTicks reads the machine-wide busy and iowait time from /proc/stat,
+// summed over all CPUs, in clock ticks.
+func machineTicks() (busy, iowait int64) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0
+	}
+	var v [8]int64
+	for k := range v {
+		v[k], _ = strconv.ParseInt(f[1+k], 10, 64)
+	}
+	// user nice system idle iowait irq softirq steal
+	return v[0] + v[1] + v[2] + v[5] + v[6] + v[7], v[4]
+}
+
+// CPUShare is the CPU time, in cores (CPU seconds per second), that each
+// party used over a measurement window.
+type CPUShare struct {
+	JumpHost, Node, Client float64 // JumpHost is 0 when there is none
+	Machine, IOWait        float64 // every process on the machine
+}
+
+// Other is what the machine used beyond the parties measured: other
+// engineers' work, perf, the kernel's own threads.
+func (c CPUShare) Other() float64 { return max(0, c.Machine-c.JumpHost-c.Node-c.Client) }
+
+type cpuReading struct {
+	at                     time.Time
+	jump, node, client     int64
+	machine, machineIOWait int64
+}
+
+// readCPU samples the jump host's tree (jumpPID 0 for none), the node
+// sshd's tree, this process (the Go client) and the machine.
+func readCPU(jumpPID, nodePID int) cpuReading {
+	r := cpuReading{at: time.Now(), node: treeTicks(nodePID)}
+	if jumpPID != 0 {
+		r.jump = treeTicks(jumpPID)
+	}
+	r.client, _, _ = statTicks(os.Getpid())
+	r.machine, r.machineIOWait = machineTicks()
+	return r
+}
+
+// since is the CPU share used from r0 to r.
+func (r cpuReading) since(r0 cpuReading) CPUShare {
+	secs := r.at.Sub(r0.at).Seconds()
+	if secs <= 0 {
+		return CPUShare{}
+	}
+	cores := func(d int64) float64 { return float64(d) / ticksPerSecond / secs }
+	return CPUShare{JumpHost: cores(r.jump - r0.jump), Node: cores(r.node - r0.node), Client: cores(r.client - r0.client),
+		Machine: cores(r.machine - r0.machine), IOWait: cores(r.machineIOWait - r0.machineIOWait)}
+}

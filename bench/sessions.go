@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -322,43 +324,97 @@ func typeLines(ctx context.Context, shells []*shell, window time.Duration) ([]ti
 }
 
 // ConnectionRate runs workers Go clients, each doing connect → exec `true`
-// → close in a loop for d, through each system.
+// → close in a loop for d, through each system and straight to the node,
+// and reports the CPU each party used meanwhile.
 func ConnectionRate(ctx context.Context, e *Env, workers int, d time.Duration, profile func(string) func()) Section {
 	const title = "4. Connection rate"
-	t := Table{Header: []string{"", "Gatehouse", "OpenSSH jump", "ratio GH/OpenSSH"}}
-	rate := map[System]float64{}
-	errs := map[System]int64{}
-	oks := map[System]int64{}
-	lat := map[System][]float64{}
-	lastErr := map[System]error{}
-	for _, sys := range Systems() {
-		waitIdle(ctx, e, sys)
+	systems := []System{Gatehouse, Baseline, Direct}
+	type result struct {
+		churnResult
+		rate float64
+		lat  []float64
+		cpu  CPUShare
+	}
+	res := map[System]result{}
+	for _, sys := range systems {
+		if sys != Direct {
+			waitIdle(ctx, e, sys)
+		}
 		j, err := e.Jumper(sys, BenchUser, "")
 		if err != nil {
 			return failed(title, err)
+		}
+		jumpPID := 0
+		switch sys {
+		case Gatehouse:
+			jumpPID = e.GHPid()
+		case Baseline:
+			jumpPID = e.JumpPid()
 		}
 		var stop func()
 		if profile != nil && sys == Gatehouse {
 			stop = profile("connect")
 		}
+		c0 := readCPU(jumpPID, e.NodePid())
 		r := churn(ctx, j, workers, d)
+		c1 := readCPU(jumpPID, e.NodePid())
 		if stop != nil {
 			stop()
 		}
-		rate[sys] = float64(r.ok) / d.Seconds()
-		errs[sys], oks[sys], lat[sys], lastErr[sys] = r.errs, r.ok, ms(r.lat), r.lastErr
+		res[sys] = result{churnResult: r, rate: float64(r.ok) / d.Seconds(), lat: ms(r.lat), cpu: c1.since(c0)}
 	}
-	t.Add("sessions/s", f1(rate[Gatehouse]), f1(rate[Baseline]), ratio(rate[Gatehouse], rate[Baseline]))
-	t.Add("completed / errors", fmt.Sprintf("%d / %d", oks[Gatehouse], errs[Gatehouse]), fmt.Sprintf("%d / %d", oks[Baseline], errs[Baseline]), "")
-	t.Add("median cycle (ms)", f1(Median(lat[Gatehouse])), f1(Median(lat[Baseline])), ratio(Median(lat[Gatehouse]), Median(lat[Baseline])))
-	t.Add("p99 cycle (ms)", f1(Percentile(lat[Gatehouse], 99)), f1(Percentile(lat[Baseline], 99)), ratio(Percentile(lat[Gatehouse], 99), Percentile(lat[Baseline], 99)))
-	text := fmt.Sprintf("%d concurrent Go clients each loop connect (two handshakes) → exec `true` → close for %s per system. "+
+	g, b, n := res[Gatehouse], res[Baseline], res[Direct]
+	t := Table{Header: []string{"", "Gatehouse", "OpenSSH jump", "node sshd direct", "ratio GH/OpenSSH", "ratio GH/direct"}}
+	// ratios: 0 none, 1 GH/OpenSSH, 2 both; jumpOnly leaves the direct
+	// column empty (there is no jump host).
+	row := func(name string, f func(result) float64, format func(float64) string, ratios int, jumpOnly bool) {
+		gr, dr, nv := "", "", format(f(n))
+		if ratios > 0 {
+			gr = ratio(f(g), f(b))
+		}
+		if ratios > 1 {
+			dr = ratio(f(g), f(n))
+		}
+		if jumpOnly {
+			nv = "—"
+		}
+		t.Add(name, format(f(g)), format(f(b)), nv, gr, dr)
+	}
+	row("sessions/s", func(r result) float64 { return r.rate }, f1, 2, false)
+	t.Add("completed / errors", fmt.Sprintf("%d / %d", g.ok, g.errs), fmt.Sprintf("%d / %d", b.ok, b.errs), fmt.Sprintf("%d / %d", n.ok, n.errs), "", "")
+	row("median cycle (ms)", func(r result) float64 { return Median(r.lat) }, f1, 2, false)
+	row("p99 cycle (ms)", func(r result) float64 { return Percentile(r.lat, 99) }, f1, 2, false)
+	row("CPU, jump host (cores)", func(r result) float64 { return r.cpu.JumpHost }, f2, 0, true)
+	row("CPU, node sshd (cores)", func(r result) float64 { return r.cpu.Node }, f2, 0, false)
+	row("CPU, client (cores)", func(r result) float64 { return r.cpu.Client }, f2, 0, false)
+	row("CPU, everything else (cores)", func(r result) float64 { return r.cpu.Other() }, f2, 0, false)
+	row(fmt.Sprintf("CPU, machine busy (cores of %d)", runtime.NumCPU()), func(r result) float64 { return r.cpu.Machine }, f2, 0, false)
+	row("iowait (cores)", func(r result) float64 { return r.cpu.IOWait }, f2, 0, false)
+	per := func(part func(CPUShare) float64) func(result) float64 {
+		return func(r result) float64 {
+			if r.rate == 0 {
+				return math.NaN()
+			}
+			return part(r.cpu) / r.rate * 1000
+		}
+	}
+	row("CPU per session, jump host (ms)", per(func(c CPUShare) float64 { return c.JumpHost }), f1, 1, true)
+	row("CPU per session, node sshd (ms)", per(func(c CPUShare) float64 { return c.Node }), f1, 0, false)
+	row("CPU per session, client (ms)", per(func(c CPUShare) float64 { return c.Client }), f1, 0, false)
+	text := fmt.Sprintf("%d concurrent Go clients each loop connect → exec `true` → close for %s per system. "+
+		"Through a jump host that is two handshakes (the client does the ProxyJump itself); \"node sshd direct\" is one "+
+		"handshake straight to the same node sshd, with no jump host: the ceiling for this client and node on this machine, "+
+		"since both jump hosts end in that sshd. "+
 		"For Gatehouse every cycle is authentication, policy decision, upstream dial with a freshly signed certificate, "+
-		"session index row, audit events and a recording opened and closed. The client shares the 2 cores.\n\n%s",
-		workers, d, t.Markdown())
-	for _, sys := range Systems() {
-		if lastErr[sys] != nil {
-			text += fmt.Sprintf("\n- last %s error: `%v`", sys, lastErr[sys])
+		"session index row, audit events and a recording opened and closed. "+
+		"CPU is read from /proc over the window, in cores (CPU seconds per second): the jump host (Gatehouse's process, or "+
+		"the OpenSSH jump sshd with every per-connection child it forked), the node sshd likewise, the client (this Go "+
+		"process), and the machine as a whole; \"everything else\" is the machine minus those three (perf while Gatehouse "+
+		"is profiled, other engineers' work). The client and both servers share the machine's %d cores.\n\n%s",
+		workers, d, runtime.NumCPU(), t.Markdown())
+	for _, sys := range systems {
+		if err := res[sys].lastErr; err != nil {
+			text += fmt.Sprintf("\n- last %s error: `%v`", sys, err)
 		}
 	}
 	return Section{Title: title, Text: text}
