@@ -28,7 +28,8 @@ func (s *Store) CreateSession(ctx context.Context, ss storage.Session) error {
 	if ss.ExitStatus != nil {
 		exit = *ss.ExitStatus
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO sessions(`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	// Durable with the session.start append that follows (see execSoon).
+	_, err = s.execSoon(ctx, `INSERT INTO sessions(`+sessionCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		ss.ID, ss.User, ss.Login, ss.Node, ss.Kind, ss.Command, roles, reqs, ss.ClientAddr, ss.Bastion, ss.Recording,
 		ns(ss.Start), nsPtr(ss.End), ss.Status, exit, ss.BytesIn, ss.BytesOut)
 	if isUnique(err) {
@@ -46,7 +47,8 @@ func (s *Store) EndSession(ctx context.Context, id string, end time.Time, status
 	if exit != nil {
 		ex = *exit
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE sessions SET end_time = ?, status = ?, exit_status = ?, bytes_in = ?, bytes_out = ? WHERE id = ?`,
+	// Durable with the session.end append that follows (see execSoon).
+	res, err := s.execSoon(ctx, `UPDATE sessions SET end_time = ?, status = ?, exit_status = ?, bytes_in = ?, bytes_out = ? WHERE id = ?`,
 		ns(end), status, ex, bytesIn, bytesOut, id)
 	if err != nil {
 		return fmt.Errorf("end session %s: %w", id, err)
