@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/notify"
@@ -111,6 +112,9 @@ type Service struct {
 	log   *slog.Logger
 
 	kick chan struct{} // wakes Run after an in-process change
+	// generation counts access changes stored by this process or noticed
+	// by Scan; see Generation.
+	generation atomic.Uint64
 
 	mu      sync.Mutex
 	updated chan struct{} // closed (and replaced) on every in-process change, wakes Wait
@@ -169,6 +173,15 @@ func (s *Service) policy() (*policy.Policy, error) {
 	}
 	return p, nil
 }
+
+// Generation counts the access changes this service has stored or noticed
+// so far: every lock, unlock and grant decision made in this process, and
+// every change Scan found (locks placed and grants ended elsewhere
+// included), counted before subscribers hear of it. An Effective read while
+// Generation was g describes the user as well as a fresh read would for as
+// long as Generation is still g and none of its grants or locks has run out;
+// a change that lands in the store unseen is counted at the next scan.
+func (s *Service) Generation() uint64 { return s.generation.Load() }
 
 // Effective is a user's standing at one moment.
 type Effective struct {
@@ -289,6 +302,7 @@ func (s *Service) notify(ctx context.Context, event string, r storage.Request, a
 // bastion reacts at once instead of at the next poll, and passes the change
 // to Options.OnChange for the other bastions.
 func (s *Service) changed(ctx context.Context, kind, user string) {
+	s.generation.Add(1)
 	s.mu.Lock()
 	close(s.updated)
 	s.updated = make(chan struct{})

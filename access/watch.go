@@ -70,6 +70,7 @@ func (s *Service) Subscribe() (<-chan Change, func()) {
 
 func (s *Service) emit(ctx context.Context, c Change) {
 	s.log.InfoContext(ctx, "access change", "kind", c.Kind, "user", c.User, "request", c.RequestID, "reason", c.Reason)
+	s.generation.Add(1)
 	s.mu.Lock()
 	subs := make([]*subscription, 0, len(s.subs))
 	for sub := range s.subs {

@@ -54,7 +54,8 @@ func (s *Server) handleJump(_ *gliderssh.Server, conn *ssh.ServerConn, newCh ssh
 		_ = newCh.Reject(ssh.Prohibited, fmt.Sprintf("gatehouse: unknown node %q (see: ssh %s@bastion nodes)", req.Host, id.User))
 		return
 	}
-	if err := s.opt.Authorizer.Admit(ctx, id); err != nil {
+	adm, err := s.admitJump(ctx, id)
+	if err != nil {
 		s.audit(ctx, storage.Event{Type: "session.denied", Actor: id.User, Target: node.Name, Outcome: "denied", Fields: map[string]any{"reason": err.Error()}})
 		_ = newCh.Reject(ssh.Prohibited, "gatehouse: "+err.Error())
 		return
@@ -67,12 +68,12 @@ func (s *Server) handleJump(_ *gliderssh.Server, conn *ssh.ServerConn, newCh ssh
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.serveInner(ctx, id, node, conn.RemoteAddr().String(), &channelConn{Channel: ch, local: conn.LocalAddr(), remote: conn.RemoteAddr()})
+		s.serveInner(ctx, id, adm, node, conn.RemoteAddr().String(), &channelConn{Channel: ch, local: conn.LocalAddr(), remote: conn.RemoteAddr()})
 	}()
 }
 
 // serveInner runs the terminated SSH connection for one jump.
-func (s *Server) serveInner(ctx context.Context, id Identity, node config.Node, remote string, transport net.Conn) {
+func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, node config.Node, remote string, transport net.Conn) {
 	defer transport.Close()
 	hostSigner, err := s.opt.CA.HostSigner(node.Name)
 	if err != nil {
@@ -105,15 +106,23 @@ func (s *Server) serveInner(ctx context.Context, id Identity, node config.Node, 
 	defer inner.Close()
 	login := inner.User()
 	lc := &liveConn{id: newID(), ident: id, login: login, node: node, start: time.Now(), remote: remote, inner: inner, channels: map[string]*liveChannel{}}
+	// Registered before the first decision, so that every lock or
+	// revocation announced from here on re-checks this connection too; one
+	// announced while the node was being dialled used to go unseen until
+	// the next safety-net pass. The admission answers for what came before.
+	s.live.add(lc)
+	defer s.live.remove(lc.id)
 
-	v, err := s.opt.Authorizer.Authorize(ctx, id, login, node)
+	v, err := adm.Authorize(ctx, login, node)
 	if err != nil {
 		// Fail closed: no decision, no access.
 		s.log.Error("authorize", "user", id.User, "login", login, "node", node.Name, "err", err)
 		v = Verdict{Allowed: false, Reason: "access could not be checked right now; try again"}
 	}
-	lc.verdict = v
+	lc.setVerdict(v)
 	if !v.Allowed {
+		// Refused: nothing left for a re-check to end.
+		s.live.remove(lc.id)
 		s.audit(ctx, storage.Event{Type: "session.denied", Actor: id.User, Target: node.Name, Outcome: "denied",
 			Fields: map[string]any{"login": login, "rule": v.Rule, "remote": remote}})
 		s.refuseAll(inner, chans, greqs, refusal(id.User, login, node.Name, v))
@@ -128,6 +137,7 @@ func (s *Server) serveInner(ctx context.Context, id Identity, node config.Node, 
 	}()
 	res := <-upc
 	if res.err != nil {
+		s.live.remove(lc.id)
 		msg := fmt.Sprintf("gatehouse: cannot reach %s: %s", node.Name, userFacingDialError(res.err))
 		s.log.Warn("node dial failed", "user", id.User, "node", node.Name, "err", res.err)
 		s.audit(ctx, storage.Event{Type: "session.denied", Actor: id.User, Target: node.Name, Outcome: "error",
@@ -137,9 +147,11 @@ func (s *Server) serveInner(ctx context.Context, id Identity, node config.Node, 
 	}
 	up := res.up
 	defer up.conn.Close()
-
-	s.live.add(lc)
-	defer s.live.remove(lc.id)
+	if lc.isClosed() {
+		// A re-check ended the connection while the node was dialled.
+		s.refuseAll(inner, chans, greqs, "gatehouse: your access changed while connecting; session closed")
+		return
+	}
 
 	var ttl *time.Timer
 	if v.MaxSessionTTL > 0 {
@@ -171,6 +183,13 @@ func (s *Server) serveInner(ctx context.Context, id Identity, node config.Node, 
 	}
 	up.conn.Close()
 	wg.Wait()
+}
+
+// isClosed reports whether the connection has been terminated.
+func (c *liveConn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }
 
 type upResult struct {

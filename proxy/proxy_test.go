@@ -75,11 +75,17 @@ type bastion struct {
 	addr   string
 	auth   *ca.Authority
 	audit  *memAudit
+	srv    *proxy.Server
 	cancel context.CancelFunc
 	done   chan error
 }
 
 func startBastion(t testing.TB, mutate func(*config.Config), rec proxy.RecorderFactory) *bastion {
+	t.Helper()
+	return startBastionWith(t, allowUbuntu{}, mutate, rec)
+}
+
+func startBastionWith(t testing.TB, az proxy.Authorizer, mutate func(*config.Config), rec proxy.RecorderFactory) *bastion {
 	t.Helper()
 	dir := t.TempDir()
 	auth, err := ca.Load(dir)
@@ -110,7 +116,7 @@ nodes:
 	}
 	t.Cleanup(func() { st.Close() })
 	aud := &memAudit{}
-	srv, err := proxy.New(proxy.Options{Config: cfg, CA: auth, Authorizer: allowUbuntu{}, Sessions: st, Audit: aud, Recorder: rec,
+	srv, err := proxy.New(proxy.Options{Config: cfg, CA: auth, Authorizer: az, Sessions: st, Audit: aud, Recorder: rec,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +126,7 @@ nodes:
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &bastion{addr: ln.Addr().String(), auth: auth, audit: aud, cancel: cancel, done: make(chan error, 1)}
+	b := &bastion{addr: ln.Addr().String(), auth: auth, audit: aud, srv: srv, cancel: cancel, done: make(chan error, 1)}
 	go func() { b.done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(b.stop)
 	return b
