@@ -99,11 +99,7 @@ func (l *Log) Append(ctx context.Context, ev storage.Event) error {
 		ev.Time = l.now()
 	}
 	ev.Time = ev.Time.UTC().Round(0) // drop the monotonic reading; the hash uses wall time
-	norm, err := normalizeFields(ev.Fields)
-	if err != nil {
-		return fmt.Errorf("append %s event: %w", ev.Type, err)
-	}
-	fields, err := encodeCanonical(norm)
+	norm, fields, err := canonicalize(make([]byte, 0, 256), ev.Fields)
 	if err != nil {
 		return fmt.Errorf("append %s event: %w", ev.Type, err)
 	}
@@ -145,11 +141,22 @@ func (l *Log) Close() error {
 	return nil
 }
 
+// encodedAppender is implemented by stores that can store each event's
+// fields as the canonical text Log sealed (storage/sqlite does). That
+// spares the writer goroutine, which every append waits for, encoding the
+// fields a second time.
+type encodedAppender interface {
+	AppendEncodedEvents(ctx context.Context, evs []storage.Event, fields [][]byte, seal func(*storage.Event) []byte) ([]storage.Event, error)
+}
+
 // writer is the single goroutine that talks to the store.
 func (l *Log) writer() {
 	defer close(l.done)
+	enc, encoded := l.store.(encodedAppender)
 	batch := make([]*pending, 0, l.max)
 	evs := make([]storage.Event, 0, l.max)
+	fields := make([][]byte, 0, l.max)
+	buf := make([]byte, 0, 512)
 	for first := range l.queue {
 		batch = append(batch[:0], first)
 	fill:
@@ -164,22 +171,36 @@ func (l *Log) writer() {
 				break fill
 			}
 		}
-		evs = evs[:0]
+		evs, fields = evs[:0], fields[:0]
 		for _, p := range batch {
 			evs = append(evs, p.ev)
+			if len(p.ev.Fields) == 0 {
+				fields = append(fields, nil) // stored as NULL, hashed as "{}"
+			} else {
+				fields = append(fields, p.fields)
+			}
 		}
 		i := 0
+		hashes := make([]byte, sha256.Size*len(batch)) // one allocation, not one per event
 		seal := func(ev *storage.Event) []byte {
 			// AppendEvents seals in order, one call per event; the
 			// fields were canonicalised by the appending goroutine.
-			f := batch[i].fields
+			buf = appendCanonical(buf[:0], ev, batch[i].fields)
+			h := hashes[i*sha256.Size : (i+1)*sha256.Size : (i+1)*sha256.Size]
 			i++
-			sum := sha256.Sum256(appendCanonical(make([]byte, 0, 256), ev, f))
-			return sum[:]
+			sum := sha256.Sum256(buf)
+			copy(h, sum[:])
+			return h
 		}
 		// Background context: a batch holds other callers' events too, and
 		// an event whose action already happened must still be recorded.
-		out, err := l.store.AppendEvents(context.Background(), evs, seal)
+		var out []storage.Event
+		var err error
+		if encoded {
+			out, err = enc.AppendEncodedEvents(context.Background(), evs, fields, seal)
+		} else {
+			out, err = l.store.AppendEvents(context.Background(), evs, seal)
+		}
 		if err == nil && i != len(batch) {
 			err = fmt.Errorf("store sealed %d of %d events", i, len(batch))
 		}
@@ -194,6 +215,8 @@ func (l *Log) writer() {
 			l.writeSink(out)
 		}
 		clear(batch) // let the GC have the events
+		clear(evs)
+		clear(fields)
 	}
 }
 

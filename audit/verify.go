@@ -6,8 +6,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
@@ -22,19 +25,33 @@ type Report struct {
 	Problem  string `json:"problem,omitempty"`
 }
 
+// rawFunc receives one stored event as its stored bytes: seq, time in Unix
+// nanoseconds, then type, actor, target, outcome, fields (nil when NULL),
+// prev_hash and hash, valid only during the call.
+type rawFunc = func(seq, unixNano int64, typ, actor, target, outcome, fields, prevHash, hash []byte) error
+
 // rangeWalker is implemented by stores that can walk a range of the chain
-// handing out each event's stored fields JSON undecoded (storage/sqlite
-// does). Decoding and re-encoding fields would dominate the cost of
-// verifying, and ranges let several CPUs verify one chain.
+// as stored bytes (storage/sqlite does). Decoding fields and building
+// events would cost more than hashing them, and ranges let several CPUs
+// verify one chain.
 type rangeWalker interface {
-	WalkEventsRaw(ctx context.Context, from, to int64, fn func(ev storage.Event, raw []byte) error) error
+	WalkEventsRaw(ctx context.Context, from, to int64, fn rawFunc) error
 }
 
 // errStop ends a walk at the first problem.
 var errStop = errors.New("stop")
 
-// minParallel is the chain length from which Verify splits the work.
-const minParallel = 4096
+const (
+	// minParallel is the chain length from which Verify splits the work.
+	minParallel = 4096
+	// segmentsPerCPU: with several ranges per CPU, a CPU slowed down by
+	// other work on the machine costs the others only a range's time at
+	// the end, not half of the chain.
+	segmentsPerCPU = 4
+	// minSegment keeps a range's fixed cost (a read transaction, a
+	// prepared query) small next to its events.
+	minSegment = 1024
+)
 
 // Verify walks the chain from the store's anchor and checks, for every
 // event in order, that its sequence number is the next one, that PrevHash is
@@ -67,10 +84,27 @@ func Verify(ctx context.Context, store storage.AuditStore) (Report, error) {
 	}
 }
 
+// segmentBounds cuts the chain first..last into the ranges Verify checks
+// independently with workers goroutines.
+func segmentBounds(first, last int64, workers int) [][2]int64 {
+	total := last - first + 1
+	if total < minParallel {
+		return [][2]int64{{first, last}}
+	}
+	parts := int64(max(1, workers) * segmentsPerCPU)
+	size := max(minSegment, (total+parts-1)/parts)
+	var b [][2]int64
+	for lo := first; lo <= last; lo += size {
+		b = append(b, [2]int64{lo, min(lo+size-1, last)})
+	}
+	return b
+}
+
 func verifyFrom(ctx context.Context, store storage.AuditStore, anchor storage.Anchor) (Report, error) {
 	first := anchor.Seq + 1
 	var segs []*segment
 	rw, ranged := store.(rangeWalker)
+	workers := runtime.GOMAXPROCS(0)
 	if ranged {
 		newest, err := store.ListEvents(ctx, storage.EventFilter{Newest: true, Limit: 1})
 		if err != nil {
@@ -79,45 +113,50 @@ func verifyFrom(ctx context.Context, store storage.AuditStore, anchor storage.An
 		if len(newest) == 0 {
 			return Report{OK: true}, nil
 		}
-		last := newest[0].Seq
-		parts := int64(1)
-		if last-first+1 >= minParallel {
-			parts = int64(runtime.GOMAXPROCS(0))
-		}
-		size := max(1, (last-first+1+parts-1)/parts)
-		for lo := first; lo <= last; lo += size {
-			segs = append(segs, &segment{lo: lo, hi: min(lo+size-1, last)})
-		}
-		if len(segs) == 0 { // a stored event at or below the anchor
-			segs = append(segs, &segment{lo: first, hi: last})
+		for _, b := range segmentBounds(first, newest[0].Seq, workers) {
+			segs = append(segs, &segment{lo: b[0], hi: b[1]})
 		}
 	} else {
 		segs = []*segment{{lo: first}}
 	}
 
+	// Workers take the ranges in order. Once a range has found a problem,
+	// ranges after it are skipped: only the first problem is reported.
 	errs := make([]error, len(segs))
+	var next atomic.Int64
+	var failed atomic.Int64
+	failed.Store(math.MaxInt64)
 	var wg sync.WaitGroup
-	for i, sg := range segs {
+	for range min(workers, len(segs)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sg.init()
-			var err error
-			if ranged {
-				err = rw.WalkEventsRaw(ctx, sg.lo, sg.hi, func(ev storage.Event, raw []byte) error {
-					if raw == nil {
-						raw = sg.empty
+			for i := next.Add(1) - 1; i < int64(len(segs)); i = next.Add(1) - 1 {
+				if i > failed.Load() {
+					continue
+				}
+				sg := segs[i]
+				sg.want = sg.lo
+				var err error
+				if ranged {
+					err = rw.WalkEventsRaw(ctx, sg.lo, sg.hi, sg.stepRaw)
+				} else {
+					err = store.WalkEvents(ctx, func(ev storage.Event) error { return sg.step(&ev) })
+				}
+				if err != nil && !errors.Is(err, errStop) {
+					errs[i] = err
+					continue
+				}
+				sg.finish()
+				if sg.badSeq == 0 {
+					continue
+				}
+				for f := failed.Load(); i < f; f = failed.Load() { // failed = min(failed, i)
+					if failed.CompareAndSwap(f, i) {
+						break
 					}
-					return sg.step(&ev, raw)
-				})
-			} else {
-				err = store.WalkEvents(ctx, func(ev storage.Event) error { return sg.step(&ev, nil) })
+				}
 			}
-			if err != nil && !errors.Is(err, errStop) {
-				errs[i] = err
-				return
-			}
-			sg.finish()
 		}()
 	}
 	wg.Wait()
@@ -171,14 +210,10 @@ type segment struct {
 	badSeq    int64
 	problem   string
 
-	buf   []byte
-	empty []byte
-}
-
-func (sg *segment) init() {
-	sg.want = sg.lo
-	sg.buf = make([]byte, 0, 512)
-	sg.empty = []byte("{}")
+	buf      []byte   // the hashed bytes of the current event
+	fields   []byte   // canonical fields, on the decoded path
+	noFields []byte   // "{}", what NULL fields are hashed as
+	ts       timeText // time formatting, for the raw path
 }
 
 func (sg *segment) fail(seq int64, format string, args ...any) error {
@@ -186,52 +221,95 @@ func (sg *segment) fail(seq int64, format string, args ...any) error {
 	return errStop
 }
 
-// step checks one event. raw is the stored fields text (nil when the store
-// only gives decoded fields). Raw text is hashed as is; only if that does
-// not match (a store that encodes differently) are the decoded fields
-// re-encoded canonically before the event is called edited.
-func (sg *segment) step(ev *storage.Event, raw []byte) error {
+// link checks that seq is the next event of the segment and that prev
+// links it to the one before.
+func (sg *segment) link(seq int64, prev []byte) error {
 	if sg.n == 0 && sg.firstSeq == 0 {
-		sg.firstSeq = ev.Seq
+		sg.firstSeq = seq
 	}
 	switch {
-	case ev.Seq == sg.want+1:
-		return sg.fail(sg.want, "event %d is missing (deleted?): %d follows %d", sg.want, ev.Seq, sg.want-1)
-	case ev.Seq > sg.want:
-		return sg.fail(sg.want, "events %d to %d are missing (deleted?): %d follows %d", sg.want, ev.Seq-1, ev.Seq, sg.want-1)
-	case ev.Seq < sg.want:
-		return sg.fail(ev.Seq, "event %d is out of order: found after %d", ev.Seq, sg.want-1)
+	case seq == sg.want+1:
+		return sg.fail(sg.want, "event %d is missing (deleted?): %d follows %d", sg.want, seq, sg.want-1)
+	case seq > sg.want:
+		return sg.fail(sg.want, "events %d to %d are missing (deleted?): %d follows %d", sg.want, seq-1, seq, sg.want-1)
+	case seq < sg.want:
+		return sg.fail(seq, "event %d is out of order: found after %d", seq, sg.want-1)
 	}
 	if sg.n == 0 {
-		sg.firstPrev = ev.PrevHash
-	} else if !bytes.Equal(ev.PrevHash, sg.lastHash) {
-		return sg.fail(ev.Seq, "event %d does not link to event %d (inserted, removed or reordered?)", ev.Seq, ev.Seq-1)
+		sg.firstPrev = bytes.Clone(prev)
+	} else if !bytes.Equal(prev, sg.lastHash) {
+		return sg.fail(seq, "event %d does not link to event %d (inserted, removed or reordered?)", seq, seq-1)
 	}
-	matched := false
-	if raw != nil {
-		sg.buf = appendCanonical(sg.buf[:0], ev, raw)
-		sum := sha256.Sum256(sg.buf)
-		if matched = bytes.Equal(sum[:], ev.Hash); !matched {
-			m, err := decodeFields(raw)
+	return nil
+}
+
+// accept records an intact event. The hash is copied: a raw walk's bytes
+// are only valid during the call.
+func (sg *segment) accept(seq int64, hash []byte) {
+	sg.n++
+	sg.lastSeq, sg.lastHash = seq, append(sg.lastHash[:0], hash...)
+	sg.want = seq + 1
+}
+
+// step checks one decoded event: its fields are encoded canonically and
+// the event hashed.
+func (sg *segment) step(ev *storage.Event) error {
+	if err := sg.link(ev.Seq, ev.PrevHash); err != nil {
+		return err
+	}
+	if err := sg.checkDecoded(ev); err != nil {
+		return err
+	}
+	sg.accept(ev.Seq, ev.Hash)
+	return nil
+}
+
+func (sg *segment) checkDecoded(ev *storage.Event) error {
+	fields, err := appendCanonicalFields(sg.fields[:0], ev.Fields)
+	if err != nil {
+		return sg.fail(ev.Seq, "event %d: fields cannot be encoded: %v", ev.Seq, err)
+	}
+	sg.fields = fields
+	sg.buf = appendCanonical(sg.buf[:0], ev, fields)
+	if sum := sha256.Sum256(sg.buf); !bytes.Equal(sum[:], ev.Hash) {
+		return sg.fail(ev.Seq, "event %d does not match its hash (edited?)", ev.Seq)
+	}
+	return nil
+}
+
+// stepRaw checks one event as stored. The stored fields text is hashed as
+// is: Log stores exactly the canonical text it sealed. Only if that does
+// not match (fields written some other way, by hand or by another store)
+// are the fields decoded and re-encoded canonically before the event is
+// called edited.
+func (sg *segment) stepRaw(seq, unixNano int64, typ, actor, target, outcome, fields, prev, hash []byte) error {
+	if err := sg.link(seq, prev); err != nil {
+		return err
+	}
+	f := fields
+	if f == nil {
+		if sg.noFields == nil {
+			sg.noFields = []byte("{}")
+		}
+		f = sg.noFields
+	}
+	var ts [40]byte
+	sg.buf = appendCanonicalParts(sg.buf[:0], seq, sg.ts.append(ts[:0], unixNano), typ, actor, target, outcome, f, prev)
+	if sum := sha256.Sum256(sg.buf); !bytes.Equal(sum[:], hash) {
+		ev := storage.Event{Seq: seq, Time: time.Unix(0, unixNano).UTC(), Type: string(typ), Actor: string(actor),
+			Target: string(target), Outcome: string(outcome), PrevHash: prev, Hash: hash}
+		if fields != nil {
+			m, err := decodeFields(fields)
 			if err != nil {
-				return sg.fail(ev.Seq, "event %d: stored fields are not valid JSON (edited?)", ev.Seq)
+				return sg.fail(seq, "event %d: stored fields are not valid JSON (edited?)", seq)
 			}
 			ev.Fields = m
 		}
-	}
-	if !matched {
-		fields, err := encodeCanonical(ev.Fields)
-		if err != nil {
-			return sg.fail(ev.Seq, "event %d: fields cannot be encoded: %v", ev.Seq, err)
-		}
-		sg.buf = appendCanonical(sg.buf[:0], ev, fields)
-		if sum := sha256.Sum256(sg.buf); !bytes.Equal(sum[:], ev.Hash) {
-			return sg.fail(ev.Seq, "event %d does not match its hash (edited?)", ev.Seq)
+		if err := sg.checkDecoded(&ev); err != nil {
+			return err
 		}
 	}
-	sg.n++
-	sg.lastSeq, sg.lastHash = ev.Seq, ev.Hash
-	sg.want = ev.Seq + 1
+	sg.accept(seq, hash)
 	return nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +130,27 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		{"fields replaced by garbage", func(t *testing.T, db *sql.DB, _ []storage.Event) {
 			sqlExec(t, db, `UPDATE events SET fields = 'not json' WHERE seq = 5`)
 		}, 5, "not valid JSON"},
+		{"edit actor to hold a NUL byte", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `UPDATE events SET actor = 'bob' || char(0) || 'x' WHERE seq = 4`)
+		}, 4, "does not match its hash"},
+		{"hash made a number", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `UPDATE events SET hash = 5 WHERE seq = 3`)
+		}, 3, "does not match its hash"},
+		{"fields removed", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `UPDATE events SET fields = NULL WHERE seq = 5`)
+		}, 5, "does not match its hash"},
+		{"fields emptied", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `UPDATE events SET fields = '' WHERE seq = 5`)
+		}, 5, "not valid JSON"},
+		{"prev_hash removed", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `UPDATE events SET prev_hash = NULL WHERE seq = 6`)
+		}, 6, "does not link to event 5"},
+		{"type stored as a blob is not tampering", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `UPDATE events SET type = CAST(type AS BLOB), fields = CAST(fields AS BLOB) WHERE seq = 2`)
+		}, 0, ""},
+		{"time made text", func(t *testing.T, db *sql.DB, _ []storage.Event) {
+			sqlExec(t, db, `UPDATE events SET time = 'soon' WHERE seq = 2`)
+		}, 2, unreadable},
 		{"forge anchor", func(t *testing.T, db *sql.DB, _ []storage.Event) {
 			sqlExec(t, db, `DELETE FROM events WHERE seq <= 3`)
 			sqlExec(t, db, `INSERT INTO audit_anchor(id, seq, hash) VALUES (1, 3, x'0102')`)
@@ -144,8 +167,13 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	}
 }
 
-// plainStore hides the SQLite store's optional raw walk.
+// plainStore hides the SQLite store's optional methods (raw walk, encoded
+// append), so that Log and Verify take the paths any backend has.
 type plainStore struct{ storage.AuditStore }
+
+// unreadable as the expected problem means Verify must fail with an error:
+// the row cannot even be read as an event.
+const unreadable = "(unreadable)"
 
 func runTamper(t *testing.T, plain bool, tamper func(*testing.T, *sql.DB, []storage.Event), badSeq int64, problem string) {
 	sqlite, path := openStore(t)
@@ -159,6 +187,12 @@ func runTamper(t *testing.T, plain bool, tamper func(*testing.T, *sql.DB, []stor
 	}
 	tamper(t, rawDB(t, path), evs)
 	rep, err := audit.Verify(context.Background(), store)
+	if problem == unreadable {
+		if err == nil {
+			t.Fatalf("Verify of an unreadable row = %+v, want an error", rep)
+		}
+		return
+	}
 	if plain && strings.Contains(problem, "not valid JSON") {
 		// Through plain WalkEvents the store itself fails to decode the
 		// row; Verify must then fail rather than pass.
@@ -225,11 +259,16 @@ func TestPruneKeepsChainVerifiable(t *testing.T) {
 	}
 }
 
-// Long chains are verified in parallel segments (2048 events each with
-// two CPUs); the first problem must be reported whichever segment holds it,
-// including problems exactly at a segment boundary.
+// Long chains are verified in parallel segments; the first problem must be
+// reported whichever segment holds it, including problems exactly at a
+// segment boundary.
 func TestVerifyLongChain(t *testing.T) {
-	const n = 4096 // minParallel: two segments of 2048
+	const n = 4096 // minParallel: segments of 1024 whatever the CPU count
+	for _, workers := range []int{1, 2, runtime.GOMAXPROCS(0)} {
+		if !slices.Contains(audit.SegmentBounds(1, n, workers), [2]int64{2049, 3072}) {
+			t.Fatalf("with %d workers 2048 is not a segment boundary (%v): the cases below would miss the seam", workers, audit.SegmentBounds(1, n, workers))
+		}
+	}
 	tests := []struct {
 		name    string
 		tamper  []string
@@ -313,5 +352,63 @@ func TestVerifyLongChain(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Values a stored-bytes encoding could trip over, appended through Log:
+// each chain must verify on both paths, and an edit of any odd value must
+// show.
+func TestVerifyOddValues(t *testing.T) {
+	odd := []storage.Event{
+		{Type: audit.TypeExec, Actor: "a\x00b", Target: "\xff\xfe", Outcome: ""},
+		{Type: audit.TypeExec, Actor: "0 1 2 ", Fields: map[string]any{"nul": "x\x00y", "sep": "a\u2028b", "html": "<&>"}},
+		// More bytes than a code point can count.
+		{Type: "\U0010FFFF", Fields: map[string]any{"blob": strings.Repeat("x", 1<<20+200_000)}},
+		// Values only the encoding/json path handles.
+		{Type: audit.TypeExec, Fields: map[string]any{"float": 1.5, "struct": struct{ A int }{1}, "bad": "\xffz"}},
+	}
+	tests := []struct {
+		name    string
+		tamper  string
+		badSeq  int64
+		problem string
+	}{
+		{"intact", "", 0, ""},
+		{"NUL moved", `UPDATE events SET actor = 'a' || char(0) || 'c' WHERE seq = 1`, 1, "does not match its hash"},
+		{"invalid bytes replaced", `UPDATE events SET target = x'fffd' WHERE seq = 1`, 1, "does not match its hash"},
+		{"one byte of a huge field", `UPDATE events SET fields = substr(fields, 1, 100) || 'y' || substr(fields, 102) WHERE seq = 3`, 3, "does not match its hash"},
+		{"escaped text unescaped", `UPDATE events SET fields = replace(fields, '\u2028', char(8232)) WHERE seq = 2`, 0, ""},
+		{"after the odd ones", `UPDATE events SET outcome = 'x' WHERE seq = 4`, 4, "does not match its hash"},
+	}
+	for _, plain := range []bool{false, true} {
+		for _, tc := range tests {
+			t.Run(fmt.Sprintf("%s/plain=%v", tc.name, plain), func(t *testing.T) {
+				sq, path := openStore(t)
+				var store storage.AuditStore = sq
+				if plain {
+					store = plainStore{sq}
+				}
+				l := audit.New(store, audit.Options{Now: fixedClock()})
+				for _, ev := range odd {
+					if err := l.Append(context.Background(), ev); err != nil {
+						t.Fatalf("Append: %v", err)
+					}
+				}
+				l.Close()
+				if tc.tamper != "" {
+					sqlExec(t, rawDB(t, path), tc.tamper)
+				}
+				rep := mustVerify(t, store)
+				if tc.badSeq == 0 {
+					if !rep.OK || rep.Events != int64(len(odd)) {
+						t.Fatalf("Verify = %+v, want %d intact events", rep, len(odd))
+					}
+					return
+				}
+				if rep.OK || rep.BadSeq != tc.badSeq || !strings.Contains(rep.Problem, tc.problem) {
+					t.Fatalf("Verify = %+v; want problem at %d (%q)", rep, tc.badSeq, tc.problem)
+				}
+			})
+		}
 	}
 }

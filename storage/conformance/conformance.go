@@ -381,6 +381,8 @@ func runAudit(t *testing.T, open func(t *testing.T) storage.Store) {
 		}
 	})
 
+	runAuditOptional(t, open)
+
 	t.Run("ConcurrentAppendsOneChain", func(t *testing.T) {
 		s := open(t)
 		const workers, each = 50, 20

@@ -1,0 +1,7 @@
+package audit
+
+// SegmentBounds exposes how Verify splits a chain, so tests can put
+// problems exactly at the seams.
+func SegmentBounds(first, last int64, workers int) [][2]int64 {
+	return segmentBounds(first, last, workers)
+}
