@@ -92,39 +92,63 @@ func New(store storage.AuditStore, opts Options) *Log {
 // event is never withdrawn, because the action it records may already have
 // happened.
 func (l *Log) Append(ctx context.Context, ev storage.Event) error {
-	if ev.Type == "" {
-		return errors.New("append audit event: empty type")
+	return l.AppendAll(ctx, ev)
+}
+
+// AppendAll appends evs in this order, one after the other in the chain
+// (other callers' events may come between them), and returns once all are
+// durable, or with the first error. Queued together they share a group
+// commit, where Appends one after another would wait for one each.
+func (l *Log) AppendAll(ctx context.Context, evs ...storage.Event) error {
+	if len(evs) == 0 {
+		return nil
 	}
-	if ev.Time.IsZero() {
-		ev.Time = l.now()
+	ps := make([]*pending, 0, len(evs))
+	for _, ev := range evs {
+		if ev.Type == "" {
+			return errors.New("append audit event: empty type")
+		}
+		if ev.Time.IsZero() {
+			ev.Time = l.now()
+		}
+		ev.Time = ev.Time.UTC().Round(0) // drop the monotonic reading; the hash uses wall time
+		norm, fields, err := canonicalize(make([]byte, 0, 256), ev.Fields)
+		if err != nil {
+			return fmt.Errorf("append %s event: %w", ev.Type, err)
+		}
+		ev.Fields = norm
+		ev.Seq, ev.PrevHash, ev.Hash = 0, nil, nil
+		ps = append(ps, &pending{ev: ev, fields: fields, res: make(chan error, 1)})
 	}
-	ev.Time = ev.Time.UTC().Round(0) // drop the monotonic reading; the hash uses wall time
-	norm, fields, err := canonicalize(make([]byte, 0, 256), ev.Fields)
-	if err != nil {
-		return fmt.Errorf("append %s event: %w", ev.Type, err)
-	}
-	ev.Fields = norm
-	ev.Seq, ev.PrevHash, ev.Hash = 0, nil, nil
-	p := &pending{ev: ev, fields: fields, res: make(chan error, 1)}
 
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
-		return fmt.Errorf("append %s event: %w", ev.Type, ErrClosed)
+		return fmt.Errorf("append %s event: %w", evs[0].Type, ErrClosed)
 	}
-	select {
-	case l.queue <- p:
-		l.mu.RUnlock()
-	case <-ctx.Done():
-		l.mu.RUnlock()
-		return fmt.Errorf("append %s event: %w", ev.Type, ctx.Err())
+	for i, p := range ps {
+		select {
+		case l.queue <- p:
+		case <-ctx.Done():
+			l.mu.RUnlock()
+			// The events already queued are appended regardless; say
+			// which was not.
+			return fmt.Errorf("append %s event: %w", ps[i].ev.Type, ctx.Err())
+		}
 	}
-	select {
-	case err := <-p.res:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("append %s event: waiting for commit: %w", ev.Type, ctx.Err())
+	l.mu.RUnlock()
+	var first error
+	for _, p := range ps {
+		select {
+		case err := <-p.res:
+			if err != nil && first == nil {
+				first = err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("append %s event: waiting for commit: %w", p.ev.Type, ctx.Err())
+		}
 	}
+	return first
 }
 
 // Close stops accepting events, commits everything already queued, and

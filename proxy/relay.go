@@ -451,10 +451,13 @@ func (t *sessionTap) begin(kind, command string) error {
 		}
 	}
 	fields := map[string]any{"session": t.id, "login": lc.login, "kind": kind, "remote": lc.remote, "roles": v.Roles, "requests": v.RequestIDs, "conn": lc.id}
-	s.audit(t.ctx, storage.Event{Type: "session.start", Actor: lc.ident.User, Target: lc.node.Name, Fields: fields})
+	evs := []storage.Event{{Type: "session.start", Actor: lc.ident.User, Target: lc.node.Name, Fields: fields}}
 	if command != "" {
-		s.audit(t.ctx, storage.Event{Type: "exec", Actor: lc.ident.User, Target: lc.node.Name, Fields: map[string]any{"session": t.id, "login": lc.login, "command": command}})
+		evs = append(evs, storage.Event{Type: "exec", Actor: lc.ident.User, Target: lc.node.Name, Fields: map[string]any{"session": t.id, "login": lc.login, "command": command}})
 	}
+	// One durable commit for both, in this order, before the command
+	// reaches the node.
+	s.auditAll(t.ctx, evs...)
 	t.mu.Lock()
 	t.begun = true
 	t.mu.Unlock()

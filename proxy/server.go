@@ -356,11 +356,31 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-func (s *Server) audit(ctx context.Context, ev storage.Event) {
-	if ev.Outcome == "" {
-		ev.Outcome = "success"
+func (s *Server) audit(ctx context.Context, ev storage.Event) { s.auditAll(ctx, ev) }
+
+// batchAuditor is an Auditor that can append several events in one go
+// (audit.Log): they share a durable commit instead of waiting for one each.
+type batchAuditor interface {
+	AppendAll(ctx context.Context, evs ...storage.Event) error
+}
+
+// auditAll appends evs in order. On a session's setup path this is one
+// durable commit instead of one per event.
+func (s *Server) auditAll(ctx context.Context, evs ...storage.Event) {
+	for i := range evs {
+		if evs[i].Outcome == "" {
+			evs[i].Outcome = "success"
+		}
 	}
-	if err := s.opt.Audit.Append(ctx, ev); err != nil {
-		s.log.Error("audit append failed", "type", ev.Type, "err", err)
+	if ba, ok := s.opt.Audit.(batchAuditor); ok && len(evs) > 1 {
+		if err := ba.AppendAll(ctx, evs...); err != nil {
+			s.log.Error("audit append failed", "type", evs[0].Type, "events", len(evs), "err", err)
+		}
+		return
+	}
+	for _, ev := range evs {
+		if err := s.opt.Audit.Append(ctx, ev); err != nil {
+			s.log.Error("audit append failed", "type", ev.Type, "err", err)
+		}
 	}
 }
