@@ -167,15 +167,20 @@ func (t *sessionTap) record(p []byte, stdout bool) {
 	t.bytesOut.Add(int64(len(p)))
 	t.mu.Lock()
 	rec, pty := t.rec, t.pty
+	turned := false
 	if stdout && t.binary == nil && !pty && !isTransfer(t.kind) && bytes.IndexByte(p, 0) >= 0 {
 		t.binary = &binaryStream{hash: sha256.New()}
+		turned = true
+	}
+	bin := t.binary
+	t.mu.Unlock()
+	if turned {
+		// Outside the lock: a full recording queue may make Marker wait.
 		if rec != nil {
 			rec.Marker(binaryMarker)
 		}
 		t.watch.write([]byte("\r\n[" + binaryMarker + "]\r\n"))
 	}
-	bin := t.binary
-	t.mu.Unlock()
 	if stdout && bin != nil {
 		// Only the stdout relay goroutine touches the stream.
 		bin.hash.Write(p)
