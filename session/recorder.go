@@ -304,11 +304,7 @@ func (r *Recorder) write() {
 		ending := r.closed || r.flush || r.err != nil
 		r.mu.Unlock()
 		if len(r.buf) > 0 && (ending || len(r.buf) >= flushThreshold || !time.Now().Before(due)) {
-			if err := r.writeBuf(); err != nil {
-				r.mu.Lock()
-				r.setErr(err)
-				r.mu.Unlock()
-			}
+			r.writeOut()
 		}
 
 		r.mu.Lock()
@@ -395,10 +391,16 @@ func (r *Recorder) encode(batch []queued, data []byte) {
 	}
 }
 
-// makeRoom makes room for one more event on the writer's side; false means
-// the write failed (published) and the batch is to be dropped.
+// makeRoom writes the buffer out when one more event might not fit; false
+// means the write failed (published) and the batch is to be dropped.
 func (r *Recorder) makeRoom() bool {
-	err := r.flushIfFull()
+	return len(r.buf) < flushThreshold || r.writeOut()
+}
+
+// writeOut is the writer's write: without the lock (only the writer
+// touches buf and f while it runs), a failure published under it.
+func (r *Recorder) writeOut() bool {
+	err := r.writeBuf()
 	if err == nil {
 		return true
 	}
@@ -439,17 +441,7 @@ func (r *Recorder) appendData(typ byte, t time.Duration, c *runeCarry, chunk []b
 	r.buf = append(r.buf, '"', ']', '\n')
 }
 
-// flushIfFull writes the buffer out when one more event might not fit.
-// The writer calls it without the lock (only it touches buf and f then)
-// and publishes a failure under the lock; Close calls it with the lock.
-func (r *Recorder) flushIfFull() error {
-	if len(r.buf) < flushThreshold {
-		return nil
-	}
-	return r.writeBuf()
-}
-
-// flushLocked writes the buffer; mu is held.
+// flushLocked writes the buffer; mu is held (Close, once the writer is gone).
 func (r *Recorder) flushLocked() {
 	if err := r.writeBuf(); err != nil {
 		r.setErr(err)
