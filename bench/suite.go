@@ -39,6 +39,22 @@ type Options struct {
 // AllCases names every case, in run order.
 func AllCases() []string { return []string{"latency", "bulk", "concurrent", "rate", "revoke", "micro"} }
 
+// hold prints how to reach the node through each system and waits until
+// ctx ends (Ctrl-C): the environment for profiling or trying a case by hand
+// (`./bench/run.sh -cases hold`). It is not in AllCases.
+func hold(ctx context.Context, e *Env) {
+	for _, sys := range Systems() {
+		args, err := e.SSHArgs(sys, BenchUser, "")
+		if err != nil {
+			e.Log.Error("ssh args", "system", sys, "err", err)
+			continue
+		}
+		fmt.Printf("%s: ssh %s\n", sys, strings.Join(args, " "))
+	}
+	fmt.Printf("gatehouse pid %d, jump sshd pid %d, node sshd pid %d; Ctrl-C ends\n", e.GHPid(), e.JumpPid(), e.NodePid())
+	<-ctx.Done()
+}
+
 // Run starts the environment, runs the selected cases and writes the report.
 func Run(ctx context.Context, o Options) error {
 	log := o.Log
@@ -55,7 +71,7 @@ func Run(ctx context.Context, o Options) error {
 		defer os.RemoveAll(dir)
 	}
 	var sections []Section
-	envCases := want("latency") || want("bulk") || want("concurrent") || want("rate") || want("revoke")
+	envCases := want("latency") || want("bulk") || want("concurrent") || want("rate") || want("revoke") || want("hold")
 	if envCases {
 		victims := []string{}
 		for _, n := range o.Revoke {
@@ -93,6 +109,9 @@ func Run(ctx context.Context, o Options) error {
 		})
 		step("rate", func() Section { return ConnectionRate(ctx, e, o.RateWorkers, o.RateFor, hook) })
 		step("revoke", func() Section { return Revocation(ctx, e, o.Revoke, o.Parallel) })
+		if want("hold") {
+			hold(ctx, e)
+		}
 		if hook != nil {
 			sections = append(sections, prof.Section(ctx))
 		}
@@ -101,6 +120,9 @@ func Run(ctx context.Context, o Options) error {
 	if want("micro") && ctx.Err() == nil {
 		log.Info("case starting", "case", "micro")
 		sections = append(sections, MicroBenchmarks(ctx, o.Root, o.MicroPkgs, o.Benchtime))
+	}
+	if want("hold") {
+		return nil
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("benchmarks interrupted: %w", err)

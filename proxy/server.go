@@ -323,7 +323,7 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 			}
 		}
 	}()
-	return conn
+	return newQueuedConn(conn)
 }
 
 func (s *Server) connFailed(conn net.Conn, err error) {

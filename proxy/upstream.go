@@ -84,7 +84,7 @@ func (s *Server) dialNode(ctx context.Context, id Identity, login string, node c
 	if dl, ok := dctx.Deadline(); ok {
 		_ = tcp.SetDeadline(dl)
 	}
-	conn, chans, reqs, err := ssh.NewClientConn(tcp, node.Address, cc)
+	conn, chans, reqs, err := ssh.NewClientConn(newQueuedConn(tcp), node.Address, cc)
 	if err != nil {
 		tcp.Close()
 		return nil, fmt.Errorf("ssh handshake with node %s (%s): %w", node.Name, node.Address, err)
