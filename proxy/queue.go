@@ -17,15 +17,17 @@ var queueBufs = sync.Pool{New: func() any { b := make([]byte, 0, queueMax+relayB
 
 // queuedWriter hands writes to a goroutine of its own, so that the goroutine
 // calling Write goes on with the next chunk while the last one is written.
-// On a download the relay goroutine otherwise does all the work of a byte
-// in series (encrypt it for the inner connection, encrypt that again for
-// the outer one, write the socket; hash it if it is binary output), and one
-// core's worth of that capped throughput while the others idled.
+// On a download the relay goroutine otherwise did all the work of a byte in
+// series: encrypt it for the inner connection, encrypt that again for the
+// outer one, two or three socket writes per packet, and SHA-256 if it is
+// binary output; one core's worth of that capped throughput. Queued, the
+// socket writes (queuedConn) and the hash (binaryStream) run beside it.
 //
-// Bytes are written in order, each Write's bytes at most once; a Write
-// waits while queueMax bytes are queued (backpressure, never dropping). The
-// draining goroutine exists only while bytes are queued. After the
-// underlying writer fails, Write returns that error.
+// Bytes are written in order, each Write's bytes exactly once unless the
+// underlying writer fails; a Write waits while queueMax bytes are queued
+// (backpressure, never dropping). The draining goroutine exists only while
+// bytes are queued. After the underlying writer fails, Write returns that
+// error.
 type queuedWriter struct {
 	w io.Writer
 
@@ -123,6 +125,10 @@ func (q *queuedWriter) FlushTimeout(d time.Duration) bool {
 		return false
 	}
 }
+
+// closeFlushTimeout is how long Close waits for queued bytes to reach a
+// peer that may have stopped reading.
+const closeFlushTimeout = 2 * time.Second
 
 // queuedConn is a network connection whose writes go through a
 // queuedWriter. x/crypto/ssh writes every packet as two or three small
