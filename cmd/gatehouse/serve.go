@@ -6,8 +6,14 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/gatehouse-dev/gatehouse/internal/gctune"
 	"github.com/gatehouse-dev/gatehouse/server"
 )
+
+// gcHeadroom is the garbage the collector may leave before it runs while
+// the heap is small (see internal/gctune): about 10% less CPU per byte
+// relayed, and at most this much more memory.
+const gcHeadroom = 64 << 20
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
@@ -33,5 +39,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := b.Connect(ctx); err != nil {
 		return err
 	}
+	go gctune.Run(ctx, gcHeadroom, log)
 	return b.Serve(ctx)
 }
