@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -10,8 +9,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/session"
@@ -113,25 +110,11 @@ func processCPU(b *testing.B) time.Duration {
 
 // download runs cmd on the node through the bastion and counts its output.
 func (b *bastion) download(t testing.TB, cmd string) (int64, error) {
-	hostCA := b.auth.HostCAKey().Marshal()
-	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), hostCA) }}
-	outer, err := ssh.Dial("tcp", b.addr, &ssh.ClientConfig{User: "bob", Auth: []ssh.AuthMethod{ssh.PublicKeys(b.userSigner(t, "bob"))},
-		HostKeyCallback: checker.CheckHostKey, HostKeyAlgorithms: []string{ssh.CertAlgoED25519v01}, Timeout: 10 * time.Second})
+	inner, closeAll, err := b.dialInner(t, "bob", "ubuntu")
 	if err != nil {
 		return 0, err
 	}
-	defer outer.Close()
-	tunnel, err := outer.Dial("tcp", "web-1:22")
-	if err != nil {
-		return 0, err
-	}
-	c, chans, reqs, err := ssh.NewClientConn(tunnel, "web-1:22", &ssh.ClientConfig{User: "ubuntu",
-		HostKeyCallback: checker.CheckHostKey, HostKeyAlgorithms: []string{ssh.CertAlgoED25519v01}})
-	if err != nil {
-		return 0, err
-	}
-	inner := ssh.NewClient(c, chans, reqs)
-	defer inner.Close()
+	defer closeAll()
 	sess, err := inner.NewSession()
 	if err != nil {
 		return 0, err

@@ -154,28 +154,40 @@ func (b *bastion) userSigner(t testing.TB, user string) ssh.Signer {
 	return cs
 }
 
-// jump does what `ssh -J bob@bastion ubuntu@web-1 cmd` does, in process.
-func (b *bastion) jump(t testing.TB, user, login, cmd string) (string, error) {
+// dialInner opens the two connections `ssh -J user@bastion login@web-1`
+// does, in process; close ends both.
+func (b *bastion) dialInner(t testing.TB, user, login string) (inner *ssh.Client, close func(), err error) {
 	t.Helper()
 	hostCA := b.auth.HostCAKey().Marshal()
 	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), hostCA) }}
 	outer, err := ssh.Dial("tcp", b.addr, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(b.userSigner(t, user))},
 		HostKeyCallback: checker.CheckHostKey, HostKeyAlgorithms: []string{ssh.CertAlgoED25519v01}, Timeout: 10 * time.Second})
 	if err != nil {
-		return "", fmt.Errorf("bastion: %w", err)
+		return nil, nil, fmt.Errorf("bastion: %w", err)
 	}
-	defer outer.Close()
 	tunnel, err := outer.Dial("tcp", "web-1:22")
 	if err != nil {
-		return "", fmt.Errorf("direct-tcpip: %w", err)
+		outer.Close()
+		return nil, nil, fmt.Errorf("direct-tcpip: %w", err)
 	}
 	c, chans, reqs, err := ssh.NewClientConn(tunnel, "web-1:22", &ssh.ClientConfig{User: login,
 		HostKeyCallback: checker.CheckHostKey, HostKeyAlgorithms: []string{ssh.CertAlgoED25519v01}})
 	if err != nil {
-		return "", fmt.Errorf("inner: %w", err)
+		outer.Close()
+		return nil, nil, fmt.Errorf("inner: %w", err)
 	}
-	inner := ssh.NewClient(c, chans, reqs)
-	defer inner.Close()
+	inner = ssh.NewClient(c, chans, reqs)
+	return inner, func() { inner.Close(); outer.Close() }, nil
+}
+
+// jump does what `ssh -J bob@bastion ubuntu@web-1 cmd` does, in process.
+func (b *bastion) jump(t testing.TB, user, login, cmd string) (string, error) {
+	t.Helper()
+	inner, closeAll, err := b.dialInner(t, user, login)
+	if err != nil {
+		return "", err
+	}
+	defer closeAll()
 	sess, err := inner.NewSession()
 	if err != nil {
 		return "", fmt.Errorf("session: %w", err)
@@ -185,6 +197,50 @@ func (b *bastion) jump(t testing.TB, user, login, cmd string) (string, error) {
 	sess.Stdout, sess.Stderr = &out, &errb
 	err = sess.Run(cmd)
 	return out.String() + errb.String(), err
+}
+
+// A command that ends at once must still be answered: the node's reply to
+// the exec, the exit status and the close reach the client in that order.
+// Relaying the close before the exec's reply made the client report EOF,
+// about once in a few thousand sessions.
+func TestExecEndingAtOnceIsAnswered(t *testing.T) {
+	b := startBastion(t, nil, nil)
+	inner, closeAll, err := b.dialInner(t, "bob", "ubuntu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll()
+	const workers, each = 8, 60
+	errs := make(chan error, workers*each)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				sess, err := inner.NewSession()
+				if err != nil {
+					errs <- fmt.Errorf("session: %w", err)
+					return
+				}
+				if err := sess.Run("true"); err != nil {
+					errs <- err
+				}
+				sess.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	n := 0
+	for err := range errs {
+		if n++; n <= 3 {
+			t.Errorf("run true: %v", err)
+		}
+	}
+	if n > 0 {
+		t.Fatalf("%d of %d sessions failed", n, workers*each)
+	}
 }
 
 func TestJumpAndNoGoroutineLeak(t *testing.T) {

@@ -58,8 +58,8 @@ func pipeChannels(a ssh.Channel, areqs <-chan *ssh.Request, b ssh.Channel, breqs
 	wg.Add(2)
 	go func() { defer wg.Done(); ab = copyTap(b, a, nil); _ = b.CloseWrite() }()
 	go func() { defer wg.Done(); ba = copyTap(a, b, nil); _ = a.CloseWrite() }()
-	go forwardRequests(areqs, b, nil)
-	go forwardRequests(breqs, a, nil)
+	go forwardRequests(areqs, b, nil, nil)
+	go forwardRequests(breqs, a, nil, nil)
 	wg.Wait()
 	a.Close()
 	b.Close()
@@ -67,18 +67,25 @@ func pipeChannels(a ssh.Channel, areqs <-chan *ssh.Request, b ssh.Channel, breqs
 }
 
 // forwardRequests sends every request from reqs on to ch, relaying replies.
-// filter may answer a request itself by returning handled=true.
-func forwardRequests(reqs <-chan *ssh.Request, ch ssh.Channel, filter func(*ssh.Request) (handled bool)) {
+// filter may answer a request itself by returning handled=true. If
+// inflight is set it is held from a request's arrival until its reply has
+// been sent, so that another goroutine can wait for answers in flight.
+func forwardRequests(reqs <-chan *ssh.Request, ch ssh.Channel, filter func(*ssh.Request) (handled bool), inflight *sync.Mutex) {
 	for r := range reqs {
-		if filter != nil && filter(r) {
-			continue
+		if inflight != nil {
+			inflight.Lock()
 		}
-		ok, err := ch.SendRequest(r.Type, r.WantReply, r.Payload)
-		if err != nil {
-			ok = false
+		if filter == nil || !filter(r) {
+			ok, err := ch.SendRequest(r.Type, r.WantReply, r.Payload)
+			if err != nil {
+				ok = false
+			}
+			if r.WantReply {
+				_ = r.Reply(ok, nil)
+			}
 		}
-		if r.WantReply {
-			_ = r.Reply(ok, nil)
+		if inflight != nil {
+			inflight.Unlock()
 		}
 	}
 }
@@ -127,6 +134,7 @@ type sessionTap struct {
 	failed  atomic.Bool
 	sftp    *sftp.Watcher // set for sftp subsystem sessions
 	onlcr   onlcr         // for live watchers of a session without a pty
+	replies sync.Mutex    // held while a client request is forwarded and answered
 	binary  *binaryStream // set once stdout turned binary
 	// sftpEvents decouples the relay from durable audit appends.
 	sftpEvents chan storage.Event
@@ -294,10 +302,16 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 	reqDone := make(chan struct{})
 	go func() {
 		defer close(reqDone)
-		forwardRequests(reqs, upCh, func(r *ssh.Request) bool { return t.clientRequest(r, ch, live) })
+		forwardRequests(reqs, upCh, func(r *ssh.Request) bool { return t.clientRequest(r, ch, live) }, &t.replies)
 		// The client closed the channel.
 		upCh.Close()
 	}()
+	// A client request the node has answered may still be on its way back
+	// to the client (the goroutine above relays the reply). The client
+	// must have it before the exit status and the close: a command that
+	// ends at once otherwise closes the channel before the exec is
+	// answered, and the client reports EOF instead of the exit status.
+	answered := func() { t.replies.Lock(); t.replies.Unlock() }
 	// Node -> client requests; exit-status waits for the output to drain so
 	// the client sees every byte before the status.
 	for r := range upReqs {
@@ -310,8 +324,10 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 				t.mu.Unlock()
 			}
 			<-outDone
+			answered()
 		case "exit-signal":
 			<-outDone
+			answered()
 		}
 		ok, err := ch.SendRequest(r.Type, r.WantReply, r.Payload)
 		if r.WantReply {
@@ -319,6 +335,7 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 		}
 	}
 	<-outDone
+	answered()
 	ch.Close()
 	<-reqDone
 	t.finish()
