@@ -30,6 +30,11 @@ var queueBufs = sync.Pool{New: func() any { b := make([]byte, 0, queueMax+relayB
 // error.
 type queuedWriter struct {
 	w io.Writer
+	// startAt is how many bytes must be queued before a drain starts
+	// (Flush starts one whatever is queued). 0 writes at once; a writer
+	// nobody waits on, like a hash, batches instead, so the drain goroutine
+	// is woken once per few chunks rather than for every one.
+	startAt int
 
 	mu       sync.Mutex
 	cond     *sync.Cond // room freed, or the drain ended
@@ -48,6 +53,7 @@ func (q *queuedWriter) Write(p []byte) (int, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for q.err == nil && q.buf != nil && len(*q.buf) > 0 && len(*q.buf)+len(p) > queueMax {
+		q.startDrainLocked() // a batch below startAt must not wait forever
 		q.cond.Wait()
 	}
 	if q.err != nil {
@@ -60,11 +66,17 @@ func (q *queuedWriter) Write(p []byte) (int, error) {
 		q.buf = queueBufs.Get().(*[]byte)
 	}
 	*q.buf = append(*q.buf, p...)
-	if !q.draining {
+	if len(*q.buf) >= q.startAt {
+		q.startDrainLocked()
+	}
+	return len(p), nil
+}
+
+func (q *queuedWriter) startDrainLocked() {
+	if !q.draining && q.buf != nil && len(*q.buf) > 0 {
 		q.draining = true
 		go q.drain()
 	}
-	return len(p), nil
 }
 
 // drain writes queued bytes until none are left, then ends. The batch
@@ -105,6 +117,7 @@ func (q *queuedWriter) drain() {
 func (q *queuedWriter) Flush() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.startDrainLocked()
 	for q.draining {
 		q.cond.Wait()
 	}

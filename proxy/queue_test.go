@@ -136,7 +136,7 @@ func TestQueuedWriterReportsError(t *testing.T) {
 	close(g.open)
 	q := newQueuedWriter(g)
 	if _, err := q.Write([]byte("first")); err != nil {
-		t.Fatalf("first Write: %v (the error is not known yet)", err)
+		t.Fatalf("first Write: %v (queued: the error is not known yet)", err)
 	}
 	if err := q.Flush(); !errors.Is(err, boom) {
 		t.Fatalf("Flush = %v, want %v", err, boom)
@@ -150,7 +150,8 @@ func TestQueuedWriterReportsError(t *testing.T) {
 func TestQueuedWriterFlushTimeout(t *testing.T) {
 	g := &gateWriter{open: make(chan struct{})}
 	q := newQueuedWriter(g)
-	if _, err := q.Write([]byte("stuck")); err != nil {
+	stuck := []byte("stuck")
+	if _, err := q.Write(stuck); err != nil {
 		t.Fatal(err)
 	}
 	if q.FlushTimeout(20 * time.Millisecond) {
@@ -160,8 +161,8 @@ func TestQueuedWriterFlushTimeout(t *testing.T) {
 	if !q.FlushTimeout(5 * time.Second) {
 		t.Fatal("FlushTimeout did not see the queue drain")
 	}
-	if string(g.bytes()) != "stuck" {
-		t.Fatalf("wrote %q", g.bytes())
+	if !bytes.Equal(g.bytes(), stuck) {
+		t.Fatalf("wrote %d bytes, want %d", len(g.bytes()), len(stuck))
 	}
 }
 
@@ -192,5 +193,48 @@ func TestQueuedWriterIdleHoldsNothing(t *testing.T) {
 	}
 	if n := runtime.NumGoroutine(); n > before {
 		t.Fatalf("%d goroutines after the queues drained, %d before", n, before)
+	}
+}
+
+// A batching queue (startAt) writes nothing until enough is queued or it is
+// flushed, never waits forever on a batch below its threshold, and keeps
+// every byte in order.
+func TestQueuedWriterBatches(t *testing.T) {
+	g := &gateWriter{open: make(chan struct{})}
+	close(g.open)
+	q := newQueuedWriter(g)
+	q.startAt = queueMax * 3 / 4
+	var want bytes.Buffer
+	write := func(n int) {
+		t.Helper()
+		p := bytes.Repeat([]byte{byte(want.Len())}, n)
+		want.Write(p)
+		done := make(chan error, 1)
+		go func() { _, err := q.Write(p); done <- err }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Write of %d bytes with %d queued never returned", n, want.Len()-n)
+		}
+	}
+	write(1000)
+	time.Sleep(20 * time.Millisecond)
+	if n := len(g.bytes()); n != 0 {
+		t.Fatalf("%d bytes written below the threshold", n)
+	}
+	write(queueMax/2 + 1000) // still below startAt
+	write(queueMax / 2)      // would overflow the bound: must start the drain, not wait forever
+	write(10)
+	if err := q.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.bytes(); !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("wrote %d bytes, want %d in order", len(got), want.Len())
+	}
+	if g.writes > 3 {
+		t.Errorf("%d writes for 4 chunks: not batched", g.writes)
 	}
 }

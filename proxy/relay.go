@@ -224,7 +224,9 @@ type binaryStream struct {
 
 func newBinaryStream() *binaryStream {
 	h := sha256.New()
-	return &binaryStream{hash: h, q: newQueuedWriter(h)}
+	q := newQueuedWriter(h)
+	q.startAt = queueMax * 3 / 4 // nobody waits for the hash until the session ends
+	return &binaryStream{hash: h, q: q}
 }
 
 // sum is the SHA-256 of every byte written, once the queue has drained.
