@@ -360,10 +360,13 @@ type cpuReading struct {
 	machine, machineIOWait int64
 }
 
-// readCPU samples the jump host's tree (jumpPID 0 for none), the node
-// sshd's tree, this process (the Go client) and the machine.
+// readCPU samples the jump host's tree, the node sshd's tree (either pid 0
+// for none), this process (the Go client) and the machine.
 func readCPU(jumpPID, nodePID int) cpuReading {
-	r := cpuReading{at: time.Now(), node: treeTicks(nodePID)}
+	r := cpuReading{at: time.Now()}
+	if nodePID != 0 {
+		r.node = treeTicks(nodePID)
+	}
 	if jumpPID != 0 {
 		r.jump = treeTicks(jumpPID)
 	}
