@@ -16,8 +16,9 @@ func TestPercent(t *testing.T) {
 		want int
 	}{
 		{0, maxPercent},
-		{4 << 20, maxPercent}, // 64 MiB would be 1600%: capped
-		{16 << 20, 400},       // 16 MiB live: 64 MiB of headroom
+		{2 << 20, maxPercent}, // 64 MiB would be 3200%: capped
+		{4 << 20, 1600},       // an idle bastion: 64 MiB of headroom
+		{16 << 20, 400},
 		{32 << 20, 200},
 		{48 << 20, 133},
 		{64 << 20, 100},
