@@ -35,6 +35,27 @@ type liveChannel struct {
 	command string
 	ch      ssh.Channel
 	watch   *broadcaster
+
+	// eofMu orders our own messages on stderr (a termination notice, a
+	// refusal) against the relay's CloseWrite: x/crypto sets and reads a
+	// channel's EOF flag without a lock, so a Write racing CloseWrite is
+	// a data race. The relay's data writes need no lock: they all end
+	// before its CloseWrite.
+	eofMu sync.Mutex
+}
+
+// writeStderr writes msg to the client's stderr unless EOF was sent.
+func (lc *liveChannel) writeStderr(msg string) {
+	lc.eofMu.Lock()
+	defer lc.eofMu.Unlock()
+	_, _ = lc.ch.Stderr().Write([]byte(msg))
+}
+
+// closeWrite sends EOF to the client.
+func (lc *liveChannel) closeWrite() error {
+	lc.eofMu.Lock()
+	defer lc.eofMu.Unlock()
+	return lc.ch.CloseWrite()
 }
 
 func (c *liveConn) addChannel(lc *liveChannel) {
@@ -62,7 +83,10 @@ func (c *liveConn) currentVerdict() Verdict {
 }
 
 // terminate writes notice to every open session channel's stderr and closes
-// the connection. Safe to call more than once.
+// the connection 200 ms later, so that the client prints the notice first.
+// The notices are written on goroutines of their own: a client that
+// stopped reading (a full channel window) must not hold back the close,
+// which is what a revocation is for. Safe to call more than once.
 func (c *liveConn) terminate(notice string) bool {
 	c.mu.Lock()
 	if c.closed {
@@ -75,21 +99,37 @@ func (c *liveConn) terminate(notice string) bool {
 		chans = append(chans, lc)
 	}
 	c.mu.Unlock()
+	notified := make(chan struct{})
+	var wg sync.WaitGroup
 	for _, lc := range chans {
-		_, _ = lc.ch.Stderr().Write([]byte("\r\n" + notice + "\r\n"))
-		// Ask the client to close so the notice is shown before the
-		// transport goes away.
-		// No CloseWrite here: the relay may be writing to this channel,
-		// and x/crypto's EOF flag is not safe against concurrent writes.
-		_, _ = lc.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{255}))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lc.writeStderr("\r\n" + notice + "\r\n")
+			// Ask the client to close so the notice is shown before the
+			// transport goes away. No CloseWrite here: the relay sends EOF
+			// once the node's side is gone.
+			_, _ = lc.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{255}))
+		}()
 	}
+	go func() { wg.Wait(); close(notified) }()
 	go func() {
+		t := time.NewTimer(noticeTimeout)
+		defer t.Stop()
+		select {
+		case <-notified:
+		case <-t.C: // the client is not reading: cut without the notice
+		}
 		// Give the client a moment to print the notice, then cut.
 		time.Sleep(200 * time.Millisecond)
 		_ = c.inner.Close()
 	}()
 	return true
 }
+
+// noticeTimeout bounds how long terminate waits for its notices to be
+// written before it closes the connection anyway.
+const noticeTimeout = time.Second
 
 // registry holds every live connection of this bastion.
 type registry struct {
@@ -135,10 +175,16 @@ func (r *registry) channel(id string) (*liveConn, *liveChannel, bool) {
 	return nil, nil, false
 }
 
-func (r *registry) closeAll(notice string) {
+// closeAll terminates every live connection and reports how many it
+// terminated.
+func (r *registry) closeAll(notice string) int {
+	n := 0
 	for _, c := range r.snapshot() {
-		c.terminate(notice)
+		if c.terminate(notice) {
+			n++
+		}
 	}
+	return n
 }
 
 // broadcaster fans a live session's output out to watchers (`join`). A slow

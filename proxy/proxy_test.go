@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -320,5 +321,124 @@ func TestPreAuthLimits(t *testing.T) {
 	// And the bastion still serves real users.
 	if out, err := b.jump(t, "bob", "ubuntu", "echo ok"); err != nil || out != "ok\n" {
 		t.Fatalf("after pre-auth abuse: %q %v", out, err)
+	}
+}
+
+// Shutting the bastion down tells every live session why before it cuts
+// the connections (README: SIGTERM closes live sessions with a notice).
+// The server used to close every connection first, so the notice was
+// written to channels that were already gone.
+func TestShutdownTellsLiveSessions(t *testing.T) {
+	b := startBastion(t, nil, nil)
+	inner, closeAll, err := b.dialInner(t, "bob", "ubuntu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll()
+	const sessions = 4
+	var stderrs [sessions]bytes.Buffer
+	var started sync.WaitGroup
+	done := make(chan error, sessions)
+	for i := range sessions {
+		sess, err := inner.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sess.Close()
+		out, err := sess.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess.Stderr = &stderrs[i]
+		if err := sess.Start("echo up; exec sleep 30"); err != nil {
+			t.Fatal(err)
+		}
+		started.Add(1)
+		go func() {
+			buf := make([]byte, 3)
+			_, _ = io.ReadFull(out, buf)
+			started.Done()
+			_, _ = io.Copy(io.Discard, out)
+			done <- sess.Wait()
+		}()
+	}
+	started.Wait()
+	b.stop()
+	for range sessions {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a session outlived the bastion's shutdown by 10 s")
+		}
+	}
+	for i := range stderrs {
+		if !strings.Contains(stderrs[i].String(), "bastion shutting down") {
+			t.Errorf("session %d: stderr %q lacks the shutdown notice", i, stderrs[i].String())
+		}
+	}
+}
+
+// revocable allows login ubuntu until revoked.
+type revocable struct {
+	allowUbuntu
+	revoked atomic.Bool
+}
+
+func (r *revocable) Authorize(ctx context.Context, id proxy.Identity, login string, n config.Node) (proxy.Verdict, error) {
+	if r.revoked.Load() {
+		return proxy.Verdict{Reason: "access revoked"}, nil
+	}
+	return r.allowUbuntu.Authorize(ctx, id, login, n)
+}
+
+// A revocation must end a session whose client stopped reading: its
+// channel window is full, so the termination notice cannot be written.
+// The notice used to be written before the close, on the caller's
+// goroutine, and blocked there for good: the revoked session stayed up.
+func TestRevocationCutsAClientThatStoppedReading(t *testing.T) {
+	az := &revocable{}
+	b := startBastionWith(t, az, nil, nil)
+	inner, closeAll, err := b.dialInner(t, "bob", "ubuntu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll()
+	sess, err := inner.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := sess.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Start("exec yes"); err != nil {
+		t.Fatal(err)
+	}
+	// Read a little to know the output flows, then stop reading: the
+	// node keeps writing until the bastion's window towards us is full.
+	if _, err := io.ReadFull(out, make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+
+	az.revoked.Store(true)
+	closed := make(chan int, 1)
+	go func() {
+		closed <- b.srv.Recheck(context.Background(), "bob", "gatehouse: access revoked; session closed")
+	}()
+	select {
+	case n := <-closed:
+		if n != 1 {
+			t.Fatalf("Recheck closed %d connections, want 1", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Recheck did not return within 10 s: the notice to a client that stopped reading blocked it")
+	}
+	gone := make(chan error, 1)
+	go func() { gone <- inner.Wait() }()
+	select {
+	case <-gone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the revoked session's connection was still open 10 s after Recheck")
 	}
 }

@@ -297,7 +297,7 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 	copies.Add(2)
 	go func() { defer copies.Done(); copyTap(ch, upCh, t.output) }()
 	go func() { defer copies.Done(); copyTap(ch.Stderr(), upCh.Stderr(), t.stderr) }()
-	go func() { copies.Wait(); _ = ch.CloseWrite(); close(outDone) }()
+	go func() { copies.Wait(); _ = live.closeWrite(); close(outDone) }()
 	go func() { copyTap(upCh, ch, t.input); _ = upCh.CloseWrite() }()
 
 	// Client -> node requests, observed for the recording and policy.
@@ -399,7 +399,7 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 			if r.WantReply {
 				_ = r.Reply(true, nil)
 			}
-			_, _ = ch.Stderr().Write([]byte(msg + "\r\n"))
+			live.writeStderr(msg + "\r\n")
 			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{1}))
 			ch.Close()
 			return true

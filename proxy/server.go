@@ -332,16 +332,35 @@ func (s *Server) connFailed(conn net.Conn, err error) {
 	s.log.Debug("ssh connection failed", "remote", conn.RemoteAddr().String(), "err", err)
 }
 
+// shutdownGrace is how long a shutdown waits after telling live sessions
+// before it cuts the connections that are left.
+const shutdownGrace = 500 * time.Millisecond
+
 // Serve accepts connections on ln until ctx is cancelled.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	cut := make(chan struct{}) // closed once every connection is cut
 	go func() {
+		defer close(cut)
 		<-ctx.Done()
+		// Tell live sessions first: closing the server cuts every
+		// connection at once, and the notice would never arrive.
+		if s.live.closeAll("gatehouse: bastion shutting down; session closed") > 0 {
+			// terminate closes each connection after 200 ms; Shutdown
+			// stops accepting and gives clients that long and a bit to go.
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+			_ = s.srv.Shutdown(sctx)
+			cancel()
+		}
 		_ = s.srv.Close()
 	}()
 	err := s.srv.Serve(ln)
 	if errors.Is(err, gliderssh.ErrServerClosed) {
+		// Shutdown closed the listener; wait for the connections' cut.
+		<-cut
 		err = nil
 	}
+	// Connections that got in while the notices went out were cut
+	// without one; mark them closed.
 	s.live.closeAll("gatehouse: bastion shutting down; session closed")
 	// Sessions end at once; finishing their recordings (compression) may
 	// take longer. Don't hold shutdown hostage: an unfinished recording

@@ -1,0 +1,104 @@
+package proxy
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"io"
+	"net"
+	"sync"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// channelPair returns the two ends of one session channel over an
+// in-memory SSH connection.
+func channelPair(t *testing.T) (server, client ssh.Channel) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Loopback TCP, not net.Pipe: both ends send their version line at
+	// once, which an unbuffered pipe deadlocks on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sc.Close(); cc.Close() })
+	scfg := &ssh.ServerConfig{NoClientAuth: true}
+	scfg.AddHostKey(signer)
+	got := make(chan ssh.Channel, 1)
+	go func() {
+		_, chans, reqs, err := ssh.NewServerConn(sc, scfg)
+		if err != nil {
+			close(got)
+			return
+		}
+		go ssh.DiscardRequests(reqs)
+		nc, ok := <-chans
+		if !ok {
+			close(got)
+			return
+		}
+		ch, creqs, err := nc.Accept()
+		if err != nil {
+			close(got)
+			return
+		}
+		go ssh.DiscardRequests(creqs)
+		got <- ch
+	}()
+	conn, chans, reqs, err := ssh.NewClientConn(cc, "pipe", &ssh.ClientConfig{User: "t", HostKeyCallback: ssh.InsecureIgnoreHostKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ssh.DiscardRequests(reqs)
+	go func() {
+		for nc := range chans {
+			_ = nc.Reject(ssh.Prohibited, "")
+		}
+	}()
+	client, creqs, err := conn.OpenChannel("session", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ssh.DiscardRequests(creqs)
+	server, ok := <-got
+	if !ok {
+		t.Fatal("server side of the channel failed")
+	}
+	return server, client
+}
+
+// A termination notice and the relay's EOF come from different goroutines
+// with nothing else ordering them; x/crypto's EOF flag has no lock of its
+// own, so liveChannel must provide one. Under -race an unlocked pair fails
+// here (it did in the e2e suite, at shutdown).
+func TestNoticeAndEOFFromTwoGoroutines(t *testing.T) {
+	for range 20 {
+		server, client := channelPair(t)
+		go func() { _, _ = io.Copy(io.Discard, client.Stderr()) }()
+		go func() { _, _ = io.Copy(io.Discard, client) }()
+		lc := &liveChannel{ch: server}
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); lc.writeStderr("gatehouse: session closed\r\n") }()
+		go func() { defer wg.Done(); _ = lc.closeWrite() }()
+		wg.Wait()
+		server.Close()
+	}
+}
