@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -88,6 +89,14 @@ func startBastion(t testing.TB, mutate func(*config.Config), rec proxy.RecorderF
 
 func startBastionWith(t testing.TB, az proxy.Authorizer, mutate func(*config.Config), rec proxy.RecorderFactory) *bastion {
 	t.Helper()
+	mem := &memAudit{}
+	return startBastionFull(t, az, mutate, rec, mem, mem)
+}
+
+// startBastionFull is startBastionWith with the audit log given: aud
+// receives the events, mem is what the tests read.
+func startBastionFull(t testing.TB, az proxy.Authorizer, mutate func(*config.Config), rec proxy.RecorderFactory, aud proxy.Auditor, mem *memAudit) *bastion {
+	t.Helper()
 	dir := t.TempDir()
 	auth, err := ca.Load(dir)
 	if err != nil {
@@ -116,7 +125,6 @@ nodes:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	aud := &memAudit{}
 	srv, err := proxy.New(proxy.Options{Config: cfg, CA: auth, Authorizer: az, Sessions: st, Audit: aud, Recorder: rec,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -127,7 +135,7 @@ nodes:
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &bastion{addr: ln.Addr().String(), auth: auth, audit: aud, srv: srv, cancel: cancel, done: make(chan error, 1)}
+	b := &bastion{addr: ln.Addr().String(), auth: auth, audit: mem, srv: srv, cancel: cancel, done: make(chan error, 1)}
 	go func() { b.done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(b.stop)
 	return b
@@ -440,5 +448,130 @@ func TestRevocationCutsAClientThatStoppedReading(t *testing.T) {
 	case <-gone:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the revoked session's connection was still open 10 s after Recheck")
+	}
+}
+
+// gatedAudit holds sftp.op appends until the gate opens, then appends them
+// only if their context is still live, as a durable store would.
+type gatedAudit struct {
+	memAudit
+	gate chan struct{}
+}
+
+func (g *gatedAudit) Append(ctx context.Context, ev storage.Event) error {
+	if ev.Type == "sftp.op" {
+		<-g.gate
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return g.memAudit.Append(ctx, ev)
+}
+
+// sftpPacket frames one SFTP packet: length, type, then the body.
+func sftpPacket(typ byte, body ...[]byte) []byte {
+	var b []byte
+	for _, p := range body {
+		b = append(b, p...)
+	}
+	out := binary.BigEndian.AppendUint32(nil, uint32(1+len(b)))
+	return append(append(out, typ), b...)
+}
+
+func sftpString(s string) []byte {
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(s))), s...)
+}
+
+// The last SFTP operations of a batch are still queued for the audit log
+// when the client hangs up; their appends used the connection's context,
+// which ends with it, so they were lost ("context canceled" in the e2e
+// suite, now and then). Every operation must be on record.
+func TestSFTPOpsOutliveTheClient(t *testing.T) {
+	aud := &gatedAudit{gate: make(chan struct{})}
+	b := startBastionFull(t, allowUbuntu{}, nil, nil, aud, &aud.memAudit)
+	inner, closeAll, err := b.dialInner(t, "bob", "ubuntu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := inner.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, _ := sess.StdinPipe()
+	out, _ := sess.StdoutPipe()
+	if err := sess.RequestSubsystem("sftp"); err != nil {
+		t.Fatal(err)
+	}
+	// The node's session runs as ubuntu: a directory it may write in.
+	parent, err := os.MkdirTemp("", "gatehouse-sftp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(parent) })
+	if err := os.Chmod(parent, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(parent, "made-by-sftp")
+	read := func() byte {
+		var hdr [5]byte
+		if _, err := io.ReadFull(out, hdr[:]); err != nil {
+			t.Fatalf("read sftp reply: %v", err)
+		}
+		if _, err := io.CopyN(io.Discard, out, int64(binary.BigEndian.Uint32(hdr[:4]))-1); err != nil {
+			t.Fatal(err)
+		}
+		return hdr[4]
+	}
+	_, _ = in.Write(sftpPacket(1, binary.BigEndian.AppendUint32(nil, 3))) // INIT v3
+	if typ := read(); typ != 2 {
+		t.Fatalf("want SSH_FXP_VERSION, got type %d", typ)
+	}
+	// MKDIR id=1 path, no attributes.
+	_, _ = in.Write(sftpPacket(14, binary.BigEndian.AppendUint32(nil, 1), sftpString(dir), binary.BigEndian.AppendUint32(nil, 0)))
+	if typ := read(); typ != 101 {
+		t.Fatalf("want SSH_FXP_STATUS, got type %d", typ)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the node did not make the directory: %v", err)
+	}
+	closeAll()
+	time.Sleep(300 * time.Millisecond) // the connection's context is done by now
+	close(aud.gate)
+	deadline := time.Now().Add(10 * time.Second)
+	for aud.count("session.end") == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if aud.count("session.end") == 0 {
+		t.Fatal("no session.end within 10 s")
+	}
+	if n := aud.count("sftp.op"); n != 1 {
+		t.Fatalf("sftp.op events on record: %d, want 1 (the mkdir)", n)
+	}
+}
+
+// failingStart is an audit log that cannot take a session's start.
+type failingStart struct{ memAudit }
+
+func (f *failingStart) Append(ctx context.Context, ev storage.Event) error {
+	if ev.Type == "session.start" {
+		return errors.New("disk full")
+	}
+	return f.memAudit.Append(ctx, ev)
+}
+
+// A session whose start cannot be written to the audit log does not
+// reach the node: the command would run off the record.
+func TestSessionRefusedWhenItsStartCannotBeAudited(t *testing.T) {
+	aud := &failingStart{}
+	b := startBastionFull(t, allowUbuntu{}, nil, nil, aud, &aud.memAudit)
+	out, err := b.jump(t, "bob", "ubuntu", "echo REACHED")
+	if err == nil || strings.Contains(out, "REACHED") {
+		t.Fatalf("the command ran without its session.start on record: %q, %v", out, err)
+	}
+	if !strings.Contains(out, "gatehouse: the audit log is unavailable; session refused") {
+		t.Errorf("want the refusal in words, got %q", out)
+	}
+	if n := aud.count("exec"); n != 0 {
+		t.Errorf("%d exec events on record without their session.start", n)
 	}
 }

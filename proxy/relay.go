@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -396,6 +397,9 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 			// Accept the request, then refuse in words: OpenSSH exits at
 			// once on a failed exec reply, before printing our stderr.
 			msg := "gatehouse: session recording is unavailable; session refused (" + err.Error() + ")"
+			if errors.Is(err, errAuditUnavailable) {
+				msg = "gatehouse: the audit log is unavailable; session refused"
+			}
 			if r.WantReply {
 				_ = r.Reply(true, nil)
 			}
@@ -451,8 +455,14 @@ func (t *sessionTap) begin(kind, command string) error {
 		t.sftpEvents, t.sftpDone = make(chan storage.Event, 1024), make(chan struct{})
 		go func() {
 			defer close(t.sftpDone)
+			// Not t.ctx: it ends with the client's connection while the
+			// batch's last operations are still queued, and every one of
+			// them must be on record.
+			ctx := context.WithoutCancel(t.ctx)
 			for ev := range t.sftpEvents {
-				s.audit(t.ctx, ev)
+				actx, cancel := context.WithTimeout(ctx, auditTimeout)
+				s.audit(actx, ev)
+				cancel()
 			}
 		}()
 		t.mu.Lock()
@@ -494,8 +504,21 @@ func (t *sessionTap) begin(kind, command string) error {
 		evs = append(evs, storage.Event{Type: "exec", Actor: lc.ident.User, Target: lc.node.Name, Fields: map[string]any{"session": t.id, "login": lc.login, "command": command}})
 	}
 	// One durable commit for both, in this order, before the command
-	// reaches the node.
-	s.auditAll(t.ctx, evs...)
+	// reaches the node; without it the command does not go (fail closed).
+	// Not t.ctx alone: a client hanging up mid-append must not leave the
+	// record half-decided.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), auditTimeout)
+	err := s.auditAll(actx, evs...)
+	cancel()
+	if err != nil {
+		ictx, icancel := context.WithTimeout(context.WithoutCancel(t.ctx), auditTimeout)
+		if ierr := s.opt.Sessions.EndSession(ictx, t.id, time.Now().UTC(), "refused", nil, 0, 0); ierr != nil {
+			s.log.Error("session index end", "session", t.id, "err", ierr)
+		}
+		icancel()
+		t.closeRecorder()
+		return errAuditUnavailable
+	}
 	t.mu.Lock()
 	t.begun = true
 	t.mu.Unlock()
@@ -507,8 +530,10 @@ func (t *sessionTap) recordingFailed(err error) {
 		return
 	}
 	s, lc := t.s, t.lc
-	s.audit(t.ctx, storage.Event{Type: "recording.failure", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
+	actx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), auditTimeout)
+	s.audit(actx, storage.Event{Type: "recording.failure", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
 		Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode}})
+	cancel()
 	if s.cfg.Recording.Mode != "best-effort" {
 		lc.terminate("gatehouse: session recording failed; session closed (recording.mode is strict)")
 	}
@@ -531,6 +556,13 @@ func (t *sessionTap) closeRecorder() {
 		}
 	}
 }
+
+// errAuditUnavailable refuses a session whose start could not be written
+// to the audit log: nothing reaches a node off the record.
+var errAuditUnavailable = errors.New("the audit log is unavailable")
+
+// auditTimeout bounds one audit append made on a context of its own.
+const auditTimeout = time.Minute
 
 // finish closes the recording and the index entry.
 func (t *sessionTap) finish() {

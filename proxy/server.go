@@ -375,7 +375,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-func (s *Server) audit(ctx context.Context, ev storage.Event) { s.auditAll(ctx, ev) }
+func (s *Server) audit(ctx context.Context, ev storage.Event) { _ = s.auditAll(ctx, ev) }
 
 // batchAuditor is an Auditor that can append several events in one go
 // (audit.Log): they share a durable commit instead of waiting for one each.
@@ -384,8 +384,9 @@ type batchAuditor interface {
 }
 
 // auditAll appends evs in order. On a session's setup path this is one
-// durable commit instead of one per event.
-func (s *Server) auditAll(ctx context.Context, evs ...storage.Event) {
+// durable commit instead of one per event. It logs a failure and returns
+// it, for callers that must not go on without the record.
+func (s *Server) auditAll(ctx context.Context, evs ...storage.Event) error {
 	for i := range evs {
 		if evs[i].Outcome == "" {
 			evs[i].Outcome = "success"
@@ -394,12 +395,15 @@ func (s *Server) auditAll(ctx context.Context, evs ...storage.Event) {
 	if ba, ok := s.opt.Audit.(batchAuditor); ok && len(evs) > 1 {
 		if err := ba.AppendAll(ctx, evs...); err != nil {
 			s.log.Error("audit append failed", "type", evs[0].Type, "events", len(evs), "err", err)
+			return err
 		}
-		return
+		return nil
 	}
 	for _, ev := range evs {
 		if err := s.opt.Audit.Append(ctx, ev); err != nil {
 			s.log.Error("audit append failed", "type", ev.Type, "err", err)
+			return err // the rest would be on record without what came before
 		}
 	}
+	return nil
 }
