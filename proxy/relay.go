@@ -455,14 +455,10 @@ func (t *sessionTap) begin(kind, command string) error {
 		t.sftpEvents, t.sftpDone = make(chan storage.Event, 1024), make(chan struct{})
 		go func() {
 			defer close(t.sftpDone)
-			// Not t.ctx: it ends with the client's connection while the
-			// batch's last operations are still queued, and every one of
-			// them must be on record.
-			ctx := context.WithoutCancel(t.ctx)
+			// The batch's last operations may still be queued when the
+			// client hangs up; s.audit outlives t.ctx for them.
 			for ev := range t.sftpEvents {
-				actx, cancel := context.WithTimeout(ctx, auditTimeout)
-				s.audit(actx, ev)
-				cancel()
+				s.audit(t.ctx, ev)
 			}
 		}()
 		t.mu.Lock()
@@ -505,12 +501,7 @@ func (t *sessionTap) begin(kind, command string) error {
 	}
 	// One durable commit for both, in this order, before the command
 	// reaches the node; without it the command does not go (fail closed).
-	// Not t.ctx alone: a client hanging up mid-append must not leave the
-	// record half-decided.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), auditTimeout)
-	err := s.auditAll(actx, evs...)
-	cancel()
-	if err != nil {
+	if err := s.auditAll(t.ctx, evs...); err != nil {
 		ictx, icancel := context.WithTimeout(context.WithoutCancel(t.ctx), auditTimeout)
 		if ierr := s.opt.Sessions.EndSession(ictx, t.id, time.Now().UTC(), "refused", nil, 0, 0); ierr != nil {
 			s.log.Error("session index end", "session", t.id, "err", ierr)
@@ -530,10 +521,8 @@ func (t *sessionTap) recordingFailed(err error) {
 		return
 	}
 	s, lc := t.s, t.lc
-	actx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), auditTimeout)
-	s.audit(actx, storage.Event{Type: "recording.failure", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
+	s.audit(t.ctx, storage.Event{Type: "recording.failure", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
 		Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode}})
-	cancel()
 	if s.cfg.Recording.Mode != "best-effort" {
 		lc.terminate("gatehouse: session recording failed; session closed (recording.mode is strict)")
 	}
@@ -561,7 +550,7 @@ func (t *sessionTap) closeRecorder() {
 // to the audit log: nothing reaches a node off the record.
 var errAuditUnavailable = errors.New("the audit log is unavailable")
 
-// auditTimeout bounds one audit append made on a context of its own.
+// auditTimeout bounds one audit append (see Server.auditAll).
 const auditTimeout = time.Minute
 
 // finish closes the recording and the index entry.

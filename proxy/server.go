@@ -386,7 +386,14 @@ type batchAuditor interface {
 // auditAll appends evs in order. On a session's setup path this is one
 // durable commit instead of one per event. It logs a failure and returns
 // it, for callers that must not go on without the record.
+//
+// The append does not end with ctx: most callers hold a connection's
+// context, which ends when the client hangs up, and what that client did
+// (a denial, its last SFTP operations) must be on record all the same.
+// auditTimeout bounds it instead.
 func (s *Server) auditAll(ctx context.Context, evs ...storage.Event) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
+	defer cancel()
 	for i := range evs {
 		if evs[i].Outcome == "" {
 			evs[i].Outcome = "success"
