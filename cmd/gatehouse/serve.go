@@ -11,7 +11,7 @@ import (
 )
 
 // gcHeadroom is the garbage the collector may leave before it runs while
-// the heap is small (see internal/gctune): about 10% less CPU per byte
+// the heap is small (see internal/gctune): about a sixth less CPU per byte
 // relayed, and at most this much more memory.
 const gcHeadroom = 64 << 20
 
