@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/notify"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
@@ -58,9 +59,76 @@ func (s *Service) Lock(ctx context.Context, actor Effective, user, reason string
 		fields["expires"] = *l.Expires
 	}
 	s.audit(ctx, AuditLock, actor.User(), user, "success", fields)
+	// A lock is a verdict on the person, not a pause: whatever access they
+	// were granted or asked for before it must not come back with unlock.
+	s.endAccessOf(ctx, actor, user, now)
 	s.changed(ctx, AuditLock, user)
 	return l, nil
 }
+
+// lockEndedReason is the state reason of grants and requests a lock ended.
+// It names no lock reason: the requester can read their requests.
+const lockEndedReason = "ended by a lock"
+
+// endAccessOf revokes user's active grants and cancels their pending
+// requests, each audited as a revocation or cancellation by actor. The
+// lock is already stored, so a grant that cannot be revoked here is still
+// powerless while the lock holds; its failure is logged and audited.
+func (s *Service) endAccessOf(ctx context.Context, actor Effective, user string, now time.Time) {
+	grants, err := s.store.ActiveGrants(ctx, user, now)
+	if err != nil {
+		s.log.ErrorContext(ctx, "lock: list active grants", "user", user, "err", err)
+		s.audit(ctx, AuditRevoke, actor.User(), user, "error", map[string]any{"lock": true, "error": err.Error()})
+	}
+	for _, g := range grants {
+		r, err := s.store.UpdateRequest(ctx, g.ID, func(r *storage.Request) error {
+			if r.State != storage.StateApproved || (r.GrantEnd != nil && !now.Before(*r.GrantEnd)) {
+				return errNothingToEnd
+			}
+			end := now
+			r.State, r.GrantEnd, r.StateBy, r.StateReason, r.Updated = storage.StateRevoked, &end, actor.User(), lockEndedReason, now
+			return nil
+		})
+		if errors.Is(err, errNothingToEnd) {
+			continue
+		}
+		if err != nil {
+			s.log.ErrorContext(ctx, "lock: revoke grant", "id", g.ID, "user", user, "err", err)
+			s.audit(ctx, AuditRevoke, actor.User(), g.ID, "error", map[string]any{"requester": user, "lock": true, "error": err.Error()})
+			continue
+		}
+		s.audit(ctx, AuditRevoke, actor.User(), r.ID, "success", map[string]any{
+			"requester": r.User, "roles": r.Roles, "reason": lockEndedReason, "lock": true, "admin": actor.admin,
+		})
+		s.notify(ctx, notify.EventRevoked, r, actor.User())
+	}
+	pending, err := s.store.ListRequests(ctx, storage.RequestFilter{User: user, States: []string{storage.StatePending}})
+	if err != nil {
+		s.log.ErrorContext(ctx, "lock: list pending requests", "user", user, "err", err)
+		return
+	}
+	for _, p := range pending {
+		r, err := s.store.UpdateRequest(ctx, p.ID, func(r *storage.Request) error {
+			if r.State != storage.StatePending {
+				return errNothingToEnd
+			}
+			r.State, r.StateBy, r.StateReason, r.Updated = storage.StateCancelled, actor.User(), lockEndedReason, now
+			return nil
+		})
+		if errors.Is(err, errNothingToEnd) {
+			continue
+		}
+		if err != nil {
+			s.log.ErrorContext(ctx, "lock: cancel pending request", "id", p.ID, "user", user, "err", err)
+			continue
+		}
+		s.audit(ctx, AuditCancel, actor.User(), r.ID, "success", map[string]any{"roles": r.Roles, "reason": lockEndedReason, "lock": true})
+		s.notify(ctx, notify.EventCancelled, r, actor.User())
+	}
+}
+
+// errNothingToEnd aborts an update whose request changed state meanwhile.
+var errNothingToEnd = errors.New("request no longer active")
 
 // Unlock lifts user's lock.
 func (s *Service) Unlock(ctx context.Context, actor Effective, user string) error {

@@ -422,3 +422,45 @@ func TestWait(t *testing.T) {
 		t.Errorf("Wait with a cancelled context: %v", err)
 	}
 }
+
+// TestLockEndsGrantsAndRequests: a lock revokes the user's active grants and
+// withdraws their pending requests, so unlock gives back only base roles.
+func TestLockEndsGrantsAndRequests(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	granted := e.create(t, "bob", "dba")
+	e.review(t, "alice", granted.ID, true)
+	e.review(t, "ivy", granted.ID, true)
+	pending := e.create(t, "bob", "web")
+	other := e.create(t, "carol", "web") // someone else's request is untouched
+
+	if _, err := e.svc.Lock(ctx, e.who(t, "sam"), "bob", "investigation", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Unlock(ctx, e.who(t, "sam"), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.who(t, "bob").Subject.Roles; !slices.Equal(got, []string{"dev"}) {
+		t.Errorf("after lock and unlock bob has %v, want [dev]: the grant must not come back", got)
+	}
+	for _, c := range []struct {
+		id, state string
+	}{{granted.ID, storage.StateRevoked}, {pending.ID, storage.StateCancelled}, {other.ID, storage.StatePending}} {
+		r, err := e.store.GetRequest(ctx, c.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != c.state {
+			t.Errorf("request %s of %s is %s after the lock, want %s", r.ID, r.User, r.State, c.state)
+		}
+		if c.state != storage.StatePending && (r.StateBy != "sam" || strings.Contains(r.StateReason, "investigation")) {
+			t.Errorf("request %s ended by %q with reason %q; want sam, and no lock reason", r.ID, r.StateBy, r.StateReason)
+		}
+	}
+	if n := e.aud.count(AuditRevoke); n != 1 {
+		t.Errorf("%d %s events, want 1", n, AuditRevoke)
+	}
+	if n := e.aud.count(AuditCancel); n != 1 {
+		t.Errorf("%d %s events, want 1", n, AuditCancel)
+	}
+}

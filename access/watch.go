@@ -148,6 +148,27 @@ func (s *Service) Scan(ctx context.Context) error {
 		}
 	}
 
+	// Locks first: a lock ends the user's grants too, and the sessions it
+	// closes should say "locked", not that a grant ended.
+	locks, err := s.store.ListLocks(ctx, now)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("list locks: %w", err))
+	} else {
+		cur := make(map[string]bool, len(locks))
+		for _, l := range locks {
+			cur[l.User] = true
+			if !w.locked[l.User] {
+				changes = append(changes, Change{Kind: ChangeLocked, User: l.User, Reason: l.Reason, At: l.Created})
+			}
+		}
+		for u := range w.locked {
+			if !cur[u] {
+				changes = append(changes, Change{Kind: ChangeUnlocked, User: u, Reason: "lock lifted or expired", At: now})
+			}
+		}
+		w.locked = cur
+	}
+
 	grants, err := s.recentGrants(ctx, from)
 	if err != nil {
 		errs = append(errs, err)
@@ -173,25 +194,6 @@ func (s *Service) Scan(ctx context.Context) error {
 				changes = append(changes, Change{Kind: ChangeGrantStarted, User: r.User, RequestID: r.ID, Reason: "grant approved", At: start})
 			}
 		}
-	}
-
-	locks, err := s.store.ListLocks(ctx, now)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("list locks: %w", err))
-	} else {
-		cur := make(map[string]bool, len(locks))
-		for _, l := range locks {
-			cur[l.User] = true
-			if !w.locked[l.User] {
-				changes = append(changes, Change{Kind: ChangeLocked, User: l.User, Reason: l.Reason, At: l.Created})
-			}
-		}
-		for u := range w.locked {
-			if !cur[u] {
-				changes = append(changes, Change{Kind: ChangeUnlocked, User: u, Reason: "lock lifted or expired", At: now})
-			}
-		}
-		w.locked = cur
 	}
 
 	for id, end := range w.ended {

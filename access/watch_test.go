@@ -193,13 +193,14 @@ func TestLocks(t *testing.T) {
 		t.Errorf("carol listed locks: %v", err)
 	}
 	scan(t, e.svc)
-	if got := kinds(drain(ch)); got != "locked:bob:" {
+	// The lock revoked the grant: its end is a change watchers hear of.
+	if got := kinds(drain(ch)); got != "locked:bob: grant-ended:bob:"+r.ID {
 		t.Errorf("after lock: %q", got)
 	}
 
-	// The ttl runs out: bob is back, with his grant.
+	// The ttl runs out: bob is back, without the grant the lock ended.
 	e.clock.Advance(time.Hour)
-	if bob := e.who(t, "bob"); bob.Lock != nil || len(bob.GrantsFor("web")) != 1 {
+	if bob := e.who(t, "bob"); bob.Lock != nil || len(bob.GrantsFor("web")) != 0 || len(bob.Subject.Roles) != 1 {
 		t.Errorf("after the lock's ttl bob is %+v", bob)
 	}
 	scan(t, e.svc)

@@ -57,8 +57,12 @@ func (s *Server) handleJump(_ *gliderssh.Server, conn *ssh.ServerConn, newCh ssh
 	adm, err := s.admitJump(ctx, id)
 	if err != nil {
 		s.audit(ctx, storage.Event{Type: "session.denied", Actor: id.User, Target: node.Name, Outcome: "denied", Fields: map[string]any{"reason": err.Error()}})
-		_ = newCh.Reject(ssh.Prohibited, "gatehouse: "+err.Error())
-		return
+		// The node is in the inventory, so the inner connection can be
+		// terminated with its host certificate and the refusal delivered
+		// as the session's only output: a rejected channel reaches an
+		// OpenSSH user as "open failed ... stdio forwarding failed" and
+		// the client's own kex errors after it.
+		adm = refusedAdmission{msg: "gatehouse: " + err.Error()}
 	}
 	ch, reqs, err := newCh.Accept()
 	if err != nil {
@@ -70,6 +74,14 @@ func (s *Server) handleJump(_ *gliderssh.Server, conn *ssh.ServerConn, newCh ssh
 		defer s.wg.Done()
 		s.serveInner(ctx, id, adm, node, conn.RemoteAddr().String(), &channelConn{Channel: ch, local: conn.LocalAddr(), remote: conn.RemoteAddr()})
 	}()
+}
+
+// refusedAdmission is a jump refused before any login was asked for (a
+// locked user, a store that cannot be read); msg is the line the user sees.
+type refusedAdmission struct{ msg string }
+
+func (r refusedAdmission) Authorize(context.Context, string, config.Node) (Verdict, error) {
+	return Verdict{}, errors.New(r.msg)
 }
 
 // serveInner runs the terminated SSH connection for one jump.
@@ -113,6 +125,11 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 	s.live.add(lc)
 	defer s.live.remove(lc.id)
 
+	if r, ok := adm.(refusedAdmission); ok {
+		s.live.remove(lc.id)
+		s.refuseAll(inner, chans, greqs, r.msg)
+		return
+	}
 	v, err := adm.Authorize(ctx, login, node)
 	if err != nil {
 		// Fail closed: no decision, no access.

@@ -57,7 +57,6 @@ type me struct {
 	Base        []string            `json:"base_roles"`
 	Grants      []grantView         `json:"grants"`
 	Locked      bool                `json:"locked"`
-	LockReason  string              `json:"lock_reason,omitempty"`
 	Permissions map[string]bool     `json:"permissions"`
 	Nodes       []nodeView          `json:"nodes"`
 	Sessions    []storage.Session   `json:"recent_sessions"`
@@ -74,9 +73,6 @@ func (h *Handler) me(r *http.Request, v *viewer) (me, error) {
 		}}
 	if m.Roles == nil {
 		m.Roles = []string{}
-	}
-	if e.Lock != nil {
-		m.LockReason = e.Lock.Reason
 	}
 	for _, g := range e.Grants {
 		if g.GrantEnd != nil {

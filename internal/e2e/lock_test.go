@@ -122,11 +122,26 @@ func TestLockEndsGrantSessions(t *testing.T) {
 
 	env.gh.MustRun("lock", "--user", "bob", "--reason", "investigation")
 	closedWithNotice(t, term, lockNotice, 30*time.Second)
-	if line := refusedJump(t, bob, "root@db-1"); !strings.Contains(line, "bob is locked") {
-		t.Errorf("refusal should name the lock: %q", line)
+	// The refusal is the only thing bob reads: no "open failed", no
+	// "stdio forwarding failed", no kex error from his client after it.
+	r := bob.SSH("root@db-1", "echo REACHED")
+	if r.ExitCode == 0 || strings.Contains(r.Stdout, "REACHED") {
+		t.Fatalf("locked bob reached db-1: %s", r)
 	}
-	// The lock is not a review: the grant is still there for after the
-	// investigation, and comes back with unlock.
+	if got := strings.TrimSpace(r.Stderr); !regexp.MustCompile(`^gatehouse: bob is locked; contact your security team$`).MatchString(got) {
+		t.Errorf("locked bob's ssh -J stderr: want only the gatehouse: line, got %q", r.Stderr)
+	}
+	// The lock ended the grant: unlock gives bob back his own roles only.
 	env.gh.MustRun("unlock", "--user", "bob")
-	allowedJump(t, bob, "root@db-1", "root")
+	if line := refusedJump(t, bob, "root@db-1"); !strings.Contains(line, "may not log in as root on db-1") {
+		t.Errorf("after unlock bob's refusal: %q", line)
+	}
+	show := bob.Bastion("requests", id)
+	if !strings.Contains(show.Stdout, "REVOKED") {
+		t.Errorf("the grant a lock ended should read REVOKED: %s", show)
+	}
+	audit := env.gh.MustRun("audit", "ls", "--type", "request.revoke", "--json").Stdout
+	if !strings.Contains(audit, id) || !strings.Contains(audit, `"lock":true`) {
+		t.Errorf("the lock's revocation of %s is not in the audit log: %s", id, audit)
+	}
 }
