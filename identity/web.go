@@ -105,10 +105,9 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		s.page(w, http.StatusBadGateway, "Sign-in failed", "The identity provider did not accept the sign-in code. Start again.", nil)
 		return
 	}
-	raw, _ := tok.Extra("id_token").(string)
-	user, claims, err := s.verifyIDToken(ctx, raw, pl.Nonce)
+	user, claims, err := s.signInClaims(ctx, tok, pl.Nonce)
 	if err != nil {
-		s.log.Warn("identity: ID token refused", "err", err)
+		s.log.Warn("identity: sign-in refused", "err", err)
 		_ = s.audit(ctx, "oidc.login_failed", "", "", "refused", map[string]any{"reason": err.Error()})
 		s.page(w, http.StatusUnauthorized, "Sign-in failed", "Sign-in refused: "+err.Error()+".", nil)
 		return

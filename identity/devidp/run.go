@@ -58,6 +58,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	issuer := fs.String("issuer", "", "issuer `URL` (default http://ADDR)")
 	clientID := fs.String("client-id", "gatehouse", "the relying party's client `ID`")
 	secret := fs.String("client-secret", "", "the relying party's client `SECRET` (required)")
+	fat := fs.Bool("fat-id-tokens", false, "put profile, email and groups into the ID token too (default: only in UserInfo, as Okta does)")
 	var redirects []string
 	fs.Func("redirect", "allowed redirect `URL`, e.g. http://127.0.0.1:8080/oidc/callback (repeatable)", func(s string) error {
 		redirects = append(redirects, s)
@@ -82,7 +83,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	fmt.Fprintf(stdout, "Gatehouse development identity provider — not for production\nissuer: %s\nusers: %s\n", iss, userNames(list))
-	cfg := Config{Issuer: iss, Users: list, Clients: []Client{{ID: *clientID, Secret: *secret, RedirectURIs: redirects}}}
+	cfg := Config{Issuer: iss, Users: list, Clients: []Client{{ID: *clientID, Secret: *secret, RedirectURIs: redirects, FatIDTokens: *fat}}}
 	if err := Run(ctx, cfg, *listen, logger); err != nil {
 		fmt.Fprintf(stderr, "gatehouse dev-idp: %v\n", err)
 		return 1
