@@ -370,8 +370,8 @@ func TestSafeNext(t *testing.T) {
 		"https://127.0.0.1:8080@evil.example/",
 		"\uff0f\uff0fevil.example", // fullwidth solidus
 		"/\uff0fevil.example",
-		"/\u2215evil.example",       // division slash
-		"/\u2044evil.example",       // fraction slash
+		"/\u2215evil.example", // division slash
+		"/\u2044evil.example", // fraction slash
 		"%2f%2fevil.example",
 		"javascript:alert(1)",
 		"evil.example",
