@@ -326,3 +326,21 @@ func TestMainFlags(t *testing.T) {
 		t.Fatalf("Main: status %d stdout %q stderr %q", st, out.String(), errb.String())
 	}
 }
+
+func TestFatIDTokensFlag(t *testing.T) {
+	users := filepath.Join("..", "..", "configs", "dev-users.yaml")
+	for _, tt := range []struct {
+		args []string
+		fat  bool
+	}{
+		{nil, false},
+		{[]string{"--fat-id-tokens"}, true},
+	} {
+		args := append([]string{"--users", users, "--client-secret", "x", "--redirect", "http://127.0.0.1:8080/oidc/callback"}, tt.args...)
+		var errb bytes.Buffer
+		cfg, _, st := parseFlags(args, &errb)
+		if st != 0 || len(cfg.Clients) != 1 || cfg.Clients[0].FatIDTokens != tt.fat {
+			t.Fatalf("%v: status %d clients %+v stderr %s", tt.args, st, cfg.Clients, errb.String())
+		}
+	}
+}
