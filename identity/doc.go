@@ -11,6 +11,13 @@
 // signature against the provider's JWKS, refetched when an unknown key id
 // shows up so key rotation needs no restart.
 //
+// Claims: many providers (Okta by default) put only the base claims into
+// the ID token of the code flow. After verifying it, the UserInfo endpoint
+// is asked with the access token; its sub must equal the ID token's, and
+// the two are merged with the ID token winning wherever it has the claim
+// (mergeClaims). The merged set is what the username rules below read and
+// what a login stores.
+//
 // Usernames: the claim named by UsernameClaim names the user. When that
 // claim is `email` (the default) the provider must also say
 // email_verified=true, and the username is the part before '@', so

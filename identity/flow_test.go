@@ -332,19 +332,88 @@ func TestCodeFormat(t *testing.T) {
 }
 
 func TestSafeNext(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"/ssh-login/ABCD-EFGH", "/ssh-login/ABCD-EFGH"},
-		{"", "/"},
-		{"https://evil.example/", "/"},
-		{"//evil.example/", "/"},
-		{"/\\evil.example", "/"},
-		{"javascript:alert(1)", "/"},
+	kept := []string{
+		"/",
+		"/ssh-login/ABCD-EFGH",
+		"/cli-login?port=4711&pubkey=c3NoLWVk&challenge=abcdefghijklmnop",
+		"/sessions/s-1?tab=replay#t=12",
+		"/%2f%2fevil.example", // an encoded slash is a path byte to browsers, not an authority
+		"/a/b/../c",
+		"/@evil.example",
+		"/:evil.example",
 	}
-	for _, tt := range tests {
-		if got := safeNext(tt.in); got != tt.want {
-			t.Errorf("safeNext(%q) = %q, want %q", tt.in, got, tt.want)
+	for _, in := range kept {
+		if got := safeNext(in); got != in {
+			t.Errorf("safeNext(%q) = %q, want it kept", in, got)
 		}
 	}
+	refused := []string{
+		"",
+		"https://evil.example/",
+		"http:evil.example",
+		"HTTPS://evil.example",
+		"//evil.example/",
+		"///evil.example/",
+		"/\\evil.example",
+		"\\\\evil.example",
+		"/\t/evil.example/", // the reported bypass: browsers drop the tab
+		"/\t\t/evil.example",
+		"\t//evil.example",
+		"/\n/evil.example",
+		"/\r/evil.example",
+		"/\r\nSet-Cookie: x=1",
+		" //evil.example",
+		"/ /evil.example",
+		"/\x00/evil.example",
+		"/\x7f/evil.example",
+		"//user:pass@evil.example/",
+		"https://127.0.0.1:8080@evil.example/",
+		"\uff0f\uff0fevil.example", // fullwidth solidus
+		"/\uff0fevil.example",
+		"/\u2215evil.example", // division slash
+		"/\u2044evil.example", // fraction slash
+		"%2f%2fevil.example",
+		"javascript:alert(1)",
+		"evil.example",
+		"/bad%zzescape",
+		"/" + strings.Repeat("a", 4096),
+	}
+	for _, in := range refused {
+		if got := safeNext(in); got != "/" {
+			t.Errorf("safeNext(%q) = %q, want /", in, got)
+		}
+	}
+}
+
+// FuzzSafeNext: whatever comes in, the result is a path on this site as a
+// browser reads it (tabs and newlines removed, backslashes as slashes).
+func FuzzSafeNext(f *testing.F) {
+	for _, s := range []string{"/", "/a?b#c", "//x", "/\t/x", "/\\x", "https://x", "/%2f%2fx", "\uff0f\uff0fx"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		out := safeNext(in)
+		if out != "/" && out != in {
+			t.Fatalf("safeNext(%q) = %q: neither kept nor /", in, out)
+		}
+		browser := strings.NewReplacer("\t", "", "\n", "", "\r", "", "\\", "/").Replace(strings.TrimLeft(out, "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f "))
+		if !strings.HasPrefix(browser, "/") || strings.HasPrefix(browser, "//") {
+			t.Fatalf("safeNext(%q) = %q, which a browser reads as %q: not a path on this site", in, out, browser)
+		}
+		base, _ := url.Parse("http://gatehouse.test/oidc/callback")
+		ref, err := url.Parse(out)
+		if err != nil {
+			t.Fatalf("safeNext(%q) = %q, which does not parse: %v", in, out, err)
+		}
+		if got := base.ResolveReference(ref); got.Host != "gatehouse.test" || got.Scheme != "http" || got.User != nil {
+			t.Fatalf("safeNext(%q) = %q resolves to %s", in, out, got)
+		}
+		for _, r := range out {
+			if r <= ' ' || r >= 0x7f {
+				t.Fatalf("safeNext(%q) = %q keeps %U", in, out, r)
+			}
+		}
+	})
 }
 
 // cliCodeFor runs the browser half of `gatehouse login` for pub with a

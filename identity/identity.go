@@ -61,6 +61,7 @@ type Options struct {
 type Service struct {
 	opt      Options
 	oauth    oauth2.Config
+	provider *oidc.Provider // for UserInfo
 	verifier *oidc.IDTokenVerifier
 	public   *url.URL
 	secure   bool // cookies get Secure when the public URL is https
@@ -134,6 +135,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discover OIDC provider %s: %w", o.Issuer, err)
 	}
+	s.provider = provider
 	s.verifier = provider.VerifierContext(s.clientCtx(ctx), &oidc.Config{ClientID: o.ClientID, Now: o.Clock})
 	s.oauth = oauth2.Config{
 		ClientID:     o.ClientID,
@@ -182,8 +184,8 @@ func (s *Service) audit(ctx context.Context, typ, actor, target, outcome string,
 // validUsername is what may appear as an SSH principal and in role files.
 var validUsername = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-// identityFromClaims applies the username and groups rules to verified ID
-// token claims.
+// identityFromClaims applies the username rules to the merged claims of a
+// sign-in (see signInClaims) and flattens them for storage.
 func (s *Service) identityFromClaims(raw map[string]any) (string, map[string][]string, error) {
 	claims := map[string][]string{}
 	for k, v := range raw {
@@ -194,11 +196,11 @@ func (s *Service) identityFromClaims(raw map[string]any) (string, map[string][]s
 	uc := s.opt.UsernameClaim
 	v, ok := raw[uc].(string)
 	if !ok || v == "" {
-		return "", nil, fmt.Errorf("ID token has no string claim %q to name the user", uc)
+		return "", nil, fmt.Errorf("neither the ID token nor UserInfo has a string claim %q to name the user", uc)
 	}
 	user := v
 	if uc == "email" {
-		if verified, _ := raw["email_verified"].(bool); !verified {
+		if !claimTrue(raw["email_verified"]) {
 			return "", nil, fmt.Errorf("email %s is not verified by the identity provider", v)
 		}
 		at := strings.LastIndexByte(v, '@')
@@ -213,8 +215,22 @@ func (s *Service) identityFromClaims(raw map[string]any) (string, map[string][]s
 	return user, claims, nil
 }
 
+// claimTrue accepts JSON true and, as go-oidc does for UserInfo, the string
+// "true" that some providers (AWS Cognito) send instead.
+func claimTrue(v any) bool {
+	switch x := v.(type) {
+	case bool:
+		return x
+	case string:
+		return x == "true"
+	}
+	return false
+}
+
 // claimStrings flattens a JSON claim into strings: strings become a
 // one-element list, lists of scalars keep their order, scalars are printed.
+// A groups claim therefore works whether the provider sends a list or a
+// single string; an absent (or null) claim means no groups.
 func claimStrings(v any) ([]string, bool) {
 	switch x := v.(type) {
 	case string:
@@ -237,20 +253,90 @@ func claimStrings(v any) ([]string, bool) {
 }
 
 // verifyIDToken checks signature, issuer, audience and expiry (go-oidc) and
-// that the token answers our nonce, then applies the username rules.
-func (s *Service) verifyIDToken(ctx context.Context, raw, nonce string) (string, map[string][]string, error) {
+// that the token answers our nonce, and returns the token with its claims.
+func (s *Service) verifyIDToken(ctx context.Context, raw, nonce string) (*oidc.IDToken, map[string]any, error) {
+	if raw == "" {
+		return nil, nil, errors.New("the provider's token response has no ID token")
+	}
 	tok, err := s.verifier.Verify(s.clientCtx(ctx), raw)
 	if err != nil {
-		return "", nil, fmt.Errorf("verify ID token: %w", err)
+		return nil, nil, fmt.Errorf("verify ID token: %w", err)
 	}
 	if tok.Nonce == "" || nonce == "" || tok.Nonce != nonce {
-		return "", nil, errors.New("verify ID token: nonce missing or does not match this sign-in")
+		return nil, nil, errors.New("verify ID token: nonce missing or does not match this sign-in")
 	}
 	var m map[string]any
 	if err := tok.Claims(&m); err != nil {
-		return "", nil, fmt.Errorf("decode ID token claims: %w", err)
+		return nil, nil, fmt.Errorf("decode ID token claims: %w", err)
 	}
-	return s.identityFromClaims(m)
+	return tok, m, nil
+}
+
+// userInfoClaims asks the provider's UserInfo endpoint, with the access
+// token of this sign-in, about the user. Providers such as Okta put only
+// sub, iss, aud and the like into the ID token of the code flow; profile,
+// email and groups are only given here. The answer must be about the ID
+// token's subject (OpenID Connect Core 5.3.2), or the sign-in is refused.
+// A provider that publishes no UserInfo endpoint gives nil: the ID token is
+// all there is.
+func (s *Service) userInfoClaims(ctx context.Context, tok *oauth2.Token, subject string) (map[string]any, error) {
+	if s.provider.UserInfoEndpoint() == "" {
+		return nil, nil
+	}
+	ui, err := s.provider.UserInfo(s.clientCtx(ctx), oauth2.StaticTokenSource(tok))
+	if err != nil {
+		// The provider's answer may be long and is not for the user's eyes.
+		s.log.Warn("identity: UserInfo request failed", "endpoint", s.provider.UserInfoEndpoint(), "err", err)
+		return nil, errors.New("the identity provider's UserInfo endpoint refused or failed this sign-in")
+	}
+	if ui.Subject != subject {
+		return nil, fmt.Errorf("UserInfo is about subject %q but the ID token about %q", ui.Subject, subject)
+	}
+	var m map[string]any
+	if err := ui.Claims(&m); err != nil {
+		return nil, fmt.Errorf("decode UserInfo claims: %w", err)
+	}
+	return m, nil
+}
+
+// mergeClaims combines the two sources of a sign-in. A claim present (not
+// null) in the ID token is taken from there, otherwise from UserInfo; that
+// is the order for username_claim, groups_claim and email_verified alike,
+// and the merged set is what the login stores for claims_to_roles.
+// email_verified speaks about one address, so UserInfo's verdict only
+// counts when UserInfo names the same address the merged claims use.
+func mergeClaims(id, ui map[string]any) map[string]any {
+	m := make(map[string]any, len(id)+len(ui))
+	for k, v := range ui {
+		if v != nil {
+			m[k] = v
+		}
+	}
+	for k, v := range id {
+		if v != nil {
+			m[k] = v
+		}
+	}
+	if id["email_verified"] == nil && ui["email_verified"] != nil && ui["email"] != m["email"] {
+		delete(m, "email_verified")
+	}
+	return m
+}
+
+// signInClaims turns the token response of a code exchange into the user
+// name and the claims to store: ID token verified, UserInfo fetched and
+// checked against it, both merged (mergeClaims), username rules applied.
+func (s *Service) signInClaims(ctx context.Context, tok *oauth2.Token, nonce string) (string, map[string][]string, error) {
+	raw, _ := tok.Extra("id_token").(string)
+	idt, idClaims, err := s.verifyIDToken(ctx, raw, nonce)
+	if err != nil {
+		return "", nil, err
+	}
+	uiClaims, err := s.userInfoClaims(ctx, tok, idt.Subject)
+	if err != nil {
+		return "", nil, err
+	}
+	return s.identityFromClaims(mergeClaims(idClaims, uiClaims))
 }
 
 // LoginRevoked reports whether the login a certificate names may no longer

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -33,10 +32,28 @@ func LoginFromContext(ctx context.Context) (storage.Login, bool) {
 	return l, ok
 }
 
-// safeNext keeps post-login redirects on this site: a path, never a scheme
-// or a protocol-relative //host.
+// safeNext keeps post-login redirects on this site. Browsers do not read a
+// Location the way Go does: they drop tabs and newlines anywhere, strip
+// leading control characters and spaces, treat '\' as '/', and map look-alike
+// slashes in host names, so "/\t/evil.example/" leads off-site. Only a
+// path-absolute reference made of printable ASCII is accepted, one whose
+// second character cannot start an authority ('/' or '\'), and which Go's
+// URL parser reads as a bare path and writes back unchanged. Anything else
+// becomes "/".
 func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+	if len(next) == 0 || next[0] != '/' || len(next) > 2048 {
+		return "/"
+	}
+	if len(next) > 1 && (next[1] == '/' || next[1] == '\\') {
+		return "/"
+	}
+	for i := 0; i < len(next); i++ {
+		if c := next[i]; c <= ' ' || c >= 0x7f || c == '\\' {
+			return "/"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || u.String() != next {
 		return "/"
 	}
 	return next
@@ -105,10 +122,9 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		s.page(w, http.StatusBadGateway, "Sign-in failed", "The identity provider did not accept the sign-in code. Start again.", nil)
 		return
 	}
-	raw, _ := tok.Extra("id_token").(string)
-	user, claims, err := s.verifyIDToken(ctx, raw, pl.Nonce)
+	user, claims, err := s.signInClaims(ctx, tok, pl.Nonce)
 	if err != nil {
-		s.log.Warn("identity: ID token refused", "err", err)
+		s.log.Warn("identity: sign-in refused", "err", err)
 		_ = s.audit(ctx, "oidc.login_failed", "", "", "refused", map[string]any{"reason": err.Error()})
 		s.page(w, http.StatusUnauthorized, "Sign-in failed", "Sign-in refused: "+err.Error()+".", nil)
 		return

@@ -31,6 +31,11 @@ type Client struct {
 	ID           string
 	Secret       string
 	RedirectURIs []string
+	// FatIDTokens puts profile, email, groups and the users' extra claims
+	// into the ID token as well. Off by default, like Okta: the ID token of
+	// the code flow carries only sub, iss, aud and the other base claims,
+	// and everything else comes from the UserInfo endpoint.
+	FatIDTokens bool
 }
 
 // User is one account of the dev provider.
@@ -41,7 +46,7 @@ type User struct {
 	EmailVerified bool           `yaml:"email_verified"`
 	Name          string         `yaml:"name"`
 	Groups        []string       `yaml:"groups"`
-	Claims        map[string]any `yaml:"claims"` // extra ID-token claims, always sent
+	Claims        map[string]any `yaml:"claims"` // extra claims, always sent (in UserInfo; in the ID token too for FatIDTokens clients)
 }
 
 // Provider is a running dev OpenID provider.
@@ -107,7 +112,7 @@ func New(cfg Config) (*Provider, error) {
 		if c.ID == "" || c.Secret == "" || len(c.RedirectURIs) == 0 {
 			return nil, fmt.Errorf("dev provider client %q: id, secret and at least one redirect URI are required", c.ID)
 		}
-		st.clients[c.ID] = &client{id: c.ID, secret: c.Secret, redirectURIs: c.RedirectURIs, loginURL: issuer + "/login"}
+		st.clients[c.ID] = &client{id: c.ID, secret: c.Secret, redirectURIs: c.RedirectURIs, loginURL: issuer + "/login", fatIDTokens: c.FatIDTokens}
 	}
 	for _, u := range cfg.Users {
 		st.users[u.Username] = u

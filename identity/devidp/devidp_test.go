@@ -24,6 +24,11 @@ const redirect = "http://127.0.0.1:9/cb" // never dialled: the test stops at the
 
 func startProvider(t *testing.T) (*Provider, *httptest.Server) {
 	t.Helper()
+	return startProviderWith(t, false)
+}
+
+func startProviderWith(t *testing.T, fat bool) (*Provider, *httptest.Server) {
+	t.Helper()
 	users, err := LoadUsers(filepath.Join("..", "..", "configs", "dev-users.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +42,7 @@ func startProvider(t *testing.T) (*Provider, *httptest.Server) {
 	srv.Listener = ln
 	p, err := New(Config{
 		Issuer:  "http://" + ln.Addr().String(),
-		Clients: []Client{{ID: "gatehouse", Secret: "s3cret", RedirectURIs: []string{redirect}}},
+		Clients: []Client{{ID: "gatehouse", Secret: "s3cret", RedirectURIs: []string{redirect}, FatIDTokens: fat}},
 		Users:   users,
 	})
 	if err != nil {
@@ -99,9 +104,68 @@ func oauthConfig(t *testing.T, ctx context.Context, srv *httptest.Server) (*oaut
 		Scopes: []string{"openid", "email", "profile", "groups"}}, prov.Verifier(&oidc.Config{ClientID: "gatehouse"})
 }
 
+// profileClaims are the claims a thin ID token must not carry.
+type profileClaims struct {
+	Email             string   `json:"email"`
+	EmailVerified     bool     `json:"email_verified"`
+	Groups            []string `json:"groups"`
+	Name              string   `json:"name"`
+	PreferredUsername string   `json:"preferred_username"`
+	Dept              string   `json:"dept"`
+}
+
+// TestThinIDTokensByDefault: like Okta, the ID token carries only the base
+// claims; profile, email and groups come from UserInfo. A fat client gets
+// them in both.
+func TestThinIDTokensByDefault(t *testing.T) {
+	for _, fat := range []bool{false, true} {
+		t.Run(map[bool]string{false: "thin (default)", true: "fat"}[fat], func(t *testing.T) {
+			ctx := context.Background()
+			_, srv := startProviderWith(t, fat)
+			cfg, verifier := oauthConfig(t, ctx, srv)
+			code, body := authorize(t, srv, cfg, "alice", "alice", "st", oidc.Nonce("n"))
+			if code == "" {
+				t.Fatalf("no code: %s", body)
+			}
+			tok, err := cfg.Exchange(ctx, code)
+			if err != nil {
+				t.Fatal(err)
+			}
+			idt, err := verifier.Verify(ctx, tok.Extra("id_token").(string))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var inToken profileClaims
+			if err := idt.Claims(&inToken); err != nil {
+				t.Fatal(err)
+			}
+			want := profileClaims{Email: "alice@example.com", EmailVerified: true, Groups: []string{"approvers", "engineers"},
+				Name: "Alice Approver", PreferredUsername: "alice"}
+			if fat && !reflect.DeepEqual(inToken, want) || !fat && !reflect.DeepEqual(inToken, profileClaims{}) {
+				t.Fatalf("ID token claims %+v (fat %v)", inToken, fat)
+			}
+			prov, err := oidc.NewProvider(ctx, srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ui, err := prov.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var fromUI profileClaims
+			if err := ui.Claims(&fromUI); err != nil {
+				t.Fatal(err)
+			}
+			if ui.Subject != idt.Subject || !reflect.DeepEqual(fromUI, want) {
+				t.Fatalf("UserInfo sub %q (ID token %q) claims %+v, want %+v", ui.Subject, idt.Subject, fromUI, want)
+			}
+		})
+	}
+}
+
 func TestCodeFlowWithPKCEAndNonce(t *testing.T) {
 	ctx := context.Background()
-	_, srv := startProvider(t)
+	_, srv := startProviderWith(t, true)
 	cfg, verifier := oauthConfig(t, ctx, srv)
 	v := oauth2.GenerateVerifier()
 	code, body := authorize(t, srv, cfg, "alice", "alice", "st1", oidc.Nonce("n-1"), oauth2.S256ChallengeOption(v))
@@ -260,5 +324,23 @@ func TestMainFlags(t *testing.T) {
 		"--client-secret", "x", "--redirect", "http://127.0.0.1:8080/oidc/callback"}, &out, &errb)
 	if st != 0 || !strings.Contains(out.String(), "not for production") {
 		t.Fatalf("Main: status %d stdout %q stderr %q", st, out.String(), errb.String())
+	}
+}
+
+func TestFatIDTokensFlag(t *testing.T) {
+	users := filepath.Join("..", "..", "configs", "dev-users.yaml")
+	for _, tt := range []struct {
+		args []string
+		fat  bool
+	}{
+		{nil, false},
+		{[]string{"--fat-id-tokens"}, true},
+	} {
+		args := append([]string{"--users", users, "--client-secret", "x", "--redirect", "http://127.0.0.1:8080/oidc/callback"}, tt.args...)
+		var errb bytes.Buffer
+		cfg, _, st := parseFlags(args, &errb)
+		if st != 0 || len(cfg.Clients) != 1 || cfg.Clients[0].FatIDTokens != tt.fat {
+			t.Fatalf("%v: status %d clients %+v stderr %s", tt.args, st, cfg.Clients, errb.String())
+		}
 	}
 }

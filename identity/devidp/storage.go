@@ -66,6 +66,7 @@ type client struct {
 	secret       string
 	redirectURIs []string
 	loginURL     string
+	fatIDTokens  bool
 }
 
 func (c *client) GetID() string                       { return c.id }
@@ -82,7 +83,7 @@ func (c *client) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTy
 func (c *client) IDTokenLifetime() time.Duration       { return idTokenTTL }
 func (c *client) DevMode() bool                        { return false }
 func (c *client) IsScopeAllowed(scope string) bool     { return scope == "groups" }
-func (c *client) IDTokenUserinfoClaimsAssertion() bool { return true }
+func (c *client) IDTokenUserinfoClaimsAssertion() bool { return c.fatIDTokens }
 func (c *client) ClockSkew() time.Duration             { return 0 }
 func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }
@@ -327,7 +328,15 @@ func (s *store) SetUserinfoFromScopes(context.Context, *oidc.UserInfo, string, s
 	return nil
 }
 
+// SetUserinfoFromRequest fills the ID token. The op library already drops
+// the profile and email scopes here for clients without
+// IDTokenUserinfoClaimsAssertion, but not groups or custom claims, so a thin
+// client gets the subject and nothing else.
 func (s *store) SetUserinfoFromRequest(_ context.Context, ui *oidc.UserInfo, req op.IDTokenRequest, scopes []string) error {
+	if c, ok := s.clients[req.GetClientID()]; !ok || !c.fatIDTokens {
+		ui.Subject = req.GetSubject()
+		return nil
+	}
 	return s.fillUserinfo(ui, req.GetSubject(), scopes)
 }
 

@@ -25,7 +25,9 @@ import (
 // The OIDC ways in (issue 4), end to end: a real `gatehouse serve` pointed
 // at a real `gatehouse dev-idp`, headless Chromium as the person's browser,
 // and the OpenSSH client. Nobody here has a `users:` entry: every role comes
-// from the provider's groups claim through claims_to_roles.
+// from the provider's groups claim through claims_to_roles. dev-idp issues
+// thin ID tokens, as Okta does, so every sign-in here goes through UserInfo
+// and the groups claim exists only there.
 
 const oidcRoles = `
 claims_to_roles:
@@ -187,7 +189,7 @@ func TestOIDCLoginURLThroughJump(t *testing.T) {
 		}
 	})
 
-	t.Run("roles came from the groups claim", func(t *testing.T) {
+	t.Run("roles came from the groups claim, which only UserInfo carries", func(t *testing.T) {
 		r := gh.MustRun("sessions", "ls", "--json", "--user", "bob")
 		var found bool
 		for _, l := range nonEmptyLines(r.Stdout) {
