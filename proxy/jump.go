@@ -155,10 +155,6 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 	}
 	cfg := innerServerConfig()
 	cfg.AddHostKey(hostSigner)
-	// The plain key too, for clients that cannot verify host certificates
-	// (Paramiko): they pin it per node name, as they pin it for the
-	// bastion. Clients that trust the host CA pick the certificate.
-	cfg.AddHostKey(s.opt.CA.HostKey())
 	handshakeDone := make(chan struct{})
 	grace := time.AfterFunc(s.cfg.SSH.LoginGraceTime.D(), func() {
 		select {
