@@ -170,6 +170,23 @@ func TestJumpClients(t *testing.T) {
 		})
 	}
 
+	// A refusal reaches a Paramiko user as the one line on stderr and exit
+	// status 1, and the denial records the inner method too.
+	t.Run("Paramiko refused login", func(t *testing.T) {
+		e2e.RequirePython(t, "paramiko")
+		u := newClientCreds(t, gh, "paramiko")
+		r := u.Exec([]string{"HOME=" + u.Dir, "PYTHONWARNINGS=ignore"}, e2e.SystemPython, testdata(t, "paramiko_jump.py"),
+			"--bastion", gh.SSHAddr, "--user", "paramiko", "--key", u.KeyPath, "--cert", u.CertPath,
+			"--known-hosts", u.PinnedHosts, "--node", "web-1", "--login", "root", jumpCommand)
+		if r.ExitCode != 1 || r.Stdout != "" || !strings.HasPrefix(r.Stderr, "gatehouse: paramiko may not log in as root on web-1") {
+			t.Fatalf("want the one-line refusal and exit 1, got %s", r)
+		}
+		evs := auditLs(t, gh, "--type", "session.denied", "--user", "paramiko")
+		if len(evs) != 1 || evs[0].Fields["inner_auth"] != "publickey" || evs[0].Fields["inner_key_fp"] != u.KeyFP {
+			t.Fatalf("want one session.denied with inner_auth publickey and the key's fingerprint, got %+v", evs)
+		}
+	})
+
 	// The pinned known_hosts is what makes the Paramiko runs above check
 	// the host: with another key pinned for web-1, the jump must fail.
 	t.Run("Paramiko refuses another host key", func(t *testing.T) {

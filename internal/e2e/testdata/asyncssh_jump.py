@@ -16,9 +16,7 @@ import asyncssh
 
 async def run(a):
     host, port = a.bastion.rsplit(":", 1)
-    key = asyncssh.read_private_key(a.key)
-    cert = asyncssh.read_certificate(a.cert)
-    common = dict(client_keys=[(key, cert)], known_hosts=a.known_hosts,
+    common = dict(client_keys=[(a.key, a.cert)], known_hosts=a.known_hosts,
                   agent_path=None, config=[], password=None)
     async with asyncssh.connect(host, int(port), username=a.user, **common) as outer:
         async with asyncssh.connect(a.node, 22, tunnel=outer, username=a.login, **common) as inner:
