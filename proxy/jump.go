@@ -125,7 +125,7 @@ func innerServerConfig() *ssh.ServerConfig {
 // authentication, for the audit log.
 type innerAuth struct {
 	method string // none, publickey, keyboard-interactive, password
-	keyFP  string // the public key's fingerprint, for publickey
+	keyFP  string // for publickey: the key's fingerprint (a certificate's inner key)
 }
 
 func innerAuthOf(conn *ssh.ServerConn) innerAuth {
@@ -172,9 +172,9 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 	}
 	defer inner.Close()
 	login := inner.User()
-	innerAuth := innerAuthOf(inner)
+	seenAuth := innerAuthOf(inner)
 	lc := &liveConn{id: newID(), ident: id, login: login, node: node, start: time.Now(), remote: remote, inner: inner,
-		innerAuth: innerAuth, channels: map[string]*liveChannel{}}
+		innerAuth: seenAuth, channels: map[string]*liveChannel{}}
 	// Registered before the first decision, so that every lock or
 	// revocation announced from here on re-checks this connection too; one
 	// announced while the node was being dialled used to go unseen until
@@ -193,7 +193,7 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 		// Refused: nothing left for a re-check to end.
 		s.live.remove(lc.id)
 		s.audit(ctx, storage.Event{Type: "session.denied", Actor: id.User, Target: node.Name, Outcome: "denied",
-			Fields: innerAuth.addTo(map[string]any{"login": login, "rule": v.Rule, "remote": remote})})
+			Fields: seenAuth.addTo(map[string]any{"login": login, "rule": v.Rule, "remote": remote})})
 		s.refuseAll(inner, chans, greqs, refusal(id.User, login, node.Name, v))
 		return
 	}
@@ -210,7 +210,7 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 		msg := fmt.Sprintf("gatehouse: cannot reach %s: %s", node.Name, userFacingDialError(res.err))
 		s.log.Warn("node dial failed", "user", id.User, "node", node.Name, "err", res.err)
 		s.audit(ctx, storage.Event{Type: "session.denied", Actor: id.User, Target: node.Name, Outcome: "error",
-			Fields: map[string]any{"login": login, "error": res.err.Error()}})
+			Fields: seenAuth.addTo(map[string]any{"login": login, "error": res.err.Error()})})
 		s.refuseAll(inner, chans, greqs, msg)
 		return
 	}
