@@ -84,6 +84,79 @@ func (r refusedAdmission) Authorize(context.Context, string, config.Node) (Verdi
 	return Verdict{}, errors.New(r.msg)
 }
 
+// Extension keys of the inner connection's Permissions. They record how the
+// client went through the inner hop's authentication, for the audit log
+// only: identity never comes from the inner connection.
+const (
+	extInnerMethod = "gatehouse-inner-method"
+	extInnerKeyFP  = "gatehouse-inner-key-fp"
+)
+
+// innerServerConfig is the SSH server of a jump's inner connection, without
+// host keys. Its transport is a channel of an outer connection that already
+// proved who the user is, so the inner authentication has nothing left to
+// prove and must not stand in the way: clients differ in the method they
+// try first (OpenSSH and x/crypto "none", Paramiko its public key, others
+// keyboard-interactive or a password), and whichever comes first succeeds.
+// A public key is accepted whatever it is; x/crypto still answers a query
+// with PK_OK and checks a signature the client chose to send. The
+// keyboard-interactive callback asks nothing, and a password is ignored.
+// The Permissions carry only the method seen (and the key's fingerprint);
+// serveInner takes the identity from the outer connection.
+func innerServerConfig() *ssh.ServerConfig {
+	seen := func(method string) *ssh.Permissions {
+		return &ssh.Permissions{Extensions: map[string]string{extInnerMethod: method}}
+	}
+	return &ssh.ServerConfig{
+		Config:       modernConfig(),
+		NoClientAuth: true,
+		NoClientAuthCallback: func(ssh.ConnMetadata) (*ssh.Permissions, error) {
+			return seen("none"), nil
+		},
+		PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			// Fresh Permissions per key: x/crypto keeps those of the key
+			// that completed authentication (CVE-2024-45337).
+			p := seen("publickey")
+			if cert, ok := key.(*ssh.Certificate); ok {
+				key = cert.Key
+			}
+			p.Extensions[extInnerKeyFP] = ssh.FingerprintSHA256(key)
+			return p, nil
+		},
+		KeyboardInteractiveCallback: func(ssh.ConnMetadata, ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+			return seen("keyboard-interactive"), nil
+		},
+		PasswordCallback: func(ssh.ConnMetadata, []byte) (*ssh.Permissions, error) {
+			return seen("password"), nil
+		},
+		ServerVersion: "SSH-2.0-Gatehouse",
+	}
+}
+
+// innerAuth is how the client went through the inner connection's
+// authentication, for the audit log.
+type innerAuth struct {
+	method string // none, publickey, keyboard-interactive, password
+	keyFP  string // for publickey: the key's fingerprint (a certificate's inner key)
+}
+
+func innerAuthOf(conn *ssh.ServerConn) innerAuth {
+	if conn.Permissions == nil || conn.Permissions.Extensions[extInnerMethod] == "" {
+		return innerAuth{method: "unknown"}
+	}
+	e := conn.Permissions.Extensions
+	return innerAuth{method: e[extInnerMethod], keyFP: e[extInnerKeyFP]}
+}
+
+// addTo records the method in an audit event's fields.
+func (a innerAuth) addTo(fields map[string]any) map[string]any {
+	fields["inner_auth"] = a.method
+	if a.keyFP != "" {
+		fields["inner_key_fp"] = a.keyFP
+	}
+	return fields
+}
+
 // serveInner runs the terminated SSH connection for one jump.
 func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, node config.Node, remote string, transport net.Conn) {
 	defer transport.Close()
@@ -92,13 +165,7 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 		s.log.Error("host certificate", "node", node.Name, "err", err)
 		return
 	}
-	cfg := &ssh.ServerConfig{
-		Config: modernConfig(),
-		// The transport is a channel of a connection that already proved
-		// the user's identity; the inner connection inherits it.
-		NoClientAuth:  true,
-		ServerVersion: "SSH-2.0-Gatehouse",
-	}
+	cfg := innerServerConfig()
 	cfg.AddHostKey(hostSigner)
 	handshakeDone := make(chan struct{})
 	grace := time.AfterFunc(s.cfg.SSH.LoginGraceTime.D(), func() {
@@ -117,7 +184,9 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 	}
 	defer inner.Close()
 	login := inner.User()
-	lc := &liveConn{id: newID(), ident: id, login: login, node: node, start: time.Now(), remote: remote, inner: inner, channels: map[string]*liveChannel{}}
+	seenAuth := innerAuthOf(inner)
+	lc := &liveConn{id: newID(), ident: id, login: login, node: node, start: time.Now(), remote: remote, inner: inner,
+		innerAuth: seenAuth, channels: map[string]*liveChannel{}}
 	// Registered before the first decision, so that every lock or
 	// revocation announced from here on re-checks this connection too; one
 	// announced while the node was being dialled used to go unseen until
@@ -141,7 +210,7 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 		// Refused: nothing left for a re-check to end.
 		s.live.remove(lc.id)
 		s.audit(ctx, storage.Event{Type: "session.denied", Actor: id.User, Target: node.Name, Outcome: "denied",
-			Fields: map[string]any{"login": login, "rule": v.Rule, "remote": remote}})
+			Fields: seenAuth.addTo(map[string]any{"login": login, "rule": v.Rule, "remote": remote})})
 		s.refuseAll(inner, chans, greqs, refusal(id.User, login, node.Name, v))
 		return
 	}
@@ -158,7 +227,7 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 		msg := fmt.Sprintf("gatehouse: cannot reach %s: %s", node.Name, userFacingDialError(res.err))
 		s.log.Warn("node dial failed", "user", id.User, "node", node.Name, "err", res.err)
 		s.audit(ctx, storage.Event{Type: "session.denied", Actor: id.User, Target: node.Name, Outcome: "error",
-			Fields: map[string]any{"login": login, "error": res.err.Error()}})
+			Fields: seenAuth.addTo(map[string]any{"login": login, "error": res.err.Error()})})
 		s.refuseAll(inner, chans, greqs, msg)
 		return
 	}

@@ -23,6 +23,10 @@ type liveConn struct {
 	inner   *ssh.ServerConn
 	verdict Verdict
 
+	// innerAuth is the method the client used on the inner connection
+	// (audit only; the identity is ident, from the outer connection).
+	innerAuth innerAuth
+
 	mu       sync.Mutex
 	closed   bool
 	channels map[string]*liveChannel // session id -> channel

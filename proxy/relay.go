@@ -494,7 +494,7 @@ func (t *sessionTap) begin(kind, command string) error {
 			return fmt.Errorf("cannot index session")
 		}
 	}
-	fields := map[string]any{"session": t.id, "login": lc.login, "kind": kind, "remote": lc.remote, "roles": v.Roles, "requests": v.RequestIDs, "conn": lc.id}
+	fields := lc.innerAuth.addTo(map[string]any{"session": t.id, "login": lc.login, "kind": kind, "remote": lc.remote, "roles": v.Roles, "requests": v.RequestIDs, "conn": lc.id})
 	evs := []storage.Event{{Type: "session.start", Actor: lc.ident.User, Target: lc.node.Name, Fields: fields}}
 	if command != "" {
 		evs = append(evs, storage.Event{Type: "exec", Actor: lc.ident.User, Target: lc.node.Name, Fields: map[string]any{"session": t.id, "login": lc.login, "command": command}})

@@ -3,7 +3,10 @@
 // from ./cmd/gatehouse, stock OpenSSH sshd processes as nodes (each with its
 // own sshd_config, host key and TrustedUserCAKeys), and the OpenSSH
 // ssh/scp/sftp/rsync clients driven through `ssh -J` exactly as a user
-// would type them, including interactive sessions under a real pty.
+// would type them, including interactive sessions under a real pty. Other
+// SSH client stacks jump through the bastion too (Paramiko and AsyncSSH
+// scripts in testdata run by Debian's /usr/bin/python3, Ansible, Go's
+// x/crypto): see thirdparty.go.
 //
 // Everything a test starts lives in the test's temporary directory and is
 // stopped in t.Cleanup; logs of every process are written to files and
