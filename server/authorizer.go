@@ -9,6 +9,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/config"
+	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 )
@@ -174,9 +175,9 @@ func (a *authorizer) Describe(ctx context.Context, id proxy.Identity) (string, e
 	}
 	var b strings.Builder
 	if eff.Lock != nil {
-		fmt.Fprintf(&b, "LOCKED: %s (by %s)\n", eff.Lock.Reason, eff.Lock.By)
+		fmt.Fprintf(&b, "LOCKED: %s (by %s)\n", termsafe.String(eff.Lock.Reason), termsafe.String(eff.Lock.By))
 	}
-	fmt.Fprintf(&b, "roles: %s\n", orNone(eff.Base))
+	fmt.Fprintf(&b, "roles: %s\n", orNone(termsafe.Strings(eff.Base)))
 	now := a.now()
 	if len(eff.Grants) == 0 {
 		fmt.Fprintf(&b, "grants: none\n")
@@ -186,7 +187,7 @@ func (a *authorizer) Describe(ctx context.Context, id proxy.Identity) (string, e
 		if g.GrantEnd != nil {
 			left = fmt.Sprintf(" until %s (%s left)", g.GrantEnd.Local().Format("15:04 MST"), g.GrantEnd.Sub(now).Round(time.Second))
 		}
-		fmt.Fprintf(&b, "grant: %s via request %s%s\n", strings.Join(g.Roles, ","), g.ID, left)
+		fmt.Fprintf(&b, "grant: %s via request %s%s\n", strings.Join(termsafe.Strings(g.Roles), ","), termsafe.String(g.ID), left)
 	}
 	return b.String(), nil
 }
