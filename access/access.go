@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/notify"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/storage"
@@ -57,8 +58,18 @@ func refuse(format string, args ...any) error {
 	return &Refusal{Msg: fmt.Sprintf(format, args...)}
 }
 
-func notFound(id string) error {
-	return &Refusal{Msg: fmt.Sprintf("request %s not found", id), Cause: storage.ErrNotFound}
+// ErrNoSuchRequest is the one answer for a request id that does not exist
+// and for one the asker may neither see nor act on: if the two differed,
+// anyone could test whether an id they found (in a link, a log, a
+// screenshot) is real. It is a storage.ErrNotFound, so every channel that
+// maps "not found" (404, exit 1) maps both the same way, with the same
+// message from noSuchRequest.
+var ErrNoSuchRequest = fmt.Errorf("no such request: %w", storage.ErrNotFound)
+
+// noSuchRequest is the refusal for ErrNoSuchRequest. It depends only on
+// what the asker typed and what they tried, never on the request.
+func noSuchRequest(id, verb string) error {
+	return &Refusal{Msg: fmt.Sprintf("no request %s that you may %s", termsafe.String(id), verb), Cause: ErrNoSuchRequest}
 }
 
 // Store is what the service persists; storage.Store satisfies it.
@@ -261,14 +272,20 @@ func (s *Service) Effective(ctx context.Context, user string, claims map[string]
 	return e, nil
 }
 
-// newID returns 10 lowercase base32 characters (50 random bits): short
-// enough to type from a Slack message, too many to guess.
+// IDLength is how many characters a new request id has: lowercase base32
+// (a-z, 2-7), 5 random bits each, so 14 characters carry 70 bits. Still
+// short enough to type from a Slack message; far too many to guess, even
+// for someone who could try ids for years. Ids made before (10 characters,
+// 50 bits) stay valid: ids are only ever looked up, never parsed.
+const IDLength = 14
+
+// newID returns a fresh request id of IDLength characters.
 func newID() (string, error) {
-	var b [7]byte
+	var b [(IDLength*5 + 7) / 8]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("generate request id: %w", err)
 	}
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))[:10], nil
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))[:IDLength], nil
 }
 
 // link is where a person can look at request id in the web UI.

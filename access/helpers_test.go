@@ -94,6 +94,12 @@ func (a *memAudit) Append(_ context.Context, ev storage.Event) error {
 	return nil
 }
 
+func (a *memAudit) total() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.evs)
+}
+
 func (a *memAudit) count(typ string) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()

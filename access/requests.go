@@ -62,7 +62,7 @@ func (s *Service) Create(ctx context.Context, requester Effective, roles []strin
 		Expires:  now.Add(s.opts.PendingTTL),
 		Updated:  now,
 	}
-	// 50 random bits make a collision unlikely, not impossible; a few
+	// 70 random bits make a collision unlikely, not impossible; a few
 	// fresh tries turn "unlikely" into "never seen".
 	for try := 0; ; try++ {
 		if r.ID, err = newID(); err != nil {
@@ -136,10 +136,15 @@ func (s *Service) Review(ctx context.Context, reviewer Effective, id string, app
 		// The store may call fn again after a lost race; start clean.
 		expired, decided = false, ""
 		if r.User == reviewer.User() {
+			// Only the requester gets here, and they know the id.
 			return refuse("you cannot review your own request")
+		}
+		if !visible(p, reviewer, *r) {
+			return noSuchRequest(id, "review")
 		}
 		approvals, denials, ok := mayReview(p, reviewer, r.Roles)
 		if !ok {
+			// Sees every request, reviews none: the admin identity.
 			return refuse("you may not review request %s", id)
 		}
 		if r.State != storage.StatePending {
@@ -212,14 +217,15 @@ func (s *Service) Review(ctx context.Context, reviewer Effective, id string, app
 	return r, nil
 }
 
-// updateErr turns an UpdateRequest error into what the caller returns.
+// updateErr turns an UpdateRequest error into what the caller returns; a
+// missing request gets the same refusal as one fn found invisible.
 func (s *Service) updateErr(err error, verb, id string) error {
 	var ref *Refusal
 	switch {
 	case errors.As(err, &ref):
 		return err
 	case errors.Is(err, storage.ErrNotFound):
-		return notFound(id)
+		return noSuchRequest(id, verb)
 	default:
 		return fmt.Errorf("%s request %s: %w", verb, id, err)
 	}
@@ -257,10 +263,17 @@ func (s *Service) expire(ctx context.Context, id string, now time.Time) error {
 
 // Cancel withdraws user's own pending request.
 func (s *Service) Cancel(ctx context.Context, user Effective, id string) (storage.Request, error) {
+	p, err := s.policy()
+	if err != nil {
+		return storage.Request{}, fmt.Errorf("cancel request %s: %w", id, err)
+	}
 	now := s.now()
 	var expired bool
 	r, err := s.store.UpdateRequest(ctx, id, func(r *storage.Request) error {
 		expired = false
+		if !visible(p, user, *r) {
+			return noSuchRequest(id, "cancel")
+		}
 		if r.User != user.User() || user.admin {
 			return refuse("you may only cancel your own requests")
 		}
@@ -298,7 +311,11 @@ func (s *Service) Revoke(ctx context.Context, actor Effective, id, reason string
 	reason = strings.TrimSpace(reason)
 	now := s.now()
 	r, err := s.store.UpdateRequest(ctx, id, func(r *storage.Request) error {
+		if !visible(p, actor, *r) && !p.Can(actor.Subject, policy.AreaLocks, policy.VerbManage) {
+			return noSuchRequest(id, "revoke")
+		}
 		if !actor.admin && r.User != actor.User() && !p.Can(actor.Subject, policy.AreaLocks, policy.VerbManage) {
+			// A reviewer, who may see the request but not end its grant.
 			return refuse("you may not revoke request %s", id)
 		}
 		if r.State != storage.StateApproved {
@@ -342,13 +359,13 @@ func (s *Service) Get(ctx context.Context, viewer Effective, id string) (storage
 	}
 	r, err := s.store.GetRequest(ctx, id)
 	if errors.Is(err, storage.ErrNotFound) {
-		return storage.Request{}, notFound(id)
+		return storage.Request{}, noSuchRequest(id, "see")
 	}
 	if err != nil {
 		return storage.Request{}, fmt.Errorf("get request %s: %w", id, err)
 	}
 	if !visible(p, viewer, r) {
-		return storage.Request{}, notFound(id)
+		return storage.Request{}, noSuchRequest(id, "see")
 	}
 	return r, nil
 }
@@ -421,7 +438,7 @@ func (s *Service) Wait(ctx context.Context, id string) (storage.Request, error) 
 		wake := s.updates()
 		r, err := s.store.GetRequest(ctx, id)
 		if errors.Is(err, storage.ErrNotFound) {
-			return storage.Request{}, notFound(id)
+			return storage.Request{}, noSuchRequest(id, "see")
 		}
 		if err != nil {
 			return storage.Request{}, fmt.Errorf("wait for request %s: %w", id, err)

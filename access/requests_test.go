@@ -60,7 +60,7 @@ func TestEffective(t *testing.T) {
 }
 
 func TestCreate(t *testing.T) {
-	idRE := regexp.MustCompile(`^[a-z2-7]{10}$`)
+	idRE := regexp.MustCompile(`^[a-z2-7]{14}$`)
 	tests := []struct {
 		name     string
 		user     string
@@ -147,8 +147,8 @@ func TestStateMachine(t *testing.T) {
 		{"single-approval rule", "bob", []string{"web"}, []step{{actor: "dave", op: "approve"}}, storage.StateApproved, 1},
 		{"one denial denies", "bob", []string{"dba"}, []step{{actor: "alice", op: "approve"}, {actor: "ivy", op: "deny"}}, storage.StateDenied, 2},
 		{"own request", "ivy", []string{"dba"}, []step{{actor: "ivy", op: "approve", wantErr: "you cannot review your own request"}}, storage.StatePending, 0},
-		{"no review rule", "bob", []string{"dba"}, []step{{actor: "carol", op: "approve", wantErr: "you may not review request"}}, storage.StatePending, 0},
-		{"rule covers only some roles", "bob", []string{"dba", "web"}, []step{{actor: "dave", op: "approve", wantErr: "you may not review request"}}, storage.StatePending, 0},
+		{"no review rule", "bob", []string{"dba"}, []step{{actor: "carol", op: "approve", wantErr: "no request %s that you may review"}}, storage.StatePending, 0},
+		{"rule covers only some roles", "bob", []string{"dba", "web"}, []step{{actor: "dave", op: "approve", wantErr: "no request %s that you may review"}}, storage.StatePending, 0},
 		{"admin does not review", "bob", []string{"dba"}, []step{{actor: "admin", op: "approve", wantErr: "you may not review request"}}, storage.StatePending, 0},
 		{"locked reviewer", "bob", []string{"dba"}, []step{{actor: "admin", op: "lock", arg: "alice"}, {actor: "alice", op: "approve", wantErr: "you are locked"}}, storage.StatePending, 0},
 		{"reviewer counts once", "bob", []string{"dba"}, []step{{actor: "alice", op: "approve"}, {actor: "alice", op: "approve", wantErr: "you already reviewed"}}, storage.StatePending, 1},
@@ -156,7 +156,9 @@ func TestStateMachine(t *testing.T) {
 		{"review after decision", "bob", []string{"web"}, []step{{actor: "dave", op: "deny"}, {actor: "dave", op: "approve", wantErr: "request %s is already denied"}}, storage.StateDenied, 1},
 		{"review after expiry", "bob", []string{"dba"}, []step{{op: "wait", d: 24 * time.Hour}, {actor: "alice", op: "approve", wantErr: "expired before it was reviewed"}}, storage.StateExpired, 0},
 		{"cancel", "bob", []string{"dba"}, []step{{actor: "bob", op: "cancel"}}, storage.StateCancelled, 0},
-		{"cancel someone else's", "bob", []string{"dba"}, []step{{actor: "carol", op: "cancel", wantErr: "only cancel your own"}}, storage.StatePending, 0},
+		{"cancel someone else's", "bob", []string{"dba"}, []step{{actor: "carol", op: "cancel", wantErr: "no request %s that you may cancel"}}, storage.StatePending, 0},
+		{"reviewer cancels", "bob", []string{"dba"}, []step{{actor: "alice", op: "cancel", wantErr: "only cancel your own"}}, storage.StatePending, 0},
+		{"stranger revokes", "bob", []string{"web"}, []step{{actor: "dave", op: "approve"}, {actor: "carol", op: "revoke", wantErr: "no request %s that you may revoke"}}, storage.StateApproved, 1},
 		{"cancel approved", "bob", []string{"web"}, []step{{actor: "dave", op: "approve"}, {actor: "bob", op: "cancel", wantErr: "already approved"}}, storage.StateApproved, 1},
 		{"cancel after expiry", "bob", []string{"dba"}, []step{{op: "wait", d: 25 * time.Hour}, {actor: "bob", op: "cancel", wantErr: "had already expired"}}, storage.StateExpired, 0},
 		{"review cancelled", "bob", []string{"web"}, []step{{actor: "bob", op: "cancel"}, {actor: "dave", op: "approve", wantErr: "already cancelled"}}, storage.StateCancelled, 0},
@@ -243,7 +245,7 @@ func TestStateMachine(t *testing.T) {
 func TestReviewUnknownRequest(t *testing.T) {
 	e := newEnv(t)
 	_, err := e.svc.Review(context.Background(), e.who(t, "alice"), "nosuchreqs", true, "")
-	if !errors.Is(err, storage.ErrNotFound) || !errors.Is(err, ErrRefused) || err.Error() != "request nosuchreqs not found" {
+	if !errors.Is(err, ErrNoSuchRequest) || !errors.Is(err, storage.ErrNotFound) || !errors.Is(err, ErrRefused) || err.Error() != "no request nosuchreqs that you may review" {
 		t.Errorf("err = %v, want a not-found refusal", err)
 	}
 }
@@ -341,7 +343,7 @@ func TestVisibility(t *testing.T) {
 			if (err == nil) != tt.getDBA {
 				t.Errorf("Get(bob's dba request) err = %v, want visible=%v", err, tt.getDBA)
 			}
-			if err != nil && err.Error() != "request "+dba.ID+" not found" {
+			if err != nil && err.Error() != "no request "+dba.ID+" that you may see" {
 				t.Errorf("hidden request answered %q, want a plain not-found", err)
 			}
 			_, err = e.svc.Get(ctx, v, web.ID)
@@ -462,5 +464,77 @@ func TestLockEndsGrantsAndRequests(t *testing.T) {
 	}
 	if n := e.aud.count(AuditCancel); n != 1 {
 		t.Errorf("%d %s events, want 1", n, AuditCancel)
+	}
+}
+
+// TestNoExistenceOracle: someone with no rights on a request gets, for its
+// real id, exactly the answer a made-up id gets, whatever the request's
+// state and whatever they try; nothing is changed or audited.
+func TestNoExistenceOracle(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	pending := e.create(t, "bob", "dba")
+	approved := e.create(t, "bob", "web")
+	e.review(t, "dave", approved.ID, true)
+	cancelled := e.create(t, "bob", "dba")
+	if _, err := e.svc.Cancel(ctx, e.who(t, "bob"), cancelled.ID); err != nil {
+		t.Fatal(err)
+	}
+	const madeUp = "zzzzzzzzzzzzzz"
+	ops := map[string]func(Effective, string) error{
+		"get":     func(v Effective, id string) error { _, err := e.svc.Get(ctx, v, id); return err },
+		"approve": func(v Effective, id string) error { _, err := e.svc.Review(ctx, v, id, true, "x"); return err },
+		"deny":    func(v Effective, id string) error { _, err := e.svc.Review(ctx, v, id, false, "x"); return err },
+		"cancel":  func(v Effective, id string) error { _, err := e.svc.Cancel(ctx, v, id); return err },
+		"revoke":  func(v Effective, id string) error { _, err := e.svc.Revoke(ctx, v, id, "x"); return err },
+	}
+	// carol requests like bob but reviews nothing; dave reviews web only;
+	// alice reviews dba only.
+	cases := []struct {
+		who string
+		req storage.Request
+		ops []string
+	}{
+		{"carol", pending, []string{"get", "approve", "deny", "cancel", "revoke"}},
+		{"carol", approved, []string{"get", "approve", "deny", "cancel", "revoke"}},
+		{"carol", cancelled, []string{"get", "approve", "deny", "cancel", "revoke"}},
+		{"dave", pending, []string{"get", "approve", "deny", "cancel", "revoke"}},
+		{"alice", approved, []string{"get", "approve", "deny", "cancel", "revoke"}},
+	}
+	before := e.aud.total()
+	for _, tc := range cases {
+		for _, op := range tc.ops {
+			t.Run(tc.who+" "+op+" "+strings.ToLower(tc.req.State), func(t *testing.T) {
+				v := e.who(t, tc.who)
+				real, fake := ops[op](v, tc.req.ID), ops[op](v, madeUp)
+				if !errors.Is(real, ErrNoSuchRequest) || !errors.Is(fake, ErrNoSuchRequest) {
+					t.Fatalf("real id: %v; made-up id: %v; want ErrNoSuchRequest for both", real, fake)
+				}
+				r := strings.ReplaceAll(real.Error(), tc.req.ID, "ID")
+				f := strings.ReplaceAll(fake.Error(), madeUp, "ID")
+				if r != f {
+					t.Fatalf("real id answers %q, a made-up one %q", r, f)
+				}
+			})
+		}
+	}
+	if n := e.aud.total(); n != before {
+		t.Errorf("%d audit events from refused attempts", n-before)
+	}
+	for _, r := range []storage.Request{pending, approved, cancelled} {
+		got, _ := e.store.GetRequest(ctx, r.ID)
+		if len(got.Reviews) > 1 || (r.ID == pending.ID && got.State != storage.StatePending) {
+			t.Errorf("request %s changed: %s with %d reviews", r.ID, got.State, len(got.Reviews))
+		}
+	}
+	// The people with rights still get the real answers.
+	if _, err := e.svc.Get(ctx, e.who(t, "alice"), pending.ID); err != nil {
+		t.Errorf("a reviewer cannot see the request: %v", err)
+	}
+	if _, err := e.svc.Review(ctx, e.who(t, "bob"), pending.ID, true, ""); err == nil || !strings.Contains(err.Error(), "your own request") {
+		t.Errorf("self-approval: %v, want its own refusal", err)
+	}
+	if _, err := e.svc.Cancel(ctx, e.who(t, "bob"), pending.ID); err != nil {
+		t.Errorf("the requester cannot cancel: %v", err)
 	}
 }

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
+	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
@@ -99,12 +99,19 @@ func WriteText(w io.Writer, evs []storage.Event) error {
 }
 
 // WriteJSON writes one JSON object per event per line (`--json`), the same
-// encoding the sink uses.
+// encoding the sink uses, with the runes encoding/json leaves raw that a
+// terminal would act on (DEL, C1, bidi) written as \u escapes: the same
+// values, safe to print.
 func WriteJSON(w io.Writer, evs []storage.Event) error {
-	enc := json.NewEncoder(w)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	for i := range evs {
+		buf.Reset()
 		if err := enc.Encode(&evs[i]); err != nil {
+			return fmt.Errorf("write audit event %d as JSON: %w", evs[i].Seq, err)
+		}
+		if _, err := w.Write(termsafe.JSON(buf.Bytes())); err != nil {
 			return fmt.Errorf("write audit event %d as JSON: %w", evs[i].Seq, err)
 		}
 	}
@@ -118,13 +125,12 @@ func orDash(s string) string {
 	return s
 }
 
-// safe quotes s when it is empty-unsafe for a space-separated line: spaces,
-// quotes, '=', or anything not printable (ESC, newlines, tabs).
+// safe quotes s when it is unsafe for a space-separated line: spaces,
+// quotes, '=', backslashes, or anything termsafe escapes (ESC, newlines,
+// tabs, bidi overrides).
 func safe(s string) string {
-	for _, r := range s {
-		if r == ' ' || r == '"' || r == '=' || r == '\\' || !unicode.IsPrint(r) {
-			return strconv.Quote(s)
-		}
+	if strings.ContainsAny(s, ` "=\\`) || !termsafe.Safe(s) {
+		return termsafe.Quote(s)
 	}
 	return s
 }
@@ -143,10 +149,11 @@ func fieldText(v any) string {
 	if err != nil {
 		return safe(fmt.Sprint(v))
 	}
-	// JSON already escapes control characters; quote only what a space
-	// would split.
+	// JSON escapes C0 controls, termsafe.JSON the rest; quote only what a
+	// space would split.
+	b = termsafe.JSON(b)
 	if bytes.ContainsAny(b, " \t") {
-		return strconv.Quote(string(b))
+		return termsafe.Quote(string(b))
 	}
 	return string(b)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/termsafe/termsafetest"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
@@ -101,5 +102,27 @@ func TestWriteJSON(t *testing.T) {
 		if ev.Seq != evs[i].Seq || !ev.Time.Equal(evs[i].Time) || !bytes.Equal(ev.Hash, evs[i].Hash) {
 			t.Errorf("line %d round-trips to %+v", i, ev)
 		}
+	}
+}
+
+// TestListingsEscapeTerminalControls: an actor, target or field a client
+// chose reaches `audit ls` (text and --json) without acting on the
+// terminal it is printed to.
+func TestListingsEscapeTerminalControls(t *testing.T) {
+	p := termsafetest.Payload
+	evs := []storage.Event{{Seq: 1, Time: t0, Type: audit.TypeExec, Actor: p, Target: p, Outcome: p,
+		Fields: map[string]any{"command": p, p: "key", "list": []any{p}, "map": map[string]any{"k": p}}}}
+	var text, js bytes.Buffer
+	if err := audit.WriteText(&text, evs); err != nil {
+		t.Fatal(err)
+	}
+	termsafetest.Inert(t, "audit ls", text.String())
+	if err := audit.WriteJSON(&js, evs); err != nil {
+		t.Fatal(err)
+	}
+	termsafetest.Inert(t, "audit ls --json", js.String())
+	var back storage.Event
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || back.Fields["command"] != strings.ToValidUTF8(p, "\ufffd") {
+		t.Fatalf("--json no longer carries the exact value: %q, %v", back.Fields["command"], err)
 	}
 }

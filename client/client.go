@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 )
 
 // Profile is how the CLI reaches the bastion as the user: what
@@ -97,7 +99,12 @@ func Run(ctx context.Context, p Profile, args []string, stdout, stderr io.Writer
 		return 0, fmt.Errorf("open session: %w", err)
 	}
 	defer sess.Close()
-	sess.Stdout, sess.Stderr = stdout, stderr
+	// The bastion escapes what it prints; escaping again here keeps a
+	// reviewer's terminal safe from an older or misbehaving bastion too.
+	// Only newlines pass.
+	safeOut, safeErr := termsafe.NewWriter(stdout), termsafe.NewWriter(stderr)
+	defer func() { _ = safeOut.Flush(); _ = safeErr.Flush() }()
+	sess.Stdout, sess.Stderr = safeOut, safeErr
 	go func() {
 		<-ctx.Done()
 		client.Close()

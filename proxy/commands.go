@@ -11,6 +11,7 @@ import (
 	gliderssh "github.com/gliderlabs/ssh"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
@@ -26,20 +27,30 @@ func (s *Server) bastionSession(sess gliderssh.Session) {
 	}
 	ctx := sess.Context()
 	args := sess.Command()
-	out := newlineWriter{w: sess, crlf: isPty(sess)}
-	errw := newlineWriter{w: sess.Stderr(), crlf: isPty(sess)}
+	// Every command escapes the fields it prints (termsafe); these writers
+	// are the net under them: whatever still holds a control character,
+	// a bidi override or invalid UTF-8 is escaped before it leaves, and
+	// only the newline (made \r\n on a pty) passes.
+	outSafe := termsafe.NewWriter(newlineWriter{w: sess, crlf: isPty(sess)})
+	errSafe := termsafe.NewWriter(newlineWriter{w: sess.Stderr(), crlf: isPty(sess)})
+	defer func() { _ = outSafe.Flush(); _ = errSafe.Flush() }()
+	out, errw := io.Writer(outSafe), io.Writer(errSafe)
 	if err := s.opt.Authorizer.Admit(ctx, id); err != nil {
 		fmt.Fprintf(errw, "gatehouse: %s\n", err)
+		_ = errSafe.Flush()
 		_ = sess.Exit(1)
 		return
 	}
 	if len(args) == 0 {
 		s.banner(ctx, id, out)
+		_ = outSafe.Flush()
 		_ = sess.Exit(0)
 		return
 	}
 	s.audit(ctx, storage.Event{Type: "exec", Actor: id.User, Target: "bastion", Fields: map[string]any{"command": strings.Join(args, " ")}})
 	code := s.runCommand(ctx, id, args, sess, out, errw)
+	_ = outSafe.Flush()
+	_ = errSafe.Flush()
 	_ = sess.Exit(code)
 }
 
@@ -75,7 +86,7 @@ func (s *Server) runCommand(ctx context.Context, id Identity, args []string, std
 	if cmd, ok := s.opt.Commands[args[0]]; ok {
 		return cmd(ctx, id, args[1:], stdin, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "gatehouse: unknown command %q; try: ssh bastion help\n", args[0])
+	fmt.Fprintf(stderr, "gatehouse: unknown command %s; try: ssh bastion help\n", termsafe.Quote(args[0]))
 	return 2
 }
 
@@ -96,7 +107,7 @@ func (s *Server) whoami(ctx context.Context, id Identity, stdout, stderr io.Writ
 		s.log.Error("describe", "user", id.User, "err", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "user: %s\n", id.User)
+	fmt.Fprintf(stdout, "user: %s\n", termsafe.String(id.User))
 	fmt.Fprintf(stdout, "authenticated by: %s\n", id.Method)
 	fmt.Fprint(stdout, desc)
 	return 0
@@ -116,7 +127,8 @@ func (s *Server) nodes(ctx context.Context, id Identity, stdout, stderr io.Write
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tLOGINS\tLABELS")
 	for _, n := range na {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", n.Node.Name, strings.Join(n.Logins, ","), labelString(n.Node.Labels))
+		// Logins may come from claims ({{claims.unix_login}}).
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", termsafe.String(n.Node.Name), strings.Join(termsafe.Strings(n.Logins), ","), termsafe.String(labelString(n.Node.Labels)))
 	}
 	return boolExit(tw.Flush() == nil)
 }
@@ -152,5 +164,5 @@ func (s *Server) banner(ctx context.Context, id Identity, w io.Writer) {
 		return
 	}
 	host := s.cfg.SSH.Listen
-	fmt.Fprintf(w, "\nConnect with: ssh -J %s@%s LOGIN@NODE\n", id.User, host)
+	fmt.Fprintf(w, "\nConnect with: ssh -J %s@%s LOGIN@NODE\n", termsafe.String(id.User), host)
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse-dev/gatehouse/config"
+	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
@@ -51,7 +52,7 @@ func (s *Server) handleJump(_ *gliderssh.Server, conn *ssh.ServerConn, newCh ssh
 	if !ok {
 		s.audit(ctx, storage.Event{Type: "session.denied", Actor: id.User, Target: req.Host, Outcome: "denied",
 			Fields: map[string]any{"reason": "unknown node", "remote": conn.RemoteAddr().String()}})
-		_ = newCh.Reject(ssh.Prohibited, fmt.Sprintf("gatehouse: unknown node %q (see: ssh %s@bastion nodes)", req.Host, id.User))
+		_ = newCh.Reject(ssh.Prohibited, fmt.Sprintf("gatehouse: unknown node %s (see: ssh %s@bastion nodes)", termsafe.Quote(req.Host), termsafe.String(id.User)))
 		return
 	}
 	adm, err := s.admitJump(ctx, id)
@@ -308,11 +309,13 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// refusal is the one line a refused user sees.
+// refusal is the one line a refused user sees. The login is whatever the
+// client sent (`ssh -J bastion $'\e]0;x\a'@db-1`), so it is escaped.
 func refusal(user, login, node string, v Verdict) string {
-	msg := fmt.Sprintf("gatehouse: %s may not log in as %s on %s (%s)", user, login, node, v.Reason)
+	f := termsafe.String
+	msg := fmt.Sprintf("gatehouse: %s may not log in as %s on %s (%s)", f(user), f(login), f(node), f(v.Reason))
 	if v.Hint != "" {
-		msg += "; " + v.Hint
+		msg += "; " + f(v.Hint)
 	}
 	return msg
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/config"
+	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 )
@@ -177,7 +178,7 @@ func (a *authorizer) Describe(ctx context.Context, id proxy.Identity) (string, e
 		// Never the reason: it may be about an investigation.
 		fmt.Fprintf(&b, "LOCKED: contact your security team\n")
 	}
-	fmt.Fprintf(&b, "roles: %s\n", orNone(eff.Base))
+	fmt.Fprintf(&b, "roles: %s\n", orNone(termsafe.Strings(eff.Base)))
 	now := a.now()
 	if len(eff.Grants) == 0 {
 		fmt.Fprintf(&b, "grants: none\n")
@@ -187,7 +188,7 @@ func (a *authorizer) Describe(ctx context.Context, id proxy.Identity) (string, e
 		if g.GrantEnd != nil {
 			left = fmt.Sprintf(" until %s (%s left)", g.GrantEnd.Local().Format("15:04 MST"), g.GrantEnd.Sub(now).Round(time.Second))
 		}
-		fmt.Fprintf(&b, "grant: %s via request %s%s\n", strings.Join(g.Roles, ","), g.ID, left)
+		fmt.Fprintf(&b, "grant: %s via request %s%s\n", strings.Join(termsafe.Strings(g.Roles), ","), termsafe.String(g.ID), left)
 	}
 	return b.String(), nil
 }

@@ -9,6 +9,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/access"
+	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
@@ -91,7 +93,7 @@ func (b *Bastion) cmdRequest(ctx context.Context, id proxy.Identity, args []stri
 	c, err := parseCmd(args, []string{"reason"}, []string{"duration"}, []string{"wait"})
 	if err != nil || len(c.pos) != 1 {
 		if err != nil {
-			fmt.Fprintf(stderr, "gatehouse: %v\n", err)
+			fmt.Fprintf(stderr, "gatehouse: %s\n", termsafe.String(err.Error()))
 		}
 		fmt.Fprintln(stderr, "gatehouse: usage: request ROLE[,ROLE] --reason TEXT [--duration 1h] [--wait]")
 		return 2
@@ -99,7 +101,7 @@ func (b *Bastion) cmdRequest(ctx context.Context, id proxy.Identity, args []stri
 	var dur time.Duration
 	if d := c.vals["duration"]; d != "" {
 		if dur, err = time.ParseDuration(d); err != nil || dur <= 0 {
-			fmt.Fprintf(stderr, "gatehouse: bad --duration %q (use e.g. 30m or 2h)\n", d)
+			fmt.Fprintf(stderr, "gatehouse: bad --duration %s (use e.g. 30m or 2h)\n", termsafe.Quote(d))
 			return 2
 		}
 	}
@@ -112,19 +114,17 @@ func (b *Bastion) cmdRequest(ctx context.Context, id proxy.Identity, args []stri
 	}
 	req, err := b.Access.Create(ctx, eff, roles, reason, dur)
 	if err != nil {
-		fmt.Fprintf(stderr, "gatehouse: request refused: %v\n", err)
-		return 1
+		return b.refused(ctx, stderr, "request", err)
 	}
 	fmt.Fprintf(stdout, "id: %s\n", req.ID)
-	fmt.Fprintf(stdout, "request for %s is %s; an approver can run: ssh bastion approve %s\n", strings.Join(req.Roles, ","), req.State, req.ID)
+	fmt.Fprintf(stdout, "request for %s is %s; an approver can run: ssh bastion approve %s\n", strings.Join(termsafe.Strings(req.Roles), ","), req.State, req.ID)
 	if !wait {
 		return 0
 	}
 	fmt.Fprintln(stdout, "waiting for a decision...")
 	done, err := b.Access.Wait(ctx, req.ID)
 	if err != nil {
-		fmt.Fprintf(stderr, "gatehouse: waiting for %s: %v\n", req.ID, err)
-		return 1
+		return b.refused(ctx, stderr, "wait for request "+req.ID, err)
 	}
 	return printOutcome(stdout, done)
 }
@@ -136,12 +136,13 @@ func printOutcome(w io.Writer, r storage.Request) int {
 		if r.GrantEnd != nil {
 			end = " until " + r.GrantEnd.Local().Format("2006-01-02 15:04 MST")
 		}
-		fmt.Fprintf(w, "request %s APPROVED: %s granted%s\n", r.ID, strings.Join(r.Roles, ","), end)
+		fmt.Fprintf(w, "request %s APPROVED: %s granted%s\n", r.ID, strings.Join(termsafe.Strings(r.Roles), ","), end)
 		return 0
 	default:
 		why := ""
 		if r.StateReason != "" {
-			why = ": " + r.StateReason
+			// The reviewer's words, shown to the requester.
+			why = ": " + termsafe.String(r.StateReason)
 		}
 		fmt.Fprintf(w, "request %s %s%s\n", r.ID, r.State, why)
 		return 1
@@ -157,27 +158,34 @@ func (b *Bastion) cmdRequests(ctx context.Context, id proxy.Identity, args []str
 	if len(args) == 1 {
 		r, err := b.Access.Get(ctx, eff, args[0])
 		if err != nil {
-			fmt.Fprintf(stderr, "gatehouse: no request %s you may see\n", args[0])
-			return 1
+			return b.refused(ctx, stderr, "look up request", err)
 		}
 		showRequest(stdout, r)
 		return 0
 	}
 	reqs, err := b.Access.List(ctx, eff, storage.RequestFilter{Limit: 50})
 	if err != nil {
-		fmt.Fprintf(stderr, "gatehouse: list requests: %v\n", err)
-		return 1
+		return b.refused(ctx, stderr, "list requests", err)
 	}
+	writeRequests(stdout, reqs)
+	return 0
+}
+
+// writeRequests is the `requests` listing, one request per line, id first.
+// The user, roles and reason are the requester's words shown to reviewers:
+// every field goes through termsafe, which also keeps a tab or newline in a
+// reason from breaking the table.
+func writeRequests(w io.Writer, reqs []storage.Request) {
 	if len(reqs) == 0 {
-		fmt.Fprintln(stdout, "no requests")
-		return 0
+		fmt.Fprintln(w, "no requests")
+		return
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	f := termsafe.String
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, r := range reqs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.State, r.User, strings.Join(r.Roles, ","), r.Created.Local().Format("01-02 15:04"), r.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f(r.ID), f(r.State), f(r.User), strings.Join(termsafe.Strings(r.Roles), ","), r.Created.Local().Format("01-02 15:04"), f(r.Reason))
 	}
 	_ = tw.Flush()
-	return 0
 }
 
 func (b *Bastion) cmdReview(ctx context.Context, id proxy.Identity, args []string, approve bool, stdout, stderr io.Writer) int {
@@ -194,8 +202,7 @@ func (b *Bastion) cmdReview(ctx context.Context, id proxy.Identity, args []strin
 	}
 	r, err := b.Access.Review(ctx, eff, pos[0], approve, reason)
 	if err != nil {
-		fmt.Fprintf(stderr, "gatehouse: review refused: %v\n", err)
-		return 1
+		return b.refused(ctx, stderr, "review", err)
 	}
 	verb := "denied"
 	if approve {
@@ -229,20 +236,18 @@ func (b *Bastion) simple(ctx context.Context, id proxy.Identity, args []string, 
 	}
 	r, err := fn(ctx, eff, args[0])
 	if err != nil {
-		if errors.Is(err, storage.ErrNotFound) {
-			fmt.Fprintf(stderr, "gatehouse: no request %s\n", args[0])
-			return 1
-		}
-		fmt.Fprintf(stderr, "gatehouse: %s refused: %v\n", name, err)
-		return 1
+		return b.refused(ctx, stderr, name, err)
 	}
 	fmt.Fprintf(stdout, "request %s is now %s\n", r.ID, r.State)
 	return 0
 }
 
+// showRequest is `requests ID`: a request with its reviews. The reason,
+// the reviewers' reasons and the closing note are other people's words.
 func showRequest(w io.Writer, r storage.Request) {
+	f := termsafe.String
 	fmt.Fprintf(w, "id: %s\nstate: %s\nuser: %s\nroles: %s\nreason: %s\nduration: %s\ncreated: %s\n",
-		r.ID, r.State, r.User, strings.Join(r.Roles, ","), r.Reason, r.Duration, r.Created.Local().Format("2006-01-02 15:04:05 MST"))
+		f(r.ID), f(r.State), f(r.User), strings.Join(termsafe.Strings(r.Roles), ","), f(r.Reason), r.Duration, r.Created.Local().Format("2006-01-02 15:04:05 MST"))
 	if r.GrantStart != nil && r.GrantEnd != nil {
 		fmt.Fprintf(w, "access: %s to %s\n", r.GrantStart.Local().Format("15:04:05"), r.GrantEnd.Local().Format("2006-01-02 15:04:05 MST"))
 	}
@@ -251,9 +256,29 @@ func showRequest(w io.Writer, r storage.Request) {
 		if rv.Approve {
 			verdict = "approved"
 		}
-		fmt.Fprintf(w, "review: %s %s at %s %s\n", rv.Reviewer, verdict, rv.Time.Local().Format("15:04:05"), rv.Reason)
+		fmt.Fprintf(w, "review: %s %s at %s %s\n", f(rv.Reviewer), verdict, rv.Time.Local().Format("15:04:05"), f(rv.Reason))
 	}
 	if r.StateReason != "" {
-		fmt.Fprintf(w, "note: %s (%s)\n", r.StateReason, r.StateBy)
+		fmt.Fprintf(w, "note: %s (%s)\n", f(r.StateReason), f(r.StateBy))
 	}
+}
+
+// refused writes the one line for a failed access call and returns the
+// exit status. Every command maps errors here, once: a refusal prints its
+// own words (escaped: they may quote what the user typed), so "no such
+// request" and "not yours" (both access.ErrNoSuchRequest, one message)
+// reach the user as the same bytes with the same status; anything else is
+// logged and reported as a failure to retry.
+func (b *Bastion) refused(ctx context.Context, stderr io.Writer, what string, err error) int {
+	var ref *access.Refusal
+	switch {
+	case errors.Is(err, access.ErrNoSuchRequest) && errors.As(err, &ref):
+		fmt.Fprintf(stderr, "gatehouse: %s\n", termsafe.String(ref.Msg))
+	case errors.As(err, &ref):
+		fmt.Fprintf(stderr, "gatehouse: %s refused: %s\n", what, termsafe.String(ref.Msg))
+	default:
+		b.Log.ErrorContext(ctx, "bastion command failed", "command", what, "err", err)
+		fmt.Fprintf(stderr, "gatehouse: could not %s right now; try again\n", what)
+	}
+	return 1
 }

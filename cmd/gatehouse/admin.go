@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/server"
 	"github.com/gatehouse-dev/gatehouse/storage"
@@ -57,7 +57,7 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if eff.Lock != nil {
-		fmt.Fprintf(stdout, "denied: %s is locked (%s)\n", *user, eff.Lock.Reason)
+		fmt.Fprintf(stdout, "denied: %s is locked (%s)\n", *user, termsafe.String(eff.Lock.Reason))
 		return exitCode(1)
 	}
 	d := b.Policy.Current().Decide(eff.Subject, *login, policy.Node{Name: n.Name, Labels: n.Labels})
@@ -178,14 +178,4 @@ func lockCmd(ctx context.Context, name string, args []string, stdout, stderr io.
 	}
 	fmt.Fprintf(stdout, "unlocked %s\n", *user)
 	return nil
-}
-
-func writeJSONLine(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	b = append(b, '\n')
-	_, err = w.Write(b)
-	return err
 }

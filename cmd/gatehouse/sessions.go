@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"golang.org/x/term"
@@ -63,11 +62,7 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	var tw *tabwriter.Writer
-	if !*asJSON {
-		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tUSER\tLOGIN\tNODE\tKIND\tSTART\tEND\tSTATUS\tEXIT")
-	}
+	lw := session.NewListWriter(stdout, *asJSON)
 	shown := 0
 	for _, s := range list {
 		if *grep != "" {
@@ -80,36 +75,11 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			break
 		}
 		shown++
-		if *asJSON {
-			if err := writeJSONLine(stdout, s); err != nil {
-				return err
-			}
-			continue
+		if err := lw.Write(s); err != nil {
+			return err
 		}
-		end, exit := "-", "-"
-		if s.End != nil {
-			end = s.End.Local().Format("01-02 15:04:05")
-		}
-		if s.ExitStatus != nil {
-			exit = fmt.Sprint(*s.ExitStatus)
-		}
-		kind := s.Kind
-		if s.Command != "" {
-			kind += " " + truncate(s.Command, 30)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.User, s.Login, s.Node, kind, s.Start.Local().Format("01-02 15:04:05"), end, s.Status, exit)
 	}
-	if tw != nil {
-		return tw.Flush()
-	}
-	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-1] + "…"
+	return lw.Flush()
 }
 
 // openRecording finds a session's recording by its id (validated by the

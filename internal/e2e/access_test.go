@@ -457,16 +457,19 @@ func TestAccessRequestRefusals(t *testing.T) {
 			regexp.MustCompile(`gatehouse: request refused: .*reason is required`)},
 		{"approving your own request", bob, []string{"approve", pending},
 			regexp.MustCompile(`gatehouse: review refused: you cannot review your own request`)},
+		// Without rights on it, a request answers as if it did not exist.
 		{"reviewer without review rights", carol, []string{"approve", pending},
-			regexp.MustCompile(`gatehouse: review refused: you may not review request ` + pending)},
+			regexp.MustCompile(`^gatehouse: no request ` + pending + ` that you may review$`)},
 		{"denying without review rights", carol, []string{"deny", pending},
-			regexp.MustCompile(`gatehouse: review refused: you may not review request ` + pending)},
+			regexp.MustCompile(`^gatehouse: no request ` + pending + ` that you may review$`)},
 		{"cancelling someone else's request", carol, []string{"cancel", pending},
+			regexp.MustCompile(`^gatehouse: no request ` + pending + ` that you may cancel$`)},
+		{"a reviewer cancelling someone else's request", alice, []string{"cancel", pending},
 			regexp.MustCompile(`gatehouse: cancel refused: you may only cancel your own requests`)},
 		{"dropping a grant that is not active", bob, []string{"drop", pending},
 			regexp.MustCompile(`gatehouse: drop refused: .*not an active grant`)},
 		{"reviewing an unknown request", alice, []string{"approve", "nosuchid"},
-			regexp.MustCompile(`gatehouse: review refused: .*nosuchid`)},
+			regexp.MustCompile(`^gatehouse: no request nosuchid that you may review$`)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -513,7 +516,7 @@ func TestAccessRequestReviews(t *testing.T) {
 			t.Fatalf("after sam approved twice: want PENDING, got %s", got)
 		}
 		// alice reviews dba, not breakglass.
-		if r := env.cli(t, alice, "approve", id); r.ExitCode != 1 || !strings.Contains(r.Stderr, "may not review") {
+		if r := env.cli(t, alice, "approve", id); r.ExitCode != 1 || !strings.Contains(r.Stderr, "no request "+id+" that you may review") {
 			t.Fatalf("alice may not review breakglass: want exit 1, got %s", r)
 		}
 		refusedJump(t, bob, "root@db-1")

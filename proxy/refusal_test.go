@@ -1,0 +1,20 @@
+package proxy
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-dev/gatehouse/internal/termsafe/termsafetest"
+)
+
+// TestRefusalEscapesTheLogin: the login in a refusal is what the client
+// sent, so it is shown escaped.
+func TestRefusalEscapesTheLogin(t *testing.T) {
+	for name, attack := range termsafetest.Attacks {
+		msg := refusal("bob", attack, "db-1", Verdict{Reason: "login " + attack + " is not valid", Hint: "request one"})
+		termsafetest.Inert(t, name, msg)
+		if !strings.HasPrefix(msg, "gatehouse: bob may not log in as ") || strings.Contains(msg, "\n") {
+			t.Errorf("%s: %q", name, msg)
+		}
+	}
+}
