@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -355,7 +354,12 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 		}
 		if ssh.Unmarshal(r.Payload, &p) == nil {
 			t.mu.Lock()
-			t.term, t.cols, t.rows, t.pty = p.Term, int(p.Cols), int(p.Rows), true
+			// How the session is recorded is settled when it starts: a
+			// pty requested later does not turn an exec's recording into
+			// a terminal's.
+			if !t.started {
+				t.term, t.cols, t.rows, t.pty = p.Term, int(p.Cols), int(p.Rows), true
+			}
 			t.mu.Unlock()
 		}
 	case "window-change":
@@ -378,20 +382,20 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 		}
 	case "shell", "exec", "subsystem":
 		t.mu.Lock()
-		already := t.started
+		already, pty := t.started, t.pty
 		t.started = true
 		t.mu.Unlock()
 		if already {
 			return false // the node refuses a second one
 		}
-		kind, command := "shell", ""
+		command := ""
 		if r.Type == "exec" || r.Type == "subsystem" {
 			var p struct{ S string }
 			if ssh.Unmarshal(r.Payload, &p) == nil {
 				command = p.S
 			}
-			kind = classify(r.Type, command)
 		}
+		kind := classify(r.Type, command, pty)
 		live.kind, live.command = kind, command
 		if err := t.begin(kind, command); err != nil {
 			// Accept the request, then refuse in words: OpenSSH exits at
@@ -411,33 +415,6 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 	}
 	return false
 }
-
-// classify tells terminal sessions from file transfers, which are not
-// recorded as terminal output.
-func classify(reqType, command string) string {
-	if reqType == "subsystem" {
-		if command == "sftp" {
-			return "sftp"
-		}
-		return "subsystem"
-	}
-	f := strings.Fields(command)
-	if len(f) > 0 {
-		switch f[0] {
-		case "scp":
-			return "scp"
-		case "rsync":
-			if strings.Contains(command, "--server") {
-				return "rsync"
-			}
-		case "internal-sftp", "/usr/lib/openssh/sftp-server", "sftp-server":
-			return "sftp"
-		}
-	}
-	return "exec"
-}
-
-func isTransfer(kind string) bool { return kind == "sftp" || kind == "scp" || kind == "rsync" }
 
 // begin opens the recording and the index entry when the session starts.
 func (t *sessionTap) begin(kind, command string) error {
@@ -618,32 +595,6 @@ func (t *sessionTap) finish() {
 	// Last: closing compresses the recording, which takes a while for a
 	// large session; the index and the audit log are already up to date.
 	t.closeRecorder()
-}
-
-// transferDirection reads scp's -t (to node) / -f (from node) and rsync's
-// --sender flag.
-func transferDirection(kind, command string) string {
-	f := strings.Fields(command)
-	switch kind {
-	case "scp":
-		for _, a := range f {
-			if !strings.HasPrefix(a, "-") || strings.HasPrefix(a, "--") {
-				continue
-			}
-			if strings.Contains(a, "t") {
-				return "upload"
-			}
-			if strings.Contains(a, "f") {
-				return "download"
-			}
-		}
-	case "rsync":
-		if strings.Contains(command, "--sender") {
-			return "download"
-		}
-		return "upload"
-	}
-	return "both"
 }
 
 // sftpOp audits one SFTP file operation with its path.
