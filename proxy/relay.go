@@ -140,6 +140,10 @@ type sessionTap struct {
 	// once its stdin turned binary and stopped going into the cast.
 	raw      RawRecorder
 	binaryIn bool
+	// startedCh is closed once the session's start (shell, exec, subsystem)
+	// has been handled or can no longer come: client data waits for it.
+	startedCh   chan struct{}
+	startedOnce sync.Once
 	// sftpEvents decouples the relay from durable audit appends.
 	sftpEvents chan storage.Event
 	sftpDone   chan struct{}
@@ -321,7 +325,7 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 		upCh.Close()
 		return
 	}
-	t := &sessionTap{s: s, ctx: ctx, lc: lc, id: newID(), watch: newBroadcaster()}
+	t := &sessionTap{s: s, ctx: ctx, lc: lc, id: newID(), watch: newBroadcaster(), startedCh: make(chan struct{})}
 	live := &liveChannel{id: t.id, ch: ch, watch: t.watch}
 	lc.addChannel(live)
 	defer lc.removeChannel(t.id)
@@ -334,7 +338,15 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 	go func() { defer copies.Done(); copyTap(ch.Stderr(), upCh.Stderr(), t.stderr) }()
 	go func() { copies.Wait(); _ = live.closeWrite(); close(outDone) }()
 	inDone := make(chan struct{})
-	go func() { defer close(inDone); copyTap(upCh, ch, t.input); _ = upCh.CloseWrite() }()
+	go func() {
+		defer close(inDone)
+		// Data the client sends before its exec request would reach the
+		// node (sshd keeps it for the command) before the recorders
+		// exist; it is read once they do.
+		<-t.startedCh
+		copyTap(upCh, ch, t.input)
+		_ = upCh.CloseWrite()
+	}()
 
 	// Client -> node requests, observed for the recording and policy.
 	reqDone := make(chan struct{})
@@ -342,6 +354,7 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 		defer close(reqDone)
 		forwardRequests(reqs, upCh, func(r *ssh.Request) bool { return t.clientRequest(r, ch, live) }, &t.replies)
 		// The client closed the channel.
+		t.markStarted()
 		upCh.Close()
 	}()
 	// A client request the node has answered may still be on its way back
@@ -386,6 +399,8 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 	}
 	t.finish()
 }
+
+func (t *sessionTap) markStarted() { t.startedOnce.Do(func() { close(t.startedCh) }) }
 
 // clientRequest inspects (and may answer) a request from the client.
 func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveChannel) bool {
@@ -441,7 +456,9 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 		}
 		kind := classify(r.Type, command, pty)
 		live.kind, live.command = kind, command
-		if err := t.begin(kind, command); err != nil {
+		err := t.begin(kind, command)
+		t.markStarted()
+		if err != nil {
 			// Accept the request, then refuse in words: OpenSSH exits at
 			// once on a failed exec reply, before printing our stderr.
 			msg := "gatehouse: session recording is unavailable; session refused (" + err.Error() + ")"
