@@ -35,6 +35,10 @@ const (
 	TypeSessionInterrupted = "session.interrupted"
 )
 
+// TypeRecordingCapReached: a session's raw store reached
+// recording.max_raw_bytes; fields: session, stored_bytes, max_raw_bytes.
+const TypeRecordingCapReached = "recording.cap_reached"
+
 // Outcomes.
 const (
 	OutcomeSuccess = "success"

@@ -72,7 +72,15 @@ type RecordingConfig struct {
 	Mode        string `yaml:"mode"` // strict or best-effort
 	RecordInput bool   `yaml:"record_input"`
 	Dir         string `yaml:"dir"` // default <data_dir>/recordings
+	// MaxRawBytes caps the raw bytes stored per session without a pty
+	// (stdin, stdout, stderr together, before compression); past it only
+	// sizes and SHA-256 are kept. 0 means DefaultMaxRawBytes, negative
+	// means no cap.
+	MaxRawBytes int64 `yaml:"max_raw_bytes"`
 }
+
+// DefaultMaxRawBytes is recording.max_raw_bytes when unset: 1 GiB.
+const DefaultMaxRawBytes = 1 << 30
 
 // AuditConfig controls the audit log's sinks and retention.
 type AuditConfig struct {
@@ -207,6 +215,9 @@ func (c *Config) fill() error {
 	}
 	if c.Recording.Dir == "" {
 		c.Recording.Dir = filepath.Join(c.DataDir, "recordings")
+	}
+	if c.Recording.MaxRawBytes == 0 {
+		c.Recording.MaxRawBytes = DefaultMaxRawBytes
 	}
 	c.Recording.Dir = abs(c.Recording.Dir)
 	if c.RolesFile == "" {

@@ -22,6 +22,7 @@ func TestParseDefaults(t *testing.T) {
 		{"storage", c.Storage.Driver + " " + c.Storage.DSN, "sqlite /etc/gh/data/gatehouse.db"},
 		{"recording.mode", c.Recording.Mode, "strict"},
 		{"recording.dir", c.Recording.Dir, filepath.Join("/etc/gh/data", "recordings")},
+		{"recording.max_raw_bytes", c.Recording.MaxRawBytes, int64(1 << 30)},
 		{"roles_file", c.RolesFile, "/etc/gh/roles.yaml"},
 		{"login_grace_time", c.SSH.LoginGraceTime.D(), 30 * time.Second},
 		{"node_cert_ttl", c.SSH.NodeCertTTL.D(), 5 * time.Minute},

@@ -405,6 +405,23 @@ func (s *Server) bridgeChannel(ctx context.Context, lc *liveConn, nc ssh.NewChan
 		}
 		return
 	}
+	agent := nc.ChannelType() == "auth-agent@openssh.com"
+	var fwd directTCPIP
+	_ = ssh.Unmarshal(nc.ExtraData(), &fwd)
+	fields := func(state string) map[string]any {
+		return map[string]any{"direction": direction, "login": lc.login, "host": fwd.Host, "port": fwd.Port,
+			"origin": net.JoinHostPort(fwd.OrigHost, strconv.Itoa(int(fwd.OrigPort))), "client": lc.remote, "state": state}
+	}
+	// A tunnel's content is not recorded (it may be a whole SSH session
+	// to the node's own sshd), so its target is on record before the
+	// first byte moves, not only when it closes; no record, no tunnel.
+	if !agent {
+		if err := s.auditAll(ctx, storage.Event{Type: "port_forward", Actor: lc.ident.User, Target: lc.node.Name, Fields: fields("open")}); err != nil {
+			dst.Close()
+			_ = nc.Reject(ssh.Prohibited, "gatehouse: the audit log is unavailable; port forward refused")
+			return
+		}
+	}
 	src, sreqs, err := nc.Accept()
 	if err != nil {
 		dst.Close()
@@ -412,15 +429,12 @@ func (s *Server) bridgeChannel(ctx context.Context, lc *liveConn, nc ssh.NewChan
 	}
 	start := time.Now()
 	in, out := pipeChannels(src, sreqs, dst, dreqs)
-	if nc.ChannelType() == "auth-agent@openssh.com" {
+	if agent {
 		return
 	}
-	var fwd directTCPIP
-	_ = ssh.Unmarshal(nc.ExtraData(), &fwd)
-	s.audit(ctx, storage.Event{Type: "port_forward", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "success",
-		Fields: map[string]any{"direction": direction, "login": lc.login, "host": fwd.Host, "port": fwd.Port,
-			"origin": net.JoinHostPort(fwd.OrigHost, strconv.Itoa(int(fwd.OrigPort))), "client": lc.remote,
-			"bytes_in": in, "bytes_out": out, "duration_ms": time.Since(start).Milliseconds()}})
+	f := fields("closed")
+	f["bytes_in"], f["bytes_out"], f["duration_ms"] = in, out, time.Since(start).Milliseconds()
+	s.audit(ctx, storage.Event{Type: "port_forward", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "success", Fields: f})
 }
 
 // channelConn adapts an SSH channel to net.Conn for the inner connection.

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,6 +136,14 @@ type sessionTap struct {
 	onlcr   onlcr         // for live watchers of a session without a pty
 	replies sync.Mutex    // held while a client request is forwarded and answered
 	binary  *binaryStream // set once stdout turned binary
+	// raw keeps every byte of a session without a pty; binaryIn is set
+	// once its stdin turned binary and stopped going into the cast.
+	raw      RawRecorder
+	binaryIn bool
+	// startedCh is closed once the session's start (shell, exec, subsystem)
+	// has been handled or can no longer come: client data waits for it.
+	startedCh   chan struct{}
+	startedOnce sync.Once
 	// sftpEvents decouples the relay from durable audit appends.
 	sftpEvents chan storage.Event
 	sftpDone   chan struct{}
@@ -161,21 +168,26 @@ func (t *sessionTap) sftpWatcher() *sftp.Watcher {
 func (t *sessionTap) stderr(p []byte) { t.record(p, false) }
 
 // binaryMarker is the "m" event where a recording's text stops: from there
-// on the session's stdout is binary and goes to the audit log as a byte
-// count and a SHA-256, like a file transfer.
-const binaryMarker = "gatehouse: binary output from here on is not recorded as text (bytes and sha256 in the session.end audit event)"
+// on the session's stdout is binary; it is in the raw store, and its byte
+// count and SHA-256 are in the audit log, like a file transfer's.
+const binaryMarker = "gatehouse: binary output from here on is not recorded as text (raw bytes: sessions export --stream stdout; bytes and sha256 in the session.end audit event)"
 
-// record hands output to the recording and to live watchers. The recorder
-// copies p and encodes it on its own goroutine, so this costs the relay a
-// copy. Stdout of a session without a pty that turns binary (a NUL byte,
-// which terminal output does not contain) is a file transfer by another
-// name, `ssh node cat db.dump > db.dump`: its bytes are counted and hashed
-// rather than dumped into the cast as U+FFFD, which would keep nothing a
-// reader could use and cost several times the transfer in CPU and disk.
+// binaryInputMarker is the same for stdin of a session without a pty.
+const binaryInputMarker = "gatehouse: binary input from here on is not recorded as text (raw bytes: sessions export --stream stdin)"
+
+// record hands output to the raw store, the recording and live watchers.
+// The recorders copy p and encode it on goroutines of their own, so this
+// costs the relay a copy each. Stdout of a session without a pty that
+// turns binary (a NUL byte, which terminal output does not contain), such
+// as `ssh node cat db.dump > db.dump`, stops going into the cast, where it
+// would be U+FFFD noise costing several times the transfer in CPU and
+// disk: it is counted and hashed, and kept in the raw store like every
+// byte of a session without a pty. A user who prints a NUL to get out of
+// the cast gets into the raw store.
 func (t *sessionTap) record(p []byte, stdout bool) {
 	t.bytesOut.Add(int64(len(p)))
 	t.mu.Lock()
-	rec, pty := t.rec, t.pty
+	rec, pty, raw := t.rec, t.pty, t.raw
 	turned := false
 	if stdout && t.binary == nil && !pty && !isTransfer(t.kind) && bytes.IndexByte(p, 0) >= 0 {
 		t.binary = newBinaryStream()
@@ -183,6 +195,13 @@ func (t *sessionTap) record(p []byte, stdout bool) {
 	}
 	bin := t.binary
 	t.mu.Unlock()
+	if raw != nil {
+		if stdout {
+			raw.Write(RawStdout, p)
+		} else {
+			raw.Write(RawStderr, p)
+		}
+	}
 	if turned {
 		// Outside the lock: a full recording queue may make Marker wait.
 		if rec != nil {
@@ -267,12 +286,31 @@ func (t *sessionTap) input(p []byte) {
 	}
 	t.bytesIn.Add(int64(len(p)))
 	t.mu.Lock()
-	rec := t.rec
+	rec, pty, raw := t.rec, t.pty, t.raw
+	// Stdin of a session without a pty is recorded whatever
+	// record_input says (it is not keystrokes echoed by a terminal but
+	// what the user fed the command): as text in the cast until it turns
+	// binary, and all of it in the raw store.
+	turned := rec != nil && !pty && !t.binaryIn && bytes.IndexByte(p, 0) >= 0
+	if turned {
+		t.binaryIn = true
+	}
+	toCast := rec != nil && (pty || !t.binaryIn)
 	t.mu.Unlock()
-	if rec != nil {
+	if raw != nil {
+		raw.Write(RawStdin, p)
+	}
+	if turned {
+		rec.Marker(binaryInputMarker)
+	}
+	if toCast {
 		rec.Input(p)
 	}
 }
+
+// inputDrainWait bounds how long a session's end waits for the client's
+// last input.
+const inputDrainWait = 5 * time.Second
 
 // relaySession relays a session channel (shell, exec, subsystem) to the
 // node, recording it.
@@ -287,7 +325,7 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 		upCh.Close()
 		return
 	}
-	t := &sessionTap{s: s, ctx: ctx, lc: lc, id: newID(), watch: newBroadcaster()}
+	t := &sessionTap{s: s, ctx: ctx, lc: lc, id: newID(), watch: newBroadcaster(), startedCh: make(chan struct{})}
 	live := &liveChannel{id: t.id, ch: ch, watch: t.watch}
 	lc.addChannel(live)
 	defer lc.removeChannel(t.id)
@@ -299,7 +337,16 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 	go func() { defer copies.Done(); copyTap(ch, upCh, t.output) }()
 	go func() { defer copies.Done(); copyTap(ch.Stderr(), upCh.Stderr(), t.stderr) }()
 	go func() { copies.Wait(); _ = live.closeWrite(); close(outDone) }()
-	go func() { copyTap(upCh, ch, t.input); _ = upCh.CloseWrite() }()
+	inDone := make(chan struct{})
+	go func() {
+		defer close(inDone)
+		// Data the client sends before its exec request would reach the
+		// node (sshd keeps it for the command) before the recorders
+		// exist; it is read once they do.
+		<-t.startedCh
+		copyTap(upCh, ch, t.input)
+		_ = upCh.CloseWrite()
+	}()
 
 	// Client -> node requests, observed for the recording and policy.
 	reqDone := make(chan struct{})
@@ -307,6 +354,7 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 		defer close(reqDone)
 		forwardRequests(reqs, upCh, func(r *ssh.Request) bool { return t.clientRequest(r, ch, live) }, &t.replies)
 		// The client closed the channel.
+		t.markStarted()
 		upCh.Close()
 	}()
 	// A client request the node has answered may still be on its way back
@@ -341,8 +389,18 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 	answered()
 	ch.Close()
 	<-reqDone
+	// Both channels are closed now, so the input copy ends once the
+	// client confirms the close; its last chunk must be in the raw store
+	// before the store is closed. A client that never confirms does not
+	// hold the session's end off the record.
+	select {
+	case <-inDone:
+	case <-time.After(inputDrainWait):
+	}
 	t.finish()
 }
+
+func (t *sessionTap) markStarted() { t.startedOnce.Do(func() { close(t.startedCh) }) }
 
 // clientRequest inspects (and may answer) a request from the client.
 func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveChannel) bool {
@@ -355,7 +413,12 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 		}
 		if ssh.Unmarshal(r.Payload, &p) == nil {
 			t.mu.Lock()
-			t.term, t.cols, t.rows, t.pty = p.Term, int(p.Cols), int(p.Rows), true
+			// How the session is recorded is settled when it starts: a
+			// pty requested later does not turn an exec's recording into
+			// a terminal's.
+			if !t.started {
+				t.term, t.cols, t.rows, t.pty = p.Term, int(p.Cols), int(p.Rows), true
+			}
 			t.mu.Unlock()
 		}
 	case "window-change":
@@ -378,22 +441,24 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 		}
 	case "shell", "exec", "subsystem":
 		t.mu.Lock()
-		already := t.started
+		already, pty := t.started, t.pty
 		t.started = true
 		t.mu.Unlock()
 		if already {
 			return false // the node refuses a second one
 		}
-		kind, command := "shell", ""
+		command := ""
 		if r.Type == "exec" || r.Type == "subsystem" {
 			var p struct{ S string }
 			if ssh.Unmarshal(r.Payload, &p) == nil {
 				command = p.S
 			}
-			kind = classify(r.Type, command)
 		}
+		kind := classify(r.Type, command, pty)
 		live.kind, live.command = kind, command
-		if err := t.begin(kind, command); err != nil {
+		err := t.begin(kind, command)
+		t.markStarted()
+		if err != nil {
 			// Accept the request, then refuse in words: OpenSSH exits at
 			// once on a failed exec reply, before printing our stderr.
 			msg := "gatehouse: session recording is unavailable; session refused (" + err.Error() + ")"
@@ -411,33 +476,6 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 	}
 	return false
 }
-
-// classify tells terminal sessions from file transfers, which are not
-// recorded as terminal output.
-func classify(reqType, command string) string {
-	if reqType == "subsystem" {
-		if command == "sftp" {
-			return "sftp"
-		}
-		return "subsystem"
-	}
-	f := strings.Fields(command)
-	if len(f) > 0 {
-		switch f[0] {
-		case "scp":
-			return "scp"
-		case "rsync":
-			if strings.Contains(command, "--server") {
-				return "rsync"
-			}
-		case "internal-sftp", "/usr/lib/openssh/sftp-server", "sftp-server":
-			return "sftp"
-		}
-	}
-	return "exec"
-}
-
-func isTransfer(kind string) bool { return kind == "sftp" || kind == "scp" || kind == "rsync" }
 
 // begin opens the recording and the index entry when the session starts.
 func (t *sessionTap) begin(kind, command string) error {
@@ -487,10 +525,26 @@ func (t *sessionTap) begin(kind, command string) error {
 			rec.Recording = path
 		}
 	}
+	if s.opt.RawRecorder != nil && !pty {
+		raw, err := s.opt.RawRecorder(t.id, t.rawCapped, func(err error) { t.recordingFailed(err) })
+		if err != nil {
+			s.audit(t.ctx, storage.Event{Type: "recording.failure", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
+				Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode, "store": "raw"}})
+			if s.cfg.Recording.Mode != "best-effort" {
+				t.closeRecorder()
+				return fmt.Errorf("cannot open raw recording")
+			}
+		} else {
+			t.mu.Lock()
+			t.raw = raw
+			t.mu.Unlock()
+		}
+	}
 	if err := s.opt.Sessions.CreateSession(t.ctx, rec); err != nil {
 		s.log.Error("session index", "session", t.id, "err", err)
 		if s.cfg.Recording.Mode != "best-effort" {
 			t.closeRecorder()
+			t.closeRaw()
 			return fmt.Errorf("cannot index session")
 		}
 	}
@@ -508,6 +562,7 @@ func (t *sessionTap) begin(kind, command string) error {
 		}
 		icancel()
 		t.closeRecorder()
+		t.closeRaw()
 		return errAuditUnavailable
 	}
 	t.mu.Lock()
@@ -546,6 +601,31 @@ func (t *sessionTap) closeRecorder() {
 	}
 }
 
+// closeRaw closes the raw store, if the session has one, and returns its
+// summary (ok=false without one).
+func (t *sessionTap) closeRaw() (sum RawSummary, ok bool) {
+	t.mu.Lock()
+	raw := t.raw
+	t.raw = nil
+	t.mu.Unlock()
+	if raw == nil {
+		return sum, false
+	}
+	sum, err := raw.Close()
+	if err != nil {
+		t.recordingFailed(err)
+	}
+	return sum, true
+}
+
+// rawCapped audits that the session's raw store reached its cap: from
+// here on its bytes are only counted and hashed (in session.end).
+func (t *sessionTap) rawCapped(stored, max int64) {
+	s, lc := t.s, t.lc
+	s.audit(t.ctx, storage.Event{Type: "recording.cap_reached", Actor: lc.ident.User, Target: lc.node.Name,
+		Fields: map[string]any{"session": t.id, "login": lc.login, "stored_bytes": stored, "max_raw_bytes": max}})
+}
+
 // errAuditUnavailable refuses a session whose start could not be written
 // to the audit log: nothing reaches a node off the record.
 var errAuditUnavailable = errors.New("the audit log is unavailable")
@@ -562,6 +642,7 @@ func (t *sessionTap) finish() {
 		// Never started (refused before the index entry was written):
 		// session.denied/recording.failure already tell the story.
 		t.closeRecorder()
+		t.closeRaw()
 		return
 	}
 	if w := t.sftpWatcher(); w != nil {
@@ -577,6 +658,9 @@ func (t *sessionTap) finish() {
 	}
 	lc.mu.Unlock()
 	in, out := t.bytesIn.Load(), t.bytesOut.Load()
+	// Before the audit events, which carry its hashes; the relay is done
+	// with it, so what is left to write is at most one queue.
+	raw, hasRaw := t.closeRaw()
 	// Use a fresh context: the session's may be cancelled by now, and the
 	// end of a session must still be on record.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -602,6 +686,13 @@ func (t *sessionTap) finish() {
 		fields["binary_output_bytes"] = bin.bytes
 		fields["binary_output_sha256"] = bin.sum()
 	}
+	if hasRaw {
+		for i, name := range [...]string{"stdin", "stdout", "stderr"} {
+			fields[name+"_bytes"] = raw.Streams[i].Bytes
+			fields[name+"_sha256"] = raw.Streams[i].SHA256
+		}
+		fields["raw_stored_bytes"], fields["raw_capped"] = raw.Stored, raw.Capped
+	}
 	s.audit(ctx, storage.Event{Type: "session.end", Actor: lc.ident.User, Target: lc.node.Name, Fields: fields})
 	if bin != nil {
 		// Binary stdout is a download whatever the command was called.
@@ -611,39 +702,16 @@ func (t *sessionTap) finish() {
 	}
 	if isTransfer(kind) {
 		dir := transferDirection(kind, command)
-		s.audit(ctx, storage.Event{Type: "file_transfer", Actor: lc.ident.User, Target: lc.node.Name,
-			Fields: map[string]any{"session": t.id, "login": lc.login, "kind": kind, "command": command, "direction": dir,
-				"bytes_to_node": in, "bytes_from_node": out}})
+		ft := map[string]any{"session": t.id, "login": lc.login, "kind": kind, "command": command, "direction": dir,
+			"bytes_to_node": in, "bytes_from_node": out}
+		if hasRaw {
+			ft["sha256_to_node"], ft["sha256_from_node"] = raw.Streams[RawStdin].SHA256, raw.Streams[RawStdout].SHA256
+		}
+		s.audit(ctx, storage.Event{Type: "file_transfer", Actor: lc.ident.User, Target: lc.node.Name, Fields: ft})
 	}
 	// Last: closing compresses the recording, which takes a while for a
 	// large session; the index and the audit log are already up to date.
 	t.closeRecorder()
-}
-
-// transferDirection reads scp's -t (to node) / -f (from node) and rsync's
-// --sender flag.
-func transferDirection(kind, command string) string {
-	f := strings.Fields(command)
-	switch kind {
-	case "scp":
-		for _, a := range f {
-			if !strings.HasPrefix(a, "-") || strings.HasPrefix(a, "--") {
-				continue
-			}
-			if strings.Contains(a, "t") {
-				return "upload"
-			}
-			if strings.Contains(a, "f") {
-				return "download"
-			}
-		}
-	case "rsync":
-		if strings.Contains(command, "--sender") {
-			return "download"
-		}
-		return "upload"
-	}
-	return "both"
 }
 
 // sftpOp audits one SFTP file operation with its path.

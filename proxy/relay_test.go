@@ -24,27 +24,3 @@ func TestONLCR(t *testing.T) {
 		}
 	}
 }
-
-func TestClassifyAndDirection(t *testing.T) {
-	tests := []struct {
-		reqType, cmd, kind, dir string
-	}{
-		{"exec", "scp -t /tmp/", "scp", "upload"},
-		{"exec", "scp -f /etc/hosts", "scp", "download"},
-		{"exec", "rsync --server -vlogDtpre.iLsfxCIvu . dir/", "rsync", "upload"},
-		{"exec", "rsync --server --sender -vlogDtpre.iLsfxCIvu . dir/", "rsync", "download"},
-		{"subsystem", "sftp", "sftp", "both"},
-		{"exec", "ls -la", "exec", "both"},
-		{"exec", "rsync -a a b", "exec", "both"},
-	}
-	for _, tt := range tests {
-		kind := classify(tt.reqType, tt.cmd)
-		if kind != tt.kind {
-			t.Errorf("classify(%q, %q) = %q, want %q", tt.reqType, tt.cmd, kind, tt.kind)
-			continue
-		}
-		if d := transferDirection(kind, tt.cmd); d != tt.dir {
-			t.Errorf("direction(%q) = %q, want %q", tt.cmd, d, tt.dir)
-		}
-	}
-}

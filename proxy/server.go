@@ -29,6 +29,9 @@ type Options struct {
 	Audit      Auditor
 	// Recorder opens session recordings; nil disables recording.
 	Recorder RecorderFactory
+	// RawRecorder opens the raw store of sessions without a pty; nil
+	// disables it.
+	RawRecorder RawRecorderFactory
 	// KeyLogins enables OIDC-backed plain keys; nil accepts only certificates.
 	KeyLogins KeyLogins
 	// Commands maps bastion command names to handlers.

@@ -78,6 +78,39 @@ type RecordingHeader struct {
 // writing fails later.
 type RecorderFactory func(id string, h RecordingHeader, onErr func(error)) (Recorder, string, error)
 
+// RawStream is one direction of a session's bytes.
+type RawStream int
+
+// The streams of a session, numbered as the session package numbers them.
+const (
+	RawStdin RawStream = iota
+	RawStdout
+	RawStderr
+)
+
+// RawRecorder keeps the bytes of a session without a pty: every byte of
+// stdin, stdout and stderr, compressed, up to a per-session cap past which
+// the streams are only counted and hashed.
+type RawRecorder interface {
+	Write(s RawStream, p []byte)
+	Close() (RawSummary, error)
+}
+
+// RawSummary is what a closed RawRecorder knows of each stream.
+type RawSummary struct {
+	Streams [3]struct {
+		Bytes  int64
+		SHA256 string
+	}
+	Stored int64 // bytes kept in the store
+	Capped bool  // the cap was reached: the store holds a prefix
+}
+
+// RawRecorderFactory opens the raw store of session id. onCap is called
+// once if the cap is reached (stored bytes kept), onErr once if writing
+// fails later.
+type RawRecorderFactory func(id string, onCap func(stored, max int64), onErr func(error)) (RawRecorder, error)
+
 // KeyLogins resolves plain public keys through OIDC: a key bound by an
 // earlier login-URL confirmation, or a new login URL flow.
 type KeyLogins interface {

@@ -134,12 +134,43 @@ func (b *Bastion) recorder() proxy.RecorderFactory {
 		r, err := session.NewRecorder(cfg.Recording.Dir, id, session.Header{
 			Width: h.Width, Height: h.Height, Timestamp: h.Start.Unix(), Title: h.Title,
 			Env: map[string]string{"TERM": h.Term}, Command: h.Command,
-		}, session.RecorderOptions{RecordInput: cfg.Recording.RecordInput, OnError: onErr, ONLCR: !h.PTY})
+			// Without a pty, input is what the user fed the command, not
+			// keystrokes: always on record.
+		}, session.RecorderOptions{RecordInput: cfg.Recording.RecordInput || !h.PTY, OnError: onErr, ONLCR: !h.PTY})
 		if err != nil {
 			return nil, "", err
 		}
 		return r, id, nil
 	}
+}
+
+// rawRecorder opens the raw store (every byte of a session without a pty)
+// next to the recordings.
+func (b *Bastion) rawRecorder() proxy.RawRecorderFactory {
+	dir, max := b.Config.Recording.Dir, b.Config.Recording.MaxRawBytes
+	return func(id string, onCap func(stored, max int64), onErr func(error)) (proxy.RawRecorder, error) {
+		r, err := session.NewRawRecorder(dir, id, session.RawOptions{MaxBytes: max, OnError: onErr,
+			OnCap: func(stored int64) { onCap(stored, max) }})
+		if err != nil {
+			return nil, err
+		}
+		return rawStore{r}, nil
+	}
+}
+
+// rawStore adapts session.RawRecorder to the proxy's interface.
+type rawStore struct{ r *session.RawRecorder }
+
+func (s rawStore) Write(st proxy.RawStream, p []byte) { s.r.Write(session.Stream(st), p) }
+
+func (s rawStore) Close() (proxy.RawSummary, error) {
+	sum, err := s.r.Close()
+	var out proxy.RawSummary
+	for i := range out.Streams {
+		out.Streams[i].Bytes, out.Streams[i].SHA256 = sum.Streams[i].Bytes, sum.Streams[i].SHA256
+	}
+	out.Stored, out.Capped = sum.Stored, sum.Capped
+	return out, err
 }
 
 // Serve runs the SSH and web listeners until ctx ends.
@@ -153,7 +184,7 @@ func (b *Bastion) Serve(ctx context.Context) error {
 	b.finalizeRecordings(ctx)
 	px, err := proxy.New(proxy.Options{
 		Config: cfg, CA: b.CA, Authorizer: b.Authorizer(), Sessions: b.Store, Audit: b.Audit,
-		Recorder: b.recorder(), Commands: b.sshCommands(), KeyLogins: b.keyLogins(), Logger: log,
+		Recorder: b.recorder(), RawRecorder: b.rawRecorder(), Commands: b.sshCommands(), KeyLogins: b.keyLogins(), Logger: log,
 	})
 	if err != nil {
 		return err

@@ -313,9 +313,10 @@ func StripANSI(b []byte) []byte {
 	return f.end(out)
 }
 
-// Grep reports whether the output of the recording in r contains text,
-// ignoring case and escape sequences and matching across event boundaries.
-// A recording cut off by a crash is searched up to the cut.
+// Grep reports whether the output or the recorded input of the recording
+// in r contains text, ignoring case and escape sequences and matching
+// across event boundaries (each direction on its own). A recording cut off
+// by a crash is searched up to the cut.
 func Grep(r io.Reader, text string) (bool, error) {
 	rd, err := NewReader(r)
 	if err != nil {
@@ -325,10 +326,9 @@ func Grep(r io.Reader, text string) (bool, error) {
 	if len(needle) == 0 {
 		return true, nil
 	}
-	f := escFilter{mode: modeStrip}
-	// window holds the tail of the lowered text so far that a match could
-	// still start in, followed by the current event's text.
-	var window, chunk []byte
+	// Output and input are separate texts: a match must not be made of
+	// the end of one and the start of the other.
+	out, in := grepStream{f: escFilter{mode: modeStrip}}, grepStream{f: escFilter{mode: modeStrip}}
 	for {
 		ev, err := rd.Next()
 		if errors.Is(err, io.EOF) || errors.Is(err, ErrTruncated) {
@@ -337,16 +337,36 @@ func Grep(r io.Reader, text string) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("search recording: %w", err)
 		}
-		if ev.Type != EventOutput {
+		g := &out
+		switch ev.Type {
+		case EventOutput:
+		case EventInput:
+			g = &in
+		default:
 			continue
 		}
-		chunk = f.append(chunk[:0], []byte(ev.Data))
-		window = append(window, bytes.ToLower(chunk)...)
-		if bytes.Contains(window, needle) {
+		if g.next([]byte(ev.Data), needle) {
 			return true, nil
 		}
-		if keep := len(needle) - 1; len(window) > keep {
-			window = append(window[:0], window[len(window)-keep:]...)
-		}
 	}
+}
+
+// grepStream is the search state of one direction: window holds the tail
+// of the lowered text so far that a match could still start in, followed
+// by the current event's text.
+type grepStream struct {
+	f             escFilter
+	window, chunk []byte
+}
+
+func (g *grepStream) next(data, needle []byte) bool {
+	g.chunk = g.f.append(g.chunk[:0], data)
+	g.window = append(g.window, bytes.ToLower(g.chunk)...)
+	if bytes.Contains(g.window, needle) {
+		return true
+	}
+	if keep := len(needle) - 1; len(g.window) > keep {
+		g.window = append(g.window[:0], g.window[len(g.window)-keep:]...)
+	}
+	return false
 }

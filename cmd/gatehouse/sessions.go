@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,9 +22,10 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	user := fs.String("user", "", "only this user's sessions")
 	node := fs.String("node", "", "only sessions on this node")
 	since := fs.String("since", "", "DURATION (2h, 7d) or TIME")
-	grep := fs.String("grep", "", "only sessions whose recorded output contains TEXT (ANSI stripped, case-insensitive)")
+	grep := fs.String("grep", "", "only sessions whose recorded output or input contains TEXT (ANSI stripped, case-insensitive)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
 	limit := fs.Int("limit", 200, "at most this many sessions")
+	stream := fs.String("stream", "", "export: the raw bytes of one stream (stdin, stdout or stderr) of a session without a pty, instead of the cast")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -38,7 +40,10 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	defer b.Close()
 	if pos[0] == "export" {
 		if len(pos) != 2 {
-			return usageError{"usage: gatehouse sessions export --config FILE SESSION_ID"}
+			return usageError{"usage: gatehouse sessions export --config FILE SESSION_ID [--stream stdin|stdout|stderr]"}
+		}
+		if *stream != "" {
+			return exportStream(ctx, b.Store, b.Config.Recording.Dir, pos[1], *stream, stdout, stderr)
 		}
 		rc, err := openRecording(ctx, b.Store, b.Config.Recording.Dir, pos[1])
 		if err != nil {
@@ -93,9 +98,43 @@ func openRecording(ctx context.Context, st storage.SessionStore, dir, id string)
 		return nil, fmt.Errorf("session %s: %w", id, err)
 	}
 	if s.Recording == "" {
-		return nil, fmt.Errorf("session %s (%s) has no terminal recording; transfers are in the audit log", id, s.Kind)
+		return nil, fmt.Errorf("session %s (%s) has no terminal recording; its bytes: sessions export --stream stdin|stdout|stderr %s", id, s.Kind, id)
 	}
 	return session.Open(dir, id)
+}
+
+// exportStream writes the stored bytes of one raw stream of session id.
+func exportStream(ctx context.Context, st storage.SessionStore, dir, id, name string, stdout, stderr io.Writer) error {
+	if err := session.ValidID(id); err != nil {
+		return usageError{fmt.Sprintf("invalid session id %q", id)}
+	}
+	which, err := session.ParseStream(name)
+	if err != nil {
+		return usageError{"--stream: " + err.Error()}
+	}
+	s, err := st.GetSession(ctx, id)
+	if err != nil {
+		return fmt.Errorf("session %s: %w", id, err)
+	}
+	rr, c, err := session.OpenRaw(dir, id)
+	if errors.Is(err, session.ErrNoRawRecording) {
+		return fmt.Errorf("session %s (%s) has no raw streams: a session with a pty is recorded whole in its cast (sessions export without --stream)", id, s.Kind)
+	}
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	capped, truncated, err := session.ExportStream(stdout, rr, which)
+	if err != nil {
+		return err
+	}
+	if capped {
+		fmt.Fprintf(stderr, "gatehouse: session %s reached recording.max_raw_bytes: what was stored is a prefix; the size and sha256 of each stream are in its session.end audit event\n", id)
+	}
+	if truncated {
+		fmt.Fprintf(stderr, "gatehouse: the raw store of session %s ends early (the bastion stopped while writing it)\n", id)
+	}
+	return nil
 }
 
 func grepRecording(ctx context.Context, st storage.SessionStore, dir string, s storage.Session, text string) (bool, error) {

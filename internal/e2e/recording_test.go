@@ -572,6 +572,20 @@ func TestRecordingTransfers(t *testing.T) {
 		})
 		check(t, up, "scp", "upload", size, 0)
 		sameFile(t, src, filepath.Join(remote, "scp.bin"))
+		// The uploaded file itself is on record: in the scp protocol
+		// stream the client sent, and hashed with it.
+		want, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sid, _ := up.Fields["session"].(string)
+		in := gh.MustRun("sessions", "export", sid, "--stream", "stdin").Stdout
+		if !strings.Contains(in, string(want)) {
+			t.Errorf("export --stream stdin of the scp upload (%d bytes) does not hold the %d bytes of the file", len(in), size)
+		}
+		if sum := sha256.Sum256([]byte(in)); up.Fields["sha256_to_node"] != hex.EncodeToString(sum[:]) {
+			t.Errorf("file_transfer sha256_to_node = %v, want the SHA-256 of the exported stdin", up.Fields["sha256_to_node"])
+		}
 		back := filepath.Join(local, "scp-back.bin")
 		down := transfer(t, "scp", "scp download", func() e2e.Result {
 			return bob.SCP("-O", dest+":"+remote+"/scp.bin", back)
@@ -654,14 +668,18 @@ func TestRecordingTransfers(t *testing.T) {
 		sameFile(t, src, back)
 	})
 
-	// None of the transfers left a terminal recording behind.
+	// None of the transfers left a terminal recording behind; each kept
+	// its raw bytes.
 	for _, s := range listSessions(t, gh, "--user", "bob") {
 		if s.Recording != "" {
 			t.Errorf("session %s (%s) has a recording; transfers must not be recorded as terminal output", s.ID, s.Kind)
 		}
 	}
-	if m, _ := filepath.Glob(filepath.Join(gh.DataDir, "recordings", "*", "*")); len(m) != 0 {
+	if m, _ := filepath.Glob(filepath.Join(gh.DataDir, "recordings", "*", "*.cast*")); len(m) != 0 {
 		t.Errorf("transfers wrote recordings: %v", m)
+	}
+	if m, _ := filepath.Glob(filepath.Join(gh.DataDir, "recordings", "*", "*.raw.gz")); len(m) != 5 {
+		t.Errorf("want the raw store of each of the 5 transfer sessions, found %v", m)
 	}
 }
 
@@ -728,6 +746,10 @@ func TestRecordingBinaryExecOutput(t *testing.T) {
 	}
 	if got := asciinemaCat(t, path); got != "dumping the database\r\n" {
 		t.Errorf("asciinema cat = %q, want the text line", got)
+	}
+	// What the cast leaves out is in the raw store, byte for byte.
+	if out := gh.MustRun("sessions", "export", s.ID, "--stream", "stdout").Stdout; out != prefix+string(want) {
+		t.Errorf("export --stream stdout: %d bytes, want the text line and the %d bytes of the file", len(out), size)
 	}
 }
 
