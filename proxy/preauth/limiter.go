@@ -184,6 +184,12 @@ const (
 	reportSources   = 10
 )
 
+// penaltySlack is how far below Min a penalty may be and still count as
+// reaching it: penalties added up over a few seconds have partly run out
+// already (OpenSSH counts whole seconds, so three 5 s failures within the
+// same second reach its 15 s minimum; here, within about a second).
+const penaltySlack = time.Second
+
 // pruneEvery bounds how often a full penalty table is scanned for expired
 // entries, so a flood of new sources cannot make every admission O(table).
 const pruneEvery = time.Second
@@ -381,7 +387,7 @@ func (l *Limiter) penaliseLocked(src netip.Prefix, o Outcome, d time.Duration, n
 		p.expiry = limit
 	}
 	var imp *Imposed
-	if !p.active && p.expiry.Sub(now) >= pc.Min {
+	if !p.active && p.expiry.Sub(now)+penaltySlack >= pc.Min {
 		p.active = true
 		l.imposed++
 		l.period.imposed++

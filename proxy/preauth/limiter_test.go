@@ -176,13 +176,18 @@ func TestPenalties(t *testing.T) {
 		{"one grace time out is below min, two are not", []step{
 			{done: GraceExceeded}, {done: VersionTimeout, imposed: true, refused: true},
 		}},
+		{"failures a little apart still add up", []step{
+			{done: AuthFail}, {advance: 400 * time.Millisecond, done: AuthFail},
+			{advance: 400 * time.Millisecond, done: AuthFail, imposed: true, refused: true},
+		}},
 		{"penalties run out between failures", []step{
 			{done: AuthFail}, {advance: 6 * time.Second, done: AuthFail}, {advance: 6 * time.Second, done: AuthFail},
 			{advance: 6 * time.Second, done: AuthFail},
 		}},
 		{"noauth needs many", func() []step {
+			// 14 of 1 s reach the 15 s minimum, less penaltySlack.
 			var s []step
-			for i := 0; i < 14; i++ {
+			for i := 0; i < 13; i++ {
 				s = append(s, step{done: NoAuth})
 			}
 			return append(s, step{done: NoAuth, imposed: true, refused: true})
