@@ -82,27 +82,68 @@ type pendingConn struct {
 	finished   atomic.Bool
 }
 
-// connCallback admits or refuses a new connection (per-source cap, random
-// early drop, penalties) and starts its deadlines.
-func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
-	ticket, reason := s.limit.Admit(addrOf(conn.RemoteAddr()))
+// admissionListener decides on each connection as it is accepted. A
+// refused one is closed right there: it never costs a goroutine, a context
+// or a handshake, so a flood of them costs little more than the accepts.
+type admissionListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l *admissionListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if ac := l.s.admit(c); ac != nil {
+			return ac, nil
+		}
+	}
+}
+
+// admittedConn is an accepted connection and its place among the
+// unauthenticated ones.
+type admittedConn struct {
+	net.Conn
+	ticket *preauth.Ticket
+}
+
+// admit applies the per-source cap, random early drop and penalties to a
+// new connection; it closes a refused one and returns nil.
+func (s *Server) admit(c net.Conn) *admittedConn {
+	ticket, reason := s.limit.Admit(addrOf(c.RemoteAddr()))
 	if ticket == nil {
 		// Not logged one by one above debug: the attacker sets this rate.
 		// The summary (reportPreAuth) has them.
-		s.log.Debug("unauthenticated connection refused", "remote", conn.RemoteAddr().String(), "reason", reason.String())
+		s.log.Debug("unauthenticated connection refused", "remote", c.RemoteAddr().String(), "reason", reason.String())
+		c.Close()
 		return nil
+	}
+	return &admittedConn{Conn: c, ticket: ticket}
+}
+
+// connCallback starts an admitted connection's deadlines and watches it
+// until it authenticates or ends.
+func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
+	ac, ok := conn.(*admittedConn)
+	if !ok {
+		// Not from Serve's listener: admit it here.
+		if ac = s.admit(conn); ac == nil {
+			return nil
+		}
 	}
 	grace := s.cfg.SSH.LoginGraceTime.D()
 	version := s.cfg.SSH.VersionDeadline.D()
 	if version <= 0 || version > grace {
 		version = grace
 	}
-	p := &pendingConn{s: s, ctx: ctx, ticket: ticket, raw: conn, start: time.Now(), grace: grace}
+	p := &pendingConn{s: s, ctx: ctx, ticket: ac.ticket, raw: ac.Conn, start: time.Now(), grace: grace}
 	ctx.SetValue(ctxKeyPending, p)
 	p.mu.Lock()
 	p.timer = time.AfterFunc(version, p.expire)
 	p.mu.Unlock()
-	return newQueuedConn(&watchedConn{Conn: conn, p: p})
+	return newQueuedConn(&watchedConn{Conn: ac.Conn, p: p})
 }
 
 func addrOf(a net.Addr) netip.Addr {

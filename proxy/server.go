@@ -321,7 +321,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		_ = s.srv.Close()
 	}()
-	err := s.srv.Serve(ln)
+	err := s.srv.Serve(&admissionListener{Listener: ln, s: s})
 	if errors.Is(err, gliderssh.ErrServerClosed) {
 		// Shutdown closed the listener; wait for the connections' cut.
 		<-cut
