@@ -93,8 +93,8 @@ type attacker struct {
 	wrongKeyRefusedAtAccept atomic.Int64
 }
 
-func (a *attacker) dial() (net.Conn, error) {
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}, Timeout: 5 * time.Second}
+func (a *attacker) dial(src string) (net.Conn, error) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
 	return d.DialContext(a.ctx, "tcp", a.addr)
 }
 
@@ -114,7 +114,7 @@ func (a *attacker) silent(ready *sync.WaitGroup) {
 	defer a.wg.Done()
 	first := true
 	for a.ctx.Err() == nil {
-		c, err := a.dial()
+		c, err := a.dial("127.0.0.1")
 		if first {
 			ready.Done()
 			first = false
@@ -149,7 +149,7 @@ func (a *attacker) garbageFlood() {
 		}
 	}
 	for a.pause(20 * time.Millisecond) {
-		c, err := a.dial()
+		c, err := a.dial("127.0.0.1")
 		if err != nil {
 			continue
 		}
@@ -161,9 +161,10 @@ func (a *attacker) garbageFlood() {
 	}
 }
 
-// wrongKeyFlood completes the SSH handshake and offers a key the bastion
-// has never heard of (x/crypto's client: the attacker brings their own).
-func (a *attacker) wrongKeyFlood(t *testing.T) {
+// wrongKeyFlood completes the SSH handshake from src and offers a key the
+// bastion has never heard of (x/crypto's client: the attacker brings their
+// own).
+func (a *attacker) wrongKeyFlood(t *testing.T, src string) {
 	defer a.wg.Done()
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	signer, err := ssh.NewSignerFromKey(priv)
@@ -174,7 +175,7 @@ func (a *attacker) wrongKeyFlood(t *testing.T) {
 	cfg := &ssh.ClientConfig{User: "bob", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
 		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 5 * time.Second}
 	for a.pause(20 * time.Millisecond) {
-		c, err := a.dial()
+		c, err := a.dial(src)
 		if err != nil {
 			continue
 		}
@@ -252,22 +253,27 @@ func TestPreAuthExhaustion(t *testing.T) {
 	ready.Wait()
 	for i := 0; i < 4; i++ {
 		go a.garbageFlood()
-		go a.wrongKeyFlood(t)
+		// Most of 127.0.0.1's attempts are refused before they reach
+		// authentication (its slots are full of silent connections, then
+		// it is penalised); 127.0.0.3 only offers wrong keys, so those
+		// reach the authentication callbacks.
+		go a.wrongKeyFlood(t, []string{"127.0.0.1", "127.0.0.3"}[i%2])
 	}
 	attackStart := time.Now()
 
-	// The attack is in full swing once 127.0.0.1 is being refused.
-	var penalised bool
-	for deadline := time.Now().Add(90 * time.Second); !penalised && time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+	// The attack is in full swing once both attacking sources are
+	// being refused.
+	penalised := map[any]any{}
+	for deadline := time.Now().Add(90 * time.Second); len(penalised) < 2 && time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
 		for _, ev := range auditLs(t, gh, "--type", "ssh.preauth.penalty") {
-			if ev.Fields["source"] == "127.0.0.1" {
-				penalised = true
-				t.Logf("127.0.0.1 penalised after %v (reason %v)", time.Since(attackStart).Round(time.Millisecond), ev.Fields["reason"])
+			if src := ev.Fields["source"]; penalised[src] == nil {
+				penalised[src] = ev.Fields["reason"]
+				t.Logf("%v penalised after %v (reason %v)", src, time.Since(attackStart).Round(time.Millisecond), ev.Fields["reason"])
 			}
 		}
 	}
-	if !penalised {
-		t.Fatal("no penalty for 127.0.0.1 within 90 s of the attack")
+	if penalised["127.0.0.1"] == nil || penalised["127.0.0.3"] != "authfail" {
+		t.Fatalf("penalties within 90 s of the attack: want 127.0.0.1 and 127.0.0.3 (authfail), got %v", penalised)
 	}
 
 	// Real logins from 127.0.0.2 while the attack goes on, spread over
