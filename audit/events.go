@@ -33,6 +33,8 @@ const (
 	TypeCertIssue          = "cert.issue"
 	TypeLoginKeyBind       = "login.key_bind"
 	TypeSessionInterrupted = "session.interrupted"
+	TypePreAuthDropped     = "ssh.preauth.dropped" // fields: dropped, by_reason, sources, other_sources, penalties_imposed, penalties_unaudited, penalty_overflow, period_seconds
+	TypePreAuthPenalty     = "ssh.preauth.penalty" // fields: source, reason, until
 )
 
 // TypeRecordingCapReached: a session's raw store reached

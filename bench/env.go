@@ -134,9 +134,12 @@ func Start(ctx context.Context, opts EnvOptions) (env *Env, err error) {
 	if err := os.WriteFile(rolesPath, []byte(roles.String()), 0o644); err != nil {
 		return nil, fmt.Errorf("write roles.yaml: %w", err)
 	}
+	// Every benchmark client comes from 127.0.0.1 and opens up to -parallel
+	// sessions at once: the per-source cap on handshakes in progress
+	// (default 10) is lifted out of the way.
 	cfg := map[string]any{
 		"data_dir":   filepath.Join(e.Dir, "data"),
-		"ssh":        map[string]any{"listen": e.GHAddr},
+		"ssh":        map[string]any{"listen": e.GHAddr, "per_source_max_unauthenticated": 100},
 		"web":        map[string]any{"listen": webAddr, "public_url": "http://" + webAddr},
 		"recording":  map[string]any{"mode": "strict"},
 		"roles_file": rolesPath,

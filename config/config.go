@@ -8,8 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -38,10 +41,37 @@ type SSHConfig struct {
 	Listen          string   `yaml:"listen"`
 	LoginGraceTime  Duration `yaml:"login_grace_time"`    // pre-auth timeout, default 30s
 	MaxUnauthorized int      `yaml:"max_unauthenticated"` // cap on connections still authenticating, default 100
-	NodeDialTimeout Duration `yaml:"node_dial_timeout"`   // default 10s
-	NodeCertTTL     Duration `yaml:"node_cert_ttl"`       // upstream certificate validity, default 5m
-	KeyBindingTTL   Duration `yaml:"key_binding_ttl"`     // SSH login-URL key bindings, default 12h
-	HostNames       []string `yaml:"host_names"`          // extra names the bastion is reached by (for its host certificate)
+	// MaxStartups is OpenSSH's start:rate:full (or just full): past start
+	// unauthenticated connections, new ones are refused at random, rate%
+	// at start rising to 100% at full. full is max_unauthenticated.
+	// Default: half of max_unauthenticated, 30%.
+	MaxStartups string `yaml:"max_startups"`
+	// PerSourceMaxUnauthenticated caps unauthenticated connections from
+	// one address (IPv6: one /64), default 10.
+	PerSourceMaxUnauthenticated int `yaml:"per_source_max_unauthenticated"`
+	// VersionDeadline is how long a new connection has to send its SSH
+	// version line, default 10s (at most login_grace_time).
+	VersionDeadline    Duration      `yaml:"version_deadline"`
+	PerSourcePenalties PenaltyConfig `yaml:"per_source_penalties"`
+	PenaltyExempt      []string      `yaml:"penalty_exempt"`    // addresses or CIDRs never penalised
+	NodeDialTimeout    Duration      `yaml:"node_dial_timeout"` // default 10s
+	NodeCertTTL        Duration      `yaml:"node_cert_ttl"`     // upstream certificate validity, default 5m
+	KeyBindingTTL      Duration      `yaml:"key_binding_ttl"`   // SSH login-URL key bindings, default 12h
+	HostNames          []string      `yaml:"host_names"`        // extra names the bastion is reached by (for its host certificate)
+}
+
+// PenaltyConfig is OpenSSH's PerSourcePenalties: a source whose connections
+// end without authenticating is refused for a while once its penalties add
+// up to min. Unset keys take the defaults below; "0s" turns one kind off.
+type PenaltyConfig struct {
+	Enabled       *bool     `yaml:"enabled"`        // default true
+	AuthFail      *Duration `yaml:"authfail"`       // failed to authenticate, default 5s
+	NoAuth        *Duration `yaml:"noauth"`         // left without trying, default 1s
+	GraceExceeded *Duration `yaml:"grace_exceeded"` // login grace time or version deadline ran out, default 10s
+	Invalid       *Duration `yaml:"invalid"`        // sent something that is not SSH, default 10s
+	Min           *Duration `yaml:"min"`            // refused once the penalty reaches this, default 15s
+	Max           *Duration `yaml:"max"`            // longest penalty, default 10m
+	MaxSources    int       `yaml:"max_sources"`    // sources tracked at most, default 65536
 }
 
 // WebConfig is the HTTP UI and API listener.
@@ -171,8 +201,8 @@ func (c *Config) fill() error {
 	if c.SSH.LoginGraceTime == 0 {
 		c.SSH.LoginGraceTime = Duration(30 * time.Second)
 	}
-	if c.SSH.MaxUnauthorized == 0 {
-		c.SSH.MaxUnauthorized = 100
+	if err := c.SSH.fillPreAuth(); err != nil {
+		return err
 	}
 	if c.SSH.NodeDialTimeout == 0 {
 		c.SSH.NodeDialTimeout = Duration(10 * time.Second)
@@ -277,6 +307,138 @@ func (c *Config) fill() error {
 		}
 	}
 	return nil
+}
+
+// fillPreAuth validates the pre-authentication limits and sets their
+// defaults.
+func (s *SSHConfig) fillPreAuth() error {
+	if s.MaxUnauthorized < 0 {
+		return fmt.Errorf("ssh.max_unauthenticated %d: want a positive number", s.MaxUnauthorized)
+	}
+	if s.MaxStartups != "" {
+		_, _, full, err := parseMaxStartups(s.MaxStartups)
+		if err != nil {
+			return fmt.Errorf("ssh.max_startups %q: %w (want start:rate:full, e.g. 10:30:100)", s.MaxStartups, err)
+		}
+		if s.MaxUnauthorized != 0 && s.MaxUnauthorized != full {
+			return fmt.Errorf("ssh.max_startups %q says full is %d but ssh.max_unauthenticated is %d; set one of them", s.MaxStartups, full, s.MaxUnauthorized)
+		}
+		s.MaxUnauthorized = full
+	}
+	if s.MaxUnauthorized == 0 {
+		s.MaxUnauthorized = 100
+	}
+	switch {
+	case s.PerSourceMaxUnauthenticated < 0:
+		return fmt.Errorf("ssh.per_source_max_unauthenticated %d: want a positive number", s.PerSourceMaxUnauthenticated)
+	case s.PerSourceMaxUnauthenticated == 0:
+		s.PerSourceMaxUnauthenticated = 10
+	}
+	switch grace := s.LoginGraceTime.D(); {
+	case s.VersionDeadline.D() > grace:
+		return fmt.Errorf("ssh.version_deadline %v must not be longer than ssh.login_grace_time %v", s.VersionDeadline.D(), grace)
+	case s.VersionDeadline == 0:
+		s.VersionDeadline = Duration(min(10*time.Second, grace))
+	}
+	p := &s.PerSourcePenalties
+	if p.Enabled == nil {
+		on := true
+		p.Enabled = &on
+	}
+	def := func(d **Duration, v time.Duration) {
+		if *d == nil {
+			dv := Duration(v)
+			*d = &dv
+		}
+	}
+	def(&p.AuthFail, 5*time.Second)
+	def(&p.NoAuth, time.Second)
+	def(&p.GraceExceeded, 10*time.Second)
+	def(&p.Invalid, 10*time.Second)
+	def(&p.Min, 15*time.Second)
+	def(&p.Max, 10*time.Minute)
+	switch {
+	case p.MaxSources < 0:
+		return fmt.Errorf("ssh.per_source_penalties.max_sources %d: want a positive number", p.MaxSources)
+	case p.MaxSources == 0:
+		p.MaxSources = 65536
+	}
+	if *p.Enabled && (p.Max.D() <= 0 || p.Min.D() > p.Max.D()) {
+		return fmt.Errorf("ssh.per_source_penalties: max %v must be positive and at least min %v", p.Max.D(), p.Min.D())
+	}
+	for i, e := range s.PenaltyExempt {
+		if _, err := parsePrefix(e); err != nil {
+			return fmt.Errorf("ssh.penalty_exempt[%d] %q: want an address or a CIDR like 10.0.0.0/8", i, e)
+		}
+	}
+	return nil
+}
+
+// Startups returns max_startups as start, rate (percent) and full.
+func (s SSHConfig) Startups() (start, rate, full int) {
+	if s.MaxStartups != "" {
+		if start, rate, full, err := parseMaxStartups(s.MaxStartups); err == nil {
+			return start, rate, full
+		}
+	}
+	full = s.MaxUnauthorized
+	return max(1, full/2), 30, full
+}
+
+// parseMaxStartups parses "start:rate:full" or "full" (no random drop).
+func parseMaxStartups(v string) (start, rate, full int, err error) {
+	parts := strings.Split(v, ":")
+	nums := make([]int, len(parts))
+	for i, p := range parts {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("%q is not a number", p)
+		}
+		nums[i] = n
+	}
+	switch len(nums) {
+	case 1:
+		start, rate, full = nums[0], 100, nums[0]
+	case 3:
+		start, rate, full = nums[0], nums[1], nums[2]
+	default:
+		return 0, 0, 0, errors.New("want one or three numbers")
+	}
+	switch {
+	case full < 1:
+		return 0, 0, 0, errors.New("full must be at least 1")
+	case start < 1 || start > full:
+		return 0, 0, 0, fmt.Errorf("start %d must be between 1 and full %d", start, full)
+	case rate < 0 || rate > 100:
+		return 0, 0, 0, fmt.Errorf("rate %d must be a percentage (0 to 100)", rate)
+	}
+	return start, rate, full, nil
+}
+
+// ExemptPrefixes returns penalty_exempt parsed (entries that do not parse
+// were refused by Load).
+func (s SSHConfig) ExemptPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, e := range s.PenaltyExempt {
+		if p, err := parsePrefix(e); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parsePrefix accepts a CIDR or a single address.
+func parsePrefix(v string) (netip.Prefix, error) {
+	if strings.Contains(v, "/") {
+		p, err := netip.ParsePrefix(v)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // Path is the file the config was read from.

@@ -72,3 +72,80 @@ func TestNodeLookup(t *testing.T) {
 		t.Fatal("Node(db-2) found")
 	}
 }
+
+func TestPreAuthLimits(t *testing.T) {
+	type want struct {
+		start, rate, full, perSource int
+		version                      time.Duration
+		penalties                    bool
+		authfail, noauth             time.Duration
+		exempt                       string
+	}
+	tests := []struct {
+		name, yaml string
+		want       want
+	}{
+		{"defaults", "ssh: {}\n", want{50, 30, 100, 10, 10 * time.Second, true, 5 * time.Second, time.Second, ""}},
+		{"max_unauthenticated alone is full", "ssh: {max_unauthenticated: 40}\n", want{20, 30, 40, 10, 10 * time.Second, true, 5 * time.Second, time.Second, ""}},
+		{"max_startups", "ssh: {max_startups: \"10:30:60\", per_source_max_unauthenticated: 3}\n", want{10, 30, 60, 3, 10 * time.Second, true, 5 * time.Second, time.Second, ""}},
+		{"max_startups agreeing with max_unauthenticated", "ssh: {max_startups: \"5:50:20\", max_unauthenticated: 20}\n", want{5, 50, 20, 10, 10 * time.Second, true, 5 * time.Second, time.Second, ""}},
+		{"max_startups full only", "ssh: {max_startups: \"20\"}\n", want{20, 100, 20, 10, 10 * time.Second, true, 5 * time.Second, time.Second, ""}},
+		{"short grace shortens the version deadline", "ssh: {login_grace_time: 3s}\n", want{50, 30, 100, 10, 3 * time.Second, true, 5 * time.Second, time.Second, ""}},
+		{"penalties tuned", "ssh: {version_deadline: 2s, per_source_penalties: {authfail: 30s, noauth: 0s}, penalty_exempt: [10.0.0.0/8, \"2001:db8::1\"]}\n",
+			want{50, 30, 100, 10, 2 * time.Second, true, 30 * time.Second, 0, "10.0.0.0/8 2001:db8::1/128"}},
+		{"penalties off", "ssh: {per_source_penalties: {enabled: false}}\n", want{50, 30, 100, 10, 10 * time.Second, false, 5 * time.Second, time.Second, ""}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse("g.yaml", []byte(tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := c.SSH
+			start, rate, full := s.Startups()
+			var ex []string
+			for _, p := range s.ExemptPrefixes() {
+				ex = append(ex, p.String())
+			}
+			p := s.PerSourcePenalties
+			got := want{start, rate, full, s.PerSourceMaxUnauthenticated, s.VersionDeadline.D(), *p.Enabled,
+				p.AuthFail.D(), p.NoAuth.D(), strings.Join(ex, " ")}
+			if got != tc.want {
+				t.Fatalf("got %+v\nwant %+v", got, tc.want)
+			}
+			if full != s.MaxUnauthorized {
+				t.Fatalf("full %d != max_unauthenticated %d", full, s.MaxUnauthorized)
+			}
+			if p.GraceExceeded.D() != 10*time.Second || p.Min.D() != 15*time.Second || p.Max.D() != 10*time.Minute || p.MaxSources != 65536 {
+				t.Fatalf("penalty defaults: %+v", p)
+			}
+		})
+	}
+}
+
+func TestPreAuthLimitErrors(t *testing.T) {
+	tests := []struct{ name, yaml, want string }{
+		{"max_startups not numbers", "ssh: {max_startups: \"a:b:c\"}\n", `ssh.max_startups "a:b:c": "a" is not a number (want start:rate:full`},
+		{"max_startups two numbers", "ssh: {max_startups: \"10:30\"}\n", "want one or three numbers"},
+		{"max_startups start above full", "ssh: {max_startups: \"50:30:10\"}\n", "start 50 must be between 1 and full 10"},
+		{"max_startups rate", "ssh: {max_startups: \"10:130:100\"}\n", "rate 130 must be a percentage"},
+		{"max_startups and max_unauthenticated disagree", "ssh: {max_startups: \"10:30:60\", max_unauthenticated: 100}\n", "says full is 60 but ssh.max_unauthenticated is 100"},
+		{"negative max_unauthenticated", "ssh: {max_unauthenticated: -1}\n", "ssh.max_unauthenticated -1"},
+		{"negative per source", "ssh: {per_source_max_unauthenticated: -2}\n", "ssh.per_source_max_unauthenticated -2"},
+		{"version deadline past grace", "ssh: {login_grace_time: 5s, version_deadline: 6s}\n", "ssh.version_deadline 6s must not be longer than ssh.login_grace_time 5s"},
+		{"penalty min above max", "ssh: {per_source_penalties: {min: 1h, max: 10m}}\n", "max 10m0s must be positive and at least min 1h0m0s"},
+		{"penalty bad duration", "ssh: {per_source_penalties: {authfail: often}}\n", `bad duration "often"`},
+		{"penalty unknown key", "ssh: {per_source_penalties: {crash: 90s}}\n", "field crash not found"},
+		{"bad exempt", "ssh: {penalty_exempt: [10.0.0.0/33]}\n", `ssh.penalty_exempt[0] "10.0.0.0/33": want an address or a CIDR`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("gatehouse.yaml", []byte(tc.yaml))
+			// yaml.v3's own decode errors span lines; ours are one line.
+			multi := err != nil && strings.Contains(err.Error(), "\n") && !strings.Contains(err.Error(), "unmarshal errors")
+			if err == nil || !strings.Contains(err.Error(), tc.want) || multi {
+				t.Fatalf("want one-line error containing %q, got %v", tc.want, err)
+			}
+		})
+	}
+}

@@ -6,7 +6,9 @@
 // and relays every channel both ways through composable taps (recording,
 // byte counting, live viewing). It also answers the bastion's own commands
 // (`ssh bob@bastion whoami`) and ends live sessions when the decision that
-// allowed them no longer holds.
+// allowed them no longer holds. Before a connection authenticates, package
+// preauth decides whether it is taken on at all (per-source caps, random
+// early drop, penalties), so no one source can lock everyone else out.
 //
 // Identity is derived only from what the final, successful authentication
 // proved: the public-key callback returns fresh Permissions per key and the

@@ -9,7 +9,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	gliderssh "github.com/gliderlabs/ssh"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/ca"
 	"github.com/gatehouse-dev/gatehouse/config"
+	"github.com/gatehouse-dev/gatehouse/proxy/preauth"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
@@ -37,16 +37,19 @@ type Options struct {
 	// Commands maps bastion command names to handlers.
 	Commands map[string]Command
 	Logger   *slog.Logger
+	// PreAuthReportEvery is how often refused unauthenticated connections
+	// are summarised in the audit log; default one minute.
+	PreAuthReportEvery time.Duration
 }
 
 // Server is the bastion's SSH side.
 type Server struct {
-	opt     Options
-	cfg     *config.Config
-	log     *slog.Logger
-	srv     *gliderssh.Server
-	live    *registry
-	preAuth atomic.Int64
+	opt   Options
+	cfg   *config.Config
+	log   *slog.Logger
+	srv   *gliderssh.Server
+	live  *registry
+	limit *preauth.Limiter
 	// finalizers bounds how many recordings are compressed at once.
 	finalizers chan struct{}
 
@@ -92,7 +95,14 @@ func New(opt Options) (*Server, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	s := &Server{opt: opt, cfg: opt.Config, log: opt.Logger, live: newRegistry(), finalizers: make(chan struct{}, 2)}
+	if opt.PreAuthReportEvery <= 0 {
+		opt.PreAuthReportEvery = preAuthReportEvery
+	}
+	limit, err := newLimiter(opt.Config.SSH)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opt: opt, cfg: opt.Config, log: opt.Logger, live: newRegistry(), limit: limit, finalizers: make(chan struct{}, 2)}
 	names := bastionNames(opt.Config)
 	hostSigner, err := opt.CA.BastionSigner(names)
 	if err != nil {
@@ -151,6 +161,9 @@ func (s *Server) serverConfig(ctx gliderssh.Context) *ssh.ServerConfig {
 	c := &ssh.ServerConfig{Config: modernConfig()}
 	c.PublicKeyCallback = func(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 		return s.authPublicKey(ctx, meta, key)
+	}
+	if p, ok := ctx.Value(ctxKeyPending).(*pendingConn); ok {
+		c.AuthLogCallback = func(_ ssh.ConnMetadata, method string, err error) { p.authLog(method, err) }
 	}
 	return c
 }
@@ -275,60 +288,6 @@ func keyIDField(keyID, name string) string {
 	return ""
 }
 
-// connCallback enforces the cap on connections still authenticating and the
-// pre-auth timeout (LoginGraceTime).
-func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
-	if n := s.preAuth.Add(1); n > int64(s.cfg.SSH.MaxUnauthorized) {
-		s.preAuth.Add(-1)
-		s.log.Warn("too many unauthenticated connections; dropping", "remote", conn.RemoteAddr().String(), "limit", s.cfg.SSH.MaxUnauthorized)
-		return nil
-	}
-	grace := s.cfg.SSH.LoginGraceTime.D()
-	// authenticated reports (and audits, once) a finished authentication.
-	authenticated := func() bool {
-		sc, ok := ctx.Value(gliderssh.ContextKeyConn).(*ssh.ServerConn)
-		if !ok {
-			return false
-		}
-		if id, ok := identityOf(sc); ok {
-			s.audit(context.Background(), storage.Event{Type: "ssh.auth.success", Actor: id.User, Target: "bastion",
-				Fields: map[string]any{"method": id.Method, "key_fp": id.KeyFP, "login_id": id.LoginID,
-					"remote": conn.RemoteAddr().String(), "client": string(sc.ClientVersion())}})
-		}
-		return true
-	}
-	go func() {
-		defer s.preAuth.Add(-1)
-		deadline := time.NewTimer(grace)
-		defer deadline.Stop()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				authenticated()
-				return
-			case <-tick.C:
-				if authenticated() {
-					return
-				}
-			case <-deadline.C:
-				if authenticated() {
-					return
-				}
-				if until, ok := ctx.Value(ctxKeyAwaitLogin).(time.Time); ok && time.Now().Before(until) {
-					deadline.Reset(time.Until(until))
-					continue
-				}
-				s.log.Info("login grace time exceeded", "remote", conn.RemoteAddr().String())
-				conn.Close()
-				return
-			}
-		}
-	}()
-	return newQueuedConn(conn)
-}
-
 func (s *Server) connFailed(conn net.Conn, err error) {
 	// Refused keys are audited where they are refused; this is the
 	// transport-level rest (scanners, timeouts, clients giving up).
@@ -341,6 +300,15 @@ const shutdownGrace = 500 * time.Millisecond
 
 // Serve accepts connections on ln until ctx is cancelled.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// The last summary of refused connections is written when Serve
+	// returns, however it returns.
+	rctx, stopReports := context.WithCancel(ctx)
+	reported := make(chan struct{})
+	go func() {
+		defer close(reported)
+		s.reportPreAuth(rctx, s.opt.PreAuthReportEvery)
+	}()
+	defer func() { stopReports(); <-reported }()
 	cut := make(chan struct{}) // closed once every connection is cut
 	go func() {
 		defer close(cut)
@@ -356,7 +324,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		_ = s.srv.Close()
 	}()
-	err := s.srv.Serve(ln)
+	err := s.srv.Serve(&admissionListener{Listener: ln, s: s})
 	if errors.Is(err, gliderssh.ErrServerClosed) {
 		// Shutdown closed the listener; wait for the connections' cut.
 		<-cut

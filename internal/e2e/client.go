@@ -109,6 +109,23 @@ func NewClient(t testing.TB, opts ClientOptions) *Client {
 	return c
 }
 
+// AddOptions appends ssh_config lines to the client's "Host *" section
+// (the last one in its file), e.g. "BindAddress 127.0.0.2". ssh takes the
+// first value it reads, so these cannot override an option already set.
+func (c *Client) AddOptions(lines ...string) {
+	c.t.Helper()
+	f, err := os.OpenFile(c.ConfigPath, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		c.t.Fatalf("open ssh config: %v", err)
+	}
+	defer f.Close()
+	for _, l := range lines {
+		if _, err := fmt.Fprintf(f, "  %s\n", l); err != nil {
+			c.t.Fatalf("append to ssh config: %v", err)
+		}
+	}
+}
+
 // SSHArgs is the start of every ssh command line: the config file and, if
 // the client has one, the jump.
 func (c *Client) SSHArgs() []string {
