@@ -150,10 +150,13 @@ type Request struct {
 
 // Review is one reviewer's verdict on a request.
 type Review struct {
-	Reviewer string    `json:"reviewer"`
-	Approve  bool      `json:"approve"`
-	Reason   string    `json:"reason,omitempty"`
-	Time     time.Time `json:"time"`
+	Reviewer string `json:"reviewer"`
+	// Via names the bot that submitted the review on the reviewer's
+	// behalf (e.g. "bot:slack"); empty when the reviewer acted directly.
+	Via     string    `json:"via,omitempty"`
+	Approve bool      `json:"approve"`
+	Reason  string    `json:"reason,omitempty"`
+	Time    time.Time `json:"time"`
 }
 
 // RequestFilter selects requests; zero values mean "any".
