@@ -78,7 +78,10 @@ func (h *Handler) apiWatch(w http.ResponseWriter, r *http.Request, v *viewer) {
 	w.WriteHeader(http.StatusOK)
 	// The retry hint and a first comment tell the client the stream is up
 	// and where it starts.
-	if _, err := fmt.Fprintf(w, "retry: 2000\n: watching request events after %d\n\n", after); err != nil {
+	// The id line without data sets the client's last event id (SSE), so a
+	// watch begun "from now" resumes from the right place even if the stream
+	// breaks before its first event.
+	if _, err := fmt.Fprintf(w, "retry: 2000\n: watching request events after %d\nid: %d\n\n", after, after); err != nil {
 		return
 	}
 	_ = rc.Flush()
