@@ -268,3 +268,21 @@ func TestBotAsReviewerAndRequester(t *testing.T) {
 		t.Fatalf("ci after approval: %+v, %v", ci.Subject, err)
 	}
 }
+
+func TestPluginSeesEveryRequest(t *testing.T) {
+	ctx := context.Background()
+	e := newBotEnv(t)
+	plugin, _ := e.addBot(t, "slack", "plugin")
+	other, _ := e.addBot(t, "other", "autoapprove")
+	r := e.create(t, "bob", "dba")
+	if _, err := e.svc.Get(ctx, plugin, r.ID); err != nil {
+		t.Fatalf("plugin cannot see bob's dba request: %v", err)
+	}
+	if _, err := e.svc.Get(ctx, other, r.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("a bot reviewing only web sees a dba request: %v", err)
+	}
+	list, err := e.svc.List(ctx, plugin, storage.RequestFilter{})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("plugin list: %d, %v", len(list), err)
+	}
+}
