@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/apiclient"
 	"github.com/gatehouse-dev/gatehouse/internal/e2e"
+	"github.com/gatehouse-dev/gatehouse/internal/pgtest"
 )
 
 // apiRoles: the access roles plus a chat plugin (review_on_behalf), a bot
@@ -29,7 +30,7 @@ var tokenLine = regexp.MustCompile(`(?m)^token: (ghbot_[A-Za-z0-9_-]{43})$`)
 // addBot runs `gatehouse bot add` and returns the token it printed.
 func addBot(t *testing.T, gh *e2e.Gatehouse, name, roles string, extra ...string) string {
 	t.Helper()
-	r := gh.MustRun(append([]string{"bot", "add", "--config", gh.ConfigPath, "--name", name, "--roles", roles}, extra...)...)
+	r := gh.MustRun(append([]string{"bot", "add", "--name", name, "--roles", roles}, extra...)...)
 	m := tokenLine.FindStringSubmatch(r.Stdout)
 	if m == nil {
 		t.Fatalf("bot add printed no `token: TOKEN` line: %s", r)
@@ -77,7 +78,7 @@ func TestWorkflowAPIOnBehalf(t *testing.T) {
 	chat := addBot(t, gh, "chat", "chat-plugin")
 	plain := addBot(t, gh, "plain", "reader")
 	expired := addBot(t, gh, "brief", "reader", "--ttl", "1ms")
-	if ls := gh.MustRun("bot", "ls", "--config", gh.ConfigPath).Stdout; !strings.Contains(ls, "bot:chat") || !strings.Contains(ls, "chat-plugin") || strings.Contains(ls, chat) {
+	if ls := gh.MustRun("bot", "ls").Stdout; !strings.Contains(ls, "bot:chat") || !strings.Contains(ls, "chat-plugin") || strings.Contains(ls, chat) {
 		t.Fatalf("bot ls: %q (must list bot:chat with its roles, never the token)", ls)
 	}
 
@@ -136,7 +137,7 @@ func TestWorkflowAPIOnBehalf(t *testing.T) {
 	allowedJump(t, bob, "root@db-1", "root") // bob's very next connection
 
 	// The audit log names alice as the reviewer and the bot it came through.
-	r := gh.MustRun("audit", "ls", "--config", gh.ConfigPath, "--type", "request.approve", "--json")
+	r := gh.MustRun("audit", "ls", "--type", "request.approve", "--json")
 	var ev struct {
 		Actor, Target string
 		Fields        map[string]any
@@ -147,7 +148,7 @@ func TestWorkflowAPIOnBehalf(t *testing.T) {
 	if ev.Actor != "alice" || ev.Target != id || ev.Fields["via"] != "bot:chat" {
 		t.Fatalf("request.approve event %+v, want actor alice, via bot:chat", ev)
 	}
-	if out := gh.MustRun("audit", "ls", "--config", gh.ConfigPath, "--type", "bot.add").Stdout; !strings.Contains(out, "bot:chat") {
+	if out := gh.MustRun("audit", "ls", "--type", "bot.add").Stdout; !strings.Contains(out, "bot:chat") {
 		t.Fatalf("no bot.add event for bot:chat: %q", out)
 	}
 
@@ -168,7 +169,7 @@ func TestWorkflowAPIOnBehalf(t *testing.T) {
 	}
 
 	// bot rm: the token fails at once, and the open watch ends with the refusal.
-	gh.MustRun("bot", "rm", "--config", gh.ConfigPath, "--name", "chat")
+	gh.MustRun("bot", "rm", "--name", "chat")
 	code, body = curl(t, "-H", auth+chat, gh.WebURL+"/api/me")
 	if code != "401" || !strings.Contains(oneLineError(t, body), "not valid") {
 		t.Fatalf("removed bot's token: %s %s, want 401", code, body)
@@ -182,7 +183,7 @@ func TestWorkflowAPIOnBehalf(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("watch of the removed bot never ended")
 	}
-	if out := gh.MustRun("audit", "ls", "--config", gh.ConfigPath, "--type", "bot.rm").Stdout; !strings.Contains(out, "bot:chat") {
+	if out := gh.MustRun("audit", "ls", "--type", "bot.rm").Stdout; !strings.Contains(out, "bot:chat") {
 		t.Fatalf("no bot.rm event for bot:chat: %q", out)
 	}
 }
@@ -193,4 +194,50 @@ func asAPIError(err error, target **apiclient.Error) bool {
 		*target = e
 	}
 	return ok
+}
+
+// TestWorkflowAPIWatchAcrossBastions: on an HA pair, a watch on bastion-2
+// sees a request created over ssh on bastion-1 and its approval through
+// bastion-1's API; the event ids come from the shared audit chain.
+func TestWorkflowAPIWatchAcrossBastions(t *testing.T) {
+	e2e.RequireSystem(t)
+	e2e.RequireAccount(t, "root")
+	cluster := pgtest.StartCluster(t)
+	gh1, gh2 := startHA(t, cluster.NewDatabase(t))
+	// A bot added through bastion-2's config works on bastion-1: one store.
+	tok := addBot(t, gh2, "approver-bot", "approver")
+	bob := e2e.NewUser(t, gh1, "bob", time.Hour)
+
+	api2, _ := apiclient.New(gh2.WebURL, apiclient.WithToken(tok))
+	api1, _ := apiclient.New(gh1.WebURL, apiclient.WithToken(tok))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	events := make(chan apiclient.Event, 16)
+	go func() {
+		_ = api2.Watch(ctx, 0, func(ev apiclient.Event) error { events <- ev; return nil })
+	}()
+
+	id := requestID(t, bob.Bastion("request", "dba", "--reason", "INC-9", "--duration", "10m"))
+	next := func() apiclient.Event {
+		t.Helper()
+		select {
+		case ev := <-events:
+			return ev
+		case <-ctx.Done():
+			t.Fatal("bastion-2's watch saw nothing")
+		}
+		panic("unreachable")
+	}
+	if ev := next(); ev.Event != "created" || ev.RequestID != id || ev.Actor != "bob" {
+		t.Fatalf("first event on bastion-2: %+v", ev)
+	}
+	if _, err := api1.Approve(ctx, id, apiclient.ReviewOptions{Reason: "auto"}); err != nil {
+		t.Fatalf("the bot approves through bastion-1: %v", err)
+	}
+	reviewed, approved := next(), next()
+	if reviewed.Event != "reviewed" || approved.Event != "approved" || approved.Actor != "bot:approver-bot" ||
+		approved.Request.State != "APPROVED" || approved.ID <= reviewed.ID {
+		t.Fatalf("on bastion-2 after the approval: %+v then %+v", reviewed, approved)
+	}
+	allowedJump(t, bob, "root@db-1", "root")
 }
