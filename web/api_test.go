@@ -506,3 +506,23 @@ func TestBearerTokens(t *testing.T) {
 		t.Fatalf("stream of a removed bot: %q", body)
 	}
 }
+
+// TestWatchKeepAlive: an idle stream carries comment lines, so proxies and
+// clients see it is alive; a stream from the present starts with its id.
+func TestWatchKeepAlive(t *testing.T) {
+	e := newEnvRoles(t, pluginRoles)
+	w := &caller{t: t, base: e.srv.URL, c: &http.Client{}, token: addBot(t, e, "idle", time.Hour, "watcher")}
+	res := streamGet(t, w, "/api/watch", "")
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if sc.Text() == ": keep-alive" {
+			break
+		}
+	}
+	if !slices.Contains(lines, ": keep-alive") || !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "id: ") }) {
+		t.Fatalf("idle stream: %q, want an id line and a keep-alive comment", lines)
+	}
+}

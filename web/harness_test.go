@@ -171,7 +171,7 @@ nodes:
 		t.Fatal(err)
 	}
 	h, err := New(Options{Identity: ids, Access: acc, Policy: pol, Store: e.store, Audit: e.audit, Live: e.live, Config: e.cfg, Logger: log,
-		WatchPoll: 20 * time.Millisecond})
+		WatchPoll: 20 * time.Millisecond, WatchKeepAlive: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
