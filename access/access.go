@@ -76,6 +76,7 @@ func noSuchRequest(id, verb string) error {
 type Store interface {
 	storage.AccessStore
 	storage.LockStore
+	storage.BotStore
 }
 
 // PolicySource yields the policy in force; *policy.Engine satisfies it.
@@ -110,6 +111,16 @@ type Options struct {
 	// lets the server tell them at once. It runs on the caller's goroutine
 	// with a context that outlives the caller's, so keep it short.
 	OnChange func(ctx context.Context, kind, user string)
+	// Claims, if set, gives a person's claims from their latest login, so a
+	// review submitted on their behalf (ReviewOnBehalf) sees the roles
+	// claims_to_roles maps them to. Without it such a review sees the
+	// person's users: roles and grants only.
+	Claims ClaimsSource
+}
+
+// ClaimsSource yields the identity-provider claims of a user's latest login.
+type ClaimsSource interface {
+	LatestClaims(ctx context.Context, user string) (map[string][]string, error)
 }
 
 // Service is the access-request workflow, lock management and the watch
@@ -334,6 +345,22 @@ func (s *Service) changed(ctx context.Context, kind, user string) {
 		s.opts.OnChange(context.WithoutCancel(ctx), kind, user)
 	}
 }
+
+// wake tells Wait callers and Updates watchers that something about
+// requests changed in this process without changing anyone's access (a new
+// request, a review that decided nothing).
+func (s *Service) wake() {
+	s.mu.Lock()
+	close(s.updated)
+	s.updated = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// Updates returns a channel that is closed at the next request change made
+// in this process. Take it before reading the state it guards, so a change in
+// between is not missed. Changes made on other bastions do not close it:
+// poll as well.
+func (s *Service) Updates() <-chan struct{} { return s.updates() }
 
 func (s *Service) updates() <-chan struct{} {
 	s.mu.Lock()

@@ -81,6 +81,7 @@ func (s *Service) Create(ctx context.Context, requester Effective, roles []strin
 		"roles": roles, "duration": d.String(), "reason": reason, "expires": r.Expires,
 	})
 	s.notify(ctx, notify.EventCreated, r, r.User)
+	s.wake()
 	return r, nil
 }
 
@@ -128,6 +129,52 @@ func (s *Service) Review(ctx context.Context, reviewer Effective, id string, app
 	if reviewer.Lock != nil {
 		return storage.Request{}, refuse("you are locked and may not review requests")
 	}
+	return s.review(ctx, p, reviewer, "", id, approve, reason)
+}
+
+// ReviewOnBehalf records a review that bot submits for person (a plugin
+// relaying alice's click in Slack). bot needs allow.review_on_behalf; the
+// review itself is person's in every respect: her current roles must make
+// her a reviewer of the requested roles, she may not be the requester, and
+// her review counts once whichever channel it came through. The audit event
+// has person as actor and the bot in its "via" field.
+func (s *Service) ReviewOnBehalf(ctx context.Context, bot Effective, person, id string, approve bool, reason string) (storage.Request, error) {
+	p, err := s.policy()
+	if err != nil {
+		return storage.Request{}, fmt.Errorf("review request %s: %w", id, err)
+	}
+	if bot.admin || bot.Lock != nil || !p.MayReviewOnBehalf(bot.Subject) {
+		return storage.Request{}, refuse("%s may not review on behalf of others (no role of it allows review_on_behalf)", bot.User())
+	}
+	person = strings.TrimSpace(person)
+	if person == "" || IsBot(person) || person == AdminName || strings.ContainsAny(person, " \t\r\n") {
+		return storage.Request{}, refuse("on_behalf_of must name a person")
+	}
+	var claims map[string][]string
+	if s.opts.Claims != nil {
+		if claims, err = s.opts.Claims.LatestClaims(ctx, person); err != nil {
+			return storage.Request{}, fmt.Errorf("review request %s on behalf of %s: %w", id, person, err)
+		}
+	}
+	eff, err := s.Effective(ctx, person, claims)
+	if err != nil {
+		return storage.Request{}, fmt.Errorf("review request %s on behalf of %s: %w", id, person, err)
+	}
+	if eff.Lock != nil {
+		return storage.Request{}, refuse("%s is locked and may not review requests", person)
+	}
+	return s.review(ctx, p, eff, bot.User(), id, approve, reason)
+}
+
+// review is Review for reviewer, submitted directly (via "") or by the bot
+// named in via.
+func (s *Service) review(ctx context.Context, p *policy.Policy, reviewer Effective, via, id string, approve bool, reason string) (storage.Request, error) {
+	// Refusals speak to whoever submitted: "you" directly, the person's
+	// name when a bot relays.
+	who, whose := "you", "your"
+	if via != "" {
+		who, whose = reviewer.User(), "their"
+	}
 	reason = strings.TrimSpace(reason)
 	now := s.now()
 	var expired bool
@@ -136,16 +183,17 @@ func (s *Service) Review(ctx context.Context, reviewer Effective, id string, app
 		// The store may call fn again after a lost race; start clean.
 		expired, decided = false, ""
 		if r.User == reviewer.User() {
-			// Only the requester gets here, and they know the id.
-			return refuse("you cannot review your own request")
+			return refuse("%s cannot review %s own request", who, whose)
 		}
-		if !visible(p, reviewer, *r) {
+		// A relaying bot sees every request (review_on_behalf), so it learns
+		// nothing from the person's refusal; anyone else gets the answer a
+		// made-up id gets.
+		if via == "" && !visible(p, reviewer, *r) {
 			return noSuchRequest(id, "review")
 		}
 		approvals, denials, ok := mayReview(p, reviewer, r.Roles)
 		if !ok {
-			// Sees every request, reviews none: the admin identity.
-			return refuse("you may not review request %s", id)
+			return refuse("%s may not review request %s", who, id)
 		}
 		if r.State != storage.StatePending {
 			return refuse("request %s is already %s", id, strings.ToLower(r.State))
@@ -157,10 +205,10 @@ func (s *Service) Review(ctx context.Context, reviewer Effective, id string, app
 		}
 		for _, rv := range r.Reviews {
 			if rv.Reviewer == reviewer.User() {
-				return refuse("you already reviewed request %s", id)
+				return refuse("%s already reviewed request %s", who, id)
 			}
 		}
-		r.Reviews = append(r.Reviews, storage.Review{Reviewer: reviewer.User(), Approve: approve, Reason: reason, Time: now})
+		r.Reviews = append(r.Reviews, storage.Review{Reviewer: reviewer.User(), Via: via, Approve: approve, Reason: reason, Time: now})
 		r.Updated = now
 		yes, no := 0, 0
 		for _, rv := range r.Reviews {
@@ -195,24 +243,32 @@ func (s *Service) Review(ctx context.Context, reviewer Effective, id string, app
 	if approve {
 		verdict = "approve"
 	}
-	s.audit(ctx, AuditReview, reviewer.User(), id, verdict, map[string]any{
-		"requester": r.User, "roles": r.Roles, "reason": reason,
-	})
+	fields := map[string]any{"requester": r.User, "roles": r.Roles, "reason": reason}
+	if via != "" {
+		fields["via"] = via
+	}
+	s.audit(ctx, AuditReview, reviewer.User(), id, verdict, fields)
 	switch decided {
 	case storage.StateApproved:
 		s.log.InfoContext(ctx, "access request approved", "id", id, "user", r.User, "roles", r.Roles, "by", reviewer.User())
-		s.audit(ctx, AuditApprove, reviewer.User(), id, "success", map[string]any{
-			"requester": r.User, "roles": r.Roles, "grant_start": *r.GrantStart, "grant_end": *r.GrantEnd,
-		})
+		fields := map[string]any{"requester": r.User, "roles": r.Roles, "grant_start": *r.GrantStart, "grant_end": *r.GrantEnd}
+		if via != "" {
+			fields["via"] = via
+		}
+		s.audit(ctx, AuditApprove, reviewer.User(), id, "success", fields)
 		s.notify(ctx, notify.EventApproved, r, reviewer.User())
 		s.changed(ctx, AuditApprove, r.User)
 	case storage.StateDenied:
 		s.log.InfoContext(ctx, "access request denied", "id", id, "user", r.User, "by", reviewer.User())
-		s.audit(ctx, AuditDeny, reviewer.User(), id, "success", map[string]any{
-			"requester": r.User, "roles": r.Roles, "reason": reason,
-		})
+		fields := map[string]any{"requester": r.User, "roles": r.Roles, "reason": reason}
+		if via != "" {
+			fields["via"] = via
+		}
+		s.audit(ctx, AuditDeny, reviewer.User(), id, "success", fields)
 		s.notify(ctx, notify.EventDenied, r, reviewer.User())
 		s.changed(ctx, AuditDeny, r.User)
+	default:
+		s.wake()
 	}
 	return r, nil
 }
@@ -341,9 +397,13 @@ func (s *Service) Revoke(ctx context.Context, actor Effective, id, reason string
 }
 
 // visible reports whether viewer may see r: their own, ones they may
-// review, or everything for the admin identity.
+// review, or everything for the admin identity and for a plugin that
+// reviews on behalf of people (it relays every request to its reviewers).
 func visible(p *policy.Policy, viewer Effective, r storage.Request) bool {
 	if viewer.admin || r.User == viewer.User() {
+		return true
+	}
+	if viewer.Lock == nil && p.MayReviewOnBehalf(viewer.Subject) {
 		return true
 	}
 	_, _, ok := mayReview(p, viewer, r.Roles)

@@ -335,6 +335,18 @@ func (p *Policy) Can(s Subject, area, verb string) bool {
 	return allowed && !denied
 }
 
+// MayReviewOnBehalf reports whether s may submit reviews attributed to a
+// named person (allow.review_on_behalf: true, and no role denies it). It
+// only opens the door: the named person's own rights decide the review.
+func (p *Policy) MayReviewOnBehalf(s Subject) bool {
+	allowed, denied := false, false
+	p.subjectRoles(&s, func(r *role) {
+		allowed = allowed || r.allow.perms&permReviewOnBehalf != 0
+		denied = denied || r.deny.perms&permReviewOnBehalf != 0
+	})
+	return allowed && !denied
+}
+
 // FormatDuration prints durations the way people write them in roles.yaml:
 // 4h rather than 4h0m0s, 1h30m rather than 1h30m0s.
 func FormatDuration(d time.Duration) string {

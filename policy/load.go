@@ -343,9 +343,18 @@ func (r *role) compileRuleText() {
 
 func (l *loader) rules(n *yaml.Node, what string, deny bool) (rules, error) {
 	var r rules
-	f, err := l.mapping(n, what, "logins", "node_labels", "request", "review_requests", "sessions", "audit", "locks")
+	f, err := l.mapping(n, what, "logins", "node_labels", "request", "review_requests", "review_on_behalf", "sessions", "audit", "locks")
 	if err != nil {
 		return r, err
+	}
+	if v, ok := f["review_on_behalf"]; ok {
+		on, err := l.boolean(v.val, what+" review_on_behalf")
+		if err != nil {
+			return r, err
+		}
+		if on {
+			r.perms |= permReviewOnBehalf
+		}
 	}
 	if v, ok := f["logins"]; ok {
 		r.hasLogins = true

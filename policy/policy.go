@@ -78,6 +78,9 @@ const (
 	permSessionsTerminate
 	permAuditRead
 	permLocksManage
+	// permReviewOnBehalf is allow.review_on_behalf: submit a review
+	// attributed to a named person, whose own rights are then checked.
+	permReviewOnBehalf
 )
 
 // permOf maps an area/verb pair to its bit; 0 means no such permission.

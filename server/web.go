@@ -16,20 +16,21 @@ func (b *Bastion) webHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	// The API is always served: bots authenticate with bearer tokens.
+	// Pages and browser sessions need sign-in, so they exist only with oidc:.
 	if b.Identity != nil {
 		b.Identity.Routes(mux)
-		// The UI needs browser sign-in, so it exists only with oidc:.
-		opts := web.Options{Identity: b.Identity, Access: b.Access, Policy: b.Policy, Store: b.Store,
-			Audit: b.Audit, Config: b.Config, Logger: b.Log}
-		if b.Proxy != nil {
-			opts.Live = b.Proxy
-		}
-		h, err := web.New(opts)
-		if err != nil {
-			b.Log.Error("web UI disabled", "err", err)
-		} else {
-			mux.Handle("/", h)
-		}
+	}
+	opts := web.Options{Identity: b.Identity, Access: b.Access, Policy: b.Policy, Store: b.Store,
+		Audit: b.Audit, Config: b.Config, Logger: b.Log}
+	if b.Proxy != nil {
+		opts.Live = b.Proxy
+	}
+	h, err := web.New(opts)
+	if err != nil {
+		b.Log.Error("web UI and API disabled", "err", err)
+	} else {
+		mux.Handle("/", h)
 	}
 	return mux
 }

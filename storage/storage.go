@@ -24,6 +24,7 @@ type Store interface {
 	AccessStore
 	LockStore
 	IdentityStore
+	BotStore
 	Close() error
 }
 
@@ -43,13 +44,15 @@ type Event struct {
 
 // EventFilter selects audit events; zero values mean "any".
 type EventFilter struct {
-	Type   string
-	User   string // matches Actor or Target
-	Since  time.Time
-	Until  time.Time
-	After  int64 // Seq > After (paging)
-	Limit  int   // 0 = no limit
-	Newest bool  // order by Seq descending
+	Type string
+	// TypePrefix matches every type that starts with it, e.g. "request.".
+	TypePrefix string
+	User       string // matches Actor or Target
+	Since      time.Time
+	Until      time.Time
+	After      int64 // Seq > After (paging)
+	Limit      int   // 0 = no limit
+	Newest     bool  // order by Seq descending
 }
 
 // Anchor records where the stored chain starts after retention pruned a prefix.
@@ -147,10 +150,13 @@ type Request struct {
 
 // Review is one reviewer's verdict on a request.
 type Review struct {
-	Reviewer string    `json:"reviewer"`
-	Approve  bool      `json:"approve"`
-	Reason   string    `json:"reason,omitempty"`
-	Time     time.Time `json:"time"`
+	Reviewer string `json:"reviewer"`
+	// Via names the bot that submitted the review on the reviewer's
+	// behalf (e.g. "bot:slack"); empty when the reviewer acted directly.
+	Via     string    `json:"via,omitempty"`
+	Approve bool      `json:"approve"`
+	Reason  string    `json:"reason,omitempty"`
+	Time    time.Time `json:"time"`
 }
 
 // RequestFilter selects requests; zero values mean "any".
@@ -216,4 +222,49 @@ type IdentityStore interface {
 	PutOneTime(ctx context.Context, key string, value []byte, expires time.Time) error
 	// TakeOneTime returns and deletes the value; ErrNotFound if absent or expired.
 	TakeOneTime(ctx context.Context, key string, now time.Time) ([]byte, error)
+}
+
+// Bot is a non-human identity that uses the HTTP API with tokens. Its rights
+// come from Roles, read against roles.yaml like a user's.
+type Bot struct {
+	Name    string    `json:"name"` // without the "bot:" prefix its actor name carries
+	Roles   []string  `json:"roles"`
+	Created time.Time `json:"created"`
+	By      string    `json:"by"`
+}
+
+// Token is an API token of a bot. The secret itself is never stored: Hash is
+// the hex SHA-256 of it, which suffices because tokens are 256 random bits.
+type Token struct {
+	Hash    string    `json:"-"`
+	Bot     string    `json:"bot"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+}
+
+// BotStore keeps bots and their API tokens.
+type BotStore interface {
+	// CreateBot stores b with its first token, atomically; ErrConflict if
+	// a bot of that name exists.
+	CreateBot(ctx context.Context, b Bot, t Token) error
+	ListBots(ctx context.Context) ([]Bot, error) // by name
+	// DeleteBot removes the bot and every token of it; ErrNotFound if absent.
+	DeleteBot(ctx context.Context, name string) error
+	// BotByToken returns the bot whose token has hash, if that token has not
+	// expired at now; ErrNotFound otherwise (unknown, expired, bot removed).
+	BotByToken(ctx context.Context, hash string, now time.Time) (Bot, Token, error)
+}
+
+// PrefixEnd is the smallest string greater than every string starting
+// with prefix, so a prefix match can be an index range [prefix, end). It
+// returns "" when there is none (prefix empty or all 0xff).
+func PrefixEnd(prefix string) string {
+	b := []byte(prefix)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1])
+		}
+	}
+	return ""
 }

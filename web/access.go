@@ -1,9 +1,12 @@
 package web
 
 import (
+	"fmt"
 	"html/template"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -182,12 +185,98 @@ func (h *Handler) requestLink(w http.ResponseWriter, r *http.Request, v *viewer)
 }
 
 func (h *Handler) apiRequests(w http.ResponseWriter, r *http.Request, v *viewer) {
-	list, err := h.myRequests(r, v)
+	q := r.URL.Query()
+	f, role, err := requestFilter(q, v)
 	if err != nil {
-		h.internal(w, r, v, "list your requests", err)
+		h.fail(w, r, v, http.StatusBadRequest, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"requests": list})
+	var list []storage.Request
+	if f.User == v.User() && len(f.States) == 0 && role == "" && q.Get("limit") == "" {
+		// The page's own list, unchanged: your 50 newest.
+		f.Limit = 50
+	}
+	limit := f.Limit
+	if role != "" {
+		f.Limit = 0 // the role filter runs here, after the store's limit would have cut
+	}
+	list, err = h.opt.Access.List(r.Context(), v.Eff, f)
+	if err != nil {
+		h.internal(w, r, v, "list requests", err)
+		return
+	}
+	now := time.Now()
+	out := make([]requestView, 0, len(list))
+	for _, rq := range list {
+		if role != "" && !slices.Contains(rq.Roles, role) {
+			continue
+		}
+		out = append(out, viewOf(rq, v, now))
+		if limit > 0 && len(out) == limit {
+			break
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"requests": out})
+}
+
+// maxListLimit caps one GET /api/requests answer.
+const maxListLimit = 1000
+
+// requestFilter reads GET /api/requests' query: scope=mine (the default,
+// your own requests) or all (every request you may see), user (whose
+// requests; implies scope=all), state (comma-separated), role, limit.
+func requestFilter(q url.Values, v *viewer) (storage.RequestFilter, string, error) {
+	var f storage.RequestFilter
+	switch scope := q.Get("scope"); scope {
+	case "", "mine":
+		f.User = v.User()
+	case "all":
+	default:
+		return f, "", fmt.Errorf("scope must be mine or all, not %q", scope)
+	}
+	if u := strings.TrimSpace(q.Get("user")); u != "" {
+		f.User = u
+	}
+	for _, st := range strings.Split(q.Get("state"), ",") {
+		st = strings.ToUpper(strings.TrimSpace(st))
+		if st == "" {
+			continue
+		}
+		switch st {
+		case storage.StatePending, storage.StateApproved, storage.StateDenied, storage.StateExpired, storage.StateCancelled, storage.StateRevoked:
+			f.States = append(f.States, st)
+		default:
+			return f, "", fmt.Errorf("unknown state %q (want pending, approved, denied, expired, cancelled or revoked)", strings.ToLower(st))
+		}
+	}
+	f.Limit = 100
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > maxListLimit {
+			return f, "", fmt.Errorf("limit must be a number from 1 to %d", maxListLimit)
+		}
+		f.Limit = n
+	}
+	return f, strings.TrimSpace(q.Get("role")), nil
+}
+
+// viewOf is q with what v may do to it now.
+func viewOf(q storage.Request, v *viewer, now time.Time) requestView {
+	rv := requestView{Request: q}
+	own := q.User == v.User()
+	rv.CanCancel = own && q.State == storage.StatePending && now.Before(q.Expires)
+	rv.CanDrop = own && q.State == storage.StateApproved && q.GrantEnd != nil && now.Before(*q.GrantEnd)
+	return rv
+}
+
+// apiRequest shows one request the viewer may see; any other id is 404.
+func (h *Handler) apiRequest(w http.ResponseWriter, r *http.Request, v *viewer) {
+	q, err := h.opt.Access.Get(r.Context(), v.Eff, r.PathValue("id"))
+	if err != nil {
+		h.refused(w, r, v, "look up request", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewOf(q, v, time.Now()))
 }
 
 // createRequest files a request from form or JSON fields.
@@ -276,19 +365,37 @@ func (h *Handler) formRequestAction(w http.ResponseWriter, r *http.Request, v *v
 	h.redirect(w, r, backTo(r), msg)
 }
 
-func (h *Handler) apiRequestAction(w http.ResponseWriter, r *http.Request, v *viewer) {
-	var in struct {
-		Reason string `json:"reason"`
-	}
+// actionJSON is the body of POST /api/requests/ID/ACTION; every field is
+// optional.
+type actionJSON struct {
+	Reason string `json:"reason"`
+	// OnBehalfOf names the person whose review a plugin submits (approve
+	// and deny only; the caller needs review_on_behalf).
+	OnBehalfOf string `json:"on_behalf_of"`
+}
+
+func (h *Handler) apiRequestAction(w http.ResponseWriter, r *http.Request, v *viewer, action string) {
+	var in actionJSON
 	if r.ContentLength != 0 {
 		if err := decodeJSON(r, &in); err != nil {
 			h.fail(w, r, v, http.StatusBadRequest, err.Error())
 			return
 		}
 	}
-	q, _, err := h.requestAction(r, v, r.PathValue("id"), r.PathValue("action"), in.Reason)
+	id := r.PathValue("id")
+	var q storage.Request
+	var err error
+	switch {
+	case in.OnBehalfOf != "" && (action == "approve" || action == "deny"):
+		q, err = h.opt.Access.ReviewOnBehalf(r.Context(), v.Eff, in.OnBehalfOf, id, action == "approve", in.Reason)
+	case in.OnBehalfOf != "":
+		h.fail(w, r, v, http.StatusBadRequest, "on_behalf_of applies to approve and deny only")
+		return
+	default:
+		q, _, err = h.requestAction(r, v, id, action, in.Reason)
+	}
 	if err != nil {
-		h.refused(w, r, v, r.PathValue("action")+" request", err)
+		h.refused(w, r, v, action+" request", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, q)

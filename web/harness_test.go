@@ -77,6 +77,8 @@ type env struct {
 	live  *fakeLive
 	cfg   *config.Config
 	idp   string // the provider's base URL
+	acc   *access.Service
+	h     *Handler
 }
 
 func loopback(t testing.TB) (*httptest.Server, string) {
@@ -99,6 +101,13 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 func newEnv(t testing.TB) *env {
+	t.Helper()
+	return newEnvRoles(t, "")
+}
+
+// newEnvRoles is newEnv with extra roles appended to the demo roles file
+// (indented as items of its roles: list).
+func newEnvRoles(t testing.TB, extraRoles string) *env {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -132,6 +141,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	roles = append(roles, extraRoles...)
 	rolesPath := filepath.Join(dir, "roles.yaml")
 	if err := os.WriteFile(rolesPath, roles, 0o644); err != nil {
 		t.Fatal(err)
@@ -141,6 +151,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	acc := access.New(e.store, pol, e.audit, nil, access.Options{Logger: log})
+	e.acc = acc
 	cfgPath := filepath.Join(dir, "gatehouse.yaml")
 	e.cfg, err = config.Parse(cfgPath, []byte(fmt.Sprintf(`
 data_dir: %s
@@ -159,10 +170,12 @@ nodes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Options{Identity: ids, Access: acc, Policy: pol, Store: e.store, Audit: e.audit, Live: e.live, Config: e.cfg, Logger: log})
+	h, err := New(Options{Identity: ids, Access: acc, Policy: pol, Store: e.store, Audit: e.audit, Live: e.live, Config: e.cfg, Logger: log,
+		WatchPoll: 20 * time.Millisecond, WatchKeepAlive: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.h = h
 	mux := http.NewServeMux()
 	ids.Routes(mux)
 	mux.Handle("/", h)

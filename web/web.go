@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,7 +47,9 @@ type Auditor interface {
 }
 
 // Options are what the web UI reads and acts through. All are required
-// except Live (nil: no live sessions are shown) and Logger.
+// except Live (nil: no live sessions are shown), Logger and Identity: without
+// Identity (no oidc: in the config) there are no pages and no browser
+// sessions, and the API takes bot tokens only.
 type Options struct {
 	Identity *identity.Service
 	Access   *access.Service
@@ -56,6 +59,13 @@ type Options struct {
 	Live     LiveSessions
 	Config   *config.Config
 	Logger   *slog.Logger
+	// WatchPoll is how often GET /api/watch reads the shared store for
+	// request events made on other bastions [500ms]; changes made on this
+	// bastion wake it at once.
+	WatchPoll time.Duration
+	// WatchKeepAlive is how often an idle watch stream gets a comment line,
+	// so proxies and clients can tell it is alive [15s].
+	WatchKeepAlive time.Duration
 }
 
 // Handler serves the web UI, its JSON API and its static assets.
@@ -67,6 +77,8 @@ type Handler struct {
 
 	mu         sync.Mutex
 	lastVerify *verifyResult // the last audit chain verification run here
+
+	apiRoutes []string // patterns of every /api/ route, for the OpenAPI check
 }
 
 // verifyResult is one on-demand run of audit.Verify.
@@ -91,11 +103,17 @@ const flashCookie = "gatehouse_flash"
 
 // New builds the handler. Mount it at "/" next to identity's routes.
 func New(o Options) (*Handler, error) {
-	if o.Identity == nil || o.Access == nil || o.Policy == nil || o.Store == nil || o.Audit == nil || o.Config == nil {
-		return nil, errors.New("web: Identity, Access, Policy, Store, Audit and Config are required")
+	if o.Access == nil || o.Policy == nil || o.Store == nil || o.Audit == nil || o.Config == nil {
+		return nil, errors.New("web: Access, Policy, Store, Audit and Config are required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.WatchPoll <= 0 {
+		o.WatchPoll = 500 * time.Millisecond
+	}
+	if o.WatchKeepAlive <= 0 {
+		o.WatchKeepAlive = heartbeat
 	}
 	h := &Handler{opt: o, log: o.Logger, mux: http.NewServeMux(), pages: map[string]*template.Template{}}
 	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/parts.html")
@@ -119,12 +137,44 @@ func New(o Options) (*Handler, error) {
 
 func (h *Handler) routes(static http.Handler) {
 	m := h.mux
+	api := func(pattern string, fn func(http.ResponseWriter, *http.Request, *viewer)) {
+		h.apiRoutes = append(h.apiRoutes, pattern)
+		m.Handle(pattern, h.apiAuth(fn))
+	}
+	// The API's description is public: tools fetch it before they hold a token.
+	h.apiRoutes = append(h.apiRoutes, "GET /api/openapi.yaml")
+	m.HandleFunc("GET /api/openapi.yaml", h.apiOpenAPI)
+	api("GET /api/me", h.apiMe)
+	api("GET /api/requests", h.apiRequests)
+	api("POST /api/requests", h.apiCreateRequest)
+	api("GET /api/requests/{id}", h.apiRequest)
+	for _, action := range []string{"approve", "deny", "cancel", "drop"} {
+		api("POST /api/requests/{id}/"+action, func(w http.ResponseWriter, r *http.Request, v *viewer) {
+			h.apiRequestAction(w, r, v, action)
+		})
+	}
+	api("GET /api/watch", h.apiWatch)
+	api("GET /api/review", h.apiReview)
+	api("GET /api/sessions", h.apiSessions)
+	api("GET /api/sessions/{id}/recording", h.apiRecording)
+	api("GET /api/sessions/{id}/live", h.apiLive)
+	api("POST /api/sessions/{id}/terminate", h.apiTerminate)
+	api("GET /api/audit", h.apiAudit)
+	api("POST /api/audit/verify", h.apiVerify)
+	api("GET /api/locks", h.apiLocks)
+	api("POST /api/locks", h.apiLock)
+	api("POST /api/locks/{user}/unlock", h.apiUnlock)
+	m.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such API route: " + r.Method + " " + r.URL.Path})
+	}))
+
+	if h.opt.Identity == nil {
+		// No browser sign-in without oidc:, so no pages.
+		return
+	}
 	m.Handle("GET /static/", cacheStatic(static))
 	page := func(pattern string, fn func(http.ResponseWriter, *http.Request, *viewer)) {
 		m.Handle(pattern, h.opt.Identity.RequireLogin(h.withViewer(fn, false)))
-	}
-	api := func(pattern string, fn func(http.ResponseWriter, *http.Request, *viewer)) {
-		m.Handle(pattern, h.opt.Identity.RequireLogin(h.withViewer(fn, true)))
 	}
 	page("GET /{$}", h.homePage)
 	page("GET /requests", h.requestsPage)
@@ -141,22 +191,10 @@ func (h *Handler) routes(static http.Handler) {
 	page("GET /locks", h.locksPage)
 	page("POST /locks", h.formLock)
 	page("POST /locks/{user}/unlock", h.formUnlock)
-
-	api("GET /api/me", h.apiMe)
-	api("GET /api/requests", h.apiRequests)
-	api("POST /api/requests", h.apiCreateRequest)
-	api("POST /api/requests/{id}/{action}", h.apiRequestAction)
-	api("GET /api/review", h.apiReview)
-	api("GET /api/sessions", h.apiSessions)
-	api("GET /api/sessions/{id}/recording", h.apiRecording)
-	api("GET /api/sessions/{id}/live", h.apiLive)
-	api("POST /api/sessions/{id}/terminate", h.apiTerminate)
-	api("GET /api/audit", h.apiAudit)
-	api("POST /api/audit/verify", h.apiVerify)
-	api("GET /api/locks", h.apiLocks)
-	api("POST /api/locks", h.apiLock)
-	api("POST /api/locks/{user}/unlock", h.apiUnlock)
 }
+
+// APIRoutes lists the pattern of every /api/ route ("GET /api/me", ...).
+func (h *Handler) APIRoutes() []string { return slices.Clone(h.apiRoutes) }
 
 // ServeHTTP sets the security headers every response carries, then routes.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -179,25 +217,87 @@ func cacheStatic(next http.Handler) http.Handler {
 	})
 }
 
-// viewer is the signed-in user as this request sees them: their login, the
-// roles they hold right now and what those roles let them do here.
+// viewer is the signed-in user (or the bot of an API token) as this request
+// sees them: their login, the roles they hold right now and what those roles
+// let them do here.
 type viewer struct {
 	Login  storage.Login
 	Eff    access.Effective
 	Pol    *policy.Policy
 	API    bool
+	Bot    bool // authenticated by a bearer token
 	CSRF   string
 	Flash  string
 	FlashE bool
 
 	CanList, CanPlay, CanJoin, CanTerminate, CanAudit, CanLocks, CanReview, CanRequest bool
+
+	// reauth reads the viewer's standing again (long-lived streams re-check
+	// it, so a removed bot or a signed-out browser stops receiving).
+	reauth func(ctx context.Context) (access.Effective, error)
 }
 
 // User is the viewer's name.
 func (v *viewer) User() string { return v.Eff.User() }
 
-// withViewer computes the viewer and enforces CSRF on every state change
-// before fn runs, so no handler can forget either.
+// errSignedOut is what reauth returns once a browser session has ended.
+var errSignedOut = errors.New("the browser session has ended")
+
+// apiAuth authenticates an API call: by bearer token when an Authorization
+// header is sent (no CSRF token needed: browsers never add one on their
+// own), by the browser session cookie otherwise.
+func (h *Handler) apiAuth(fn func(http.ResponseWriter, *http.Request, *viewer)) http.Handler {
+	var cookie http.Handler
+	if h.opt.Identity != nil {
+		cookie = h.opt.Identity.RequireLogin(h.withViewer(fn, true))
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if auth := r.Header.Get("Authorization"); auth != "" {
+			h.withBearer(w, r, auth, fn)
+			return
+		}
+		if cookie == nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "send Authorization: Bearer TOKEN (a token from gatehouse bot add)"})
+			return
+		}
+		if _, ok := h.opt.Identity.Session(r); !ok {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "sign in first (your browser session is missing or has ended), or send Authorization: Bearer TOKEN"})
+			return
+		}
+		cookie.ServeHTTP(w, r)
+	})
+}
+
+// withBearer serves fn for the bot whose token the Authorization header
+// carries; the token is checked against the store on every request.
+func (h *Handler) withBearer(w http.ResponseWriter, r *http.Request, auth string, fn func(http.ResponseWriter, *http.Request, *viewer)) {
+	scheme, token, _ := strings.Cut(auth, " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "the Authorization header must be: Bearer TOKEN"})
+		return
+	}
+	eff, err := h.opt.Access.Authenticate(r.Context(), token)
+	if errors.Is(err, access.ErrBadToken) {
+		h.log.WarnContext(r.Context(), "web: API token refused", "remote", r.RemoteAddr, "path", r.URL.Path)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse", error="invalid_token"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": err.Error()})
+		return
+	}
+	if err != nil {
+		h.log.ErrorContext(r.Context(), "web: check API token", "path", r.URL.Path, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the API token could not be checked right now; try again"})
+		return
+	}
+	v := &viewer{Login: storage.Login{User: eff.User(), Kind: "bot"}, API: true, Bot: true}
+	v.reauth = func(ctx context.Context) (access.Effective, error) { return h.opt.Access.Authenticate(ctx, token) }
+	h.serveViewer(w, r, v, eff, fn)
+}
+
+// withViewer computes the viewer of a browser session and enforces CSRF on
+// every state change before fn runs, so no handler can forget either.
 func (h *Handler) withViewer(fn func(http.ResponseWriter, *http.Request, *viewer), api bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		login, ok := identity.LoginFromContext(r.Context())
@@ -210,38 +310,50 @@ func (h *Handler) withViewer(fn func(http.ResponseWriter, *http.Request, *viewer
 			h.fail(w, r, v, http.StatusForbidden, "request refused: missing or wrong CSRF token (reload the page and try again)")
 			return
 		}
-		pol := h.opt.Policy.Current()
-		if pol == nil {
-			h.fail(w, r, v, http.StatusServiceUnavailable, "no roles policy is loaded; ask the operator")
-			return
-		}
 		eff, err := h.opt.Access.Effective(r.Context(), login.User, login.Claims)
 		if err != nil {
 			h.internal(w, r, v, "compute roles", err)
 			return
 		}
-		v.Eff, v.Pol = eff, pol
-		s := eff.Subject
-		v.CanList = pol.Can(s, policy.AreaSessions, policy.VerbList)
-		v.CanPlay = pol.Can(s, policy.AreaSessions, policy.VerbPlay)
-		v.CanJoin = pol.Can(s, policy.AreaSessions, policy.VerbJoin)
-		v.CanTerminate = pol.Can(s, policy.AreaSessions, policy.VerbTerminate)
-		v.CanAudit = pol.Can(s, policy.AreaAudit, policy.VerbRead)
-		v.CanLocks = pol.Can(s, policy.AreaLocks, policy.VerbManage)
-		v.CanReview = len(pol.Reviewable(s)) > 0 && !eff.Locked()
-		roles, _, _ := pol.Requestable(s)
-		v.CanRequest = len(roles) > 0 && !eff.Locked()
-		if !api {
-			if c, err := r.Cookie(flashCookie); err == nil {
-				if msg, err := url.QueryUnescape(c.Value); err == nil && msg != "" {
-					v.FlashE = strings.HasPrefix(msg, "!")
-					v.Flash = strings.TrimPrefix(msg, "!")
-				}
-				http.SetCookie(w, &http.Cookie{Name: flashCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		v.reauth = func(ctx context.Context) (access.Effective, error) {
+			l, ok := h.opt.Identity.Session(r.WithContext(ctx))
+			if !ok {
+				return access.Effective{}, errSignedOut
 			}
+			return h.opt.Access.Effective(ctx, l.User, l.Claims)
 		}
-		fn(w, r, v)
+		h.serveViewer(w, r, v, eff, fn)
 	})
+}
+
+// serveViewer fills in what eff may do under the policy in force and runs fn.
+func (h *Handler) serveViewer(w http.ResponseWriter, r *http.Request, v *viewer, eff access.Effective, fn func(http.ResponseWriter, *http.Request, *viewer)) {
+	pol := h.opt.Policy.Current()
+	if pol == nil {
+		h.fail(w, r, v, http.StatusServiceUnavailable, "no roles policy is loaded; ask the operator")
+		return
+	}
+	v.Eff, v.Pol = eff, pol
+	s := eff.Subject
+	v.CanList = pol.Can(s, policy.AreaSessions, policy.VerbList)
+	v.CanPlay = pol.Can(s, policy.AreaSessions, policy.VerbPlay)
+	v.CanJoin = pol.Can(s, policy.AreaSessions, policy.VerbJoin)
+	v.CanTerminate = pol.Can(s, policy.AreaSessions, policy.VerbTerminate)
+	v.CanAudit = pol.Can(s, policy.AreaAudit, policy.VerbRead)
+	v.CanLocks = pol.Can(s, policy.AreaLocks, policy.VerbManage)
+	v.CanReview = len(pol.Reviewable(s)) > 0 && !eff.Locked()
+	roles, _, _ := pol.Requestable(s)
+	v.CanRequest = len(roles) > 0 && !eff.Locked()
+	if !v.API {
+		if c, err := r.Cookie(flashCookie); err == nil {
+			if msg, err := url.QueryUnescape(c.Value); err == nil && msg != "" {
+				v.FlashE = strings.HasPrefix(msg, "!")
+				v.Flash = strings.TrimPrefix(msg, "!")
+			}
+			http.SetCookie(w, &http.Cookie{Name: flashCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		}
+	}
+	fn(w, r, v)
 }
 
 // errorPage is what the error template shows.

@@ -62,6 +62,10 @@ func runCert(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if *user == "" || *pubPath == "" {
 		return usageError{"--user and --pubkey are required"}
 	}
+	if strings.Contains(*user, ":") {
+		// "bot:NAME" is the bots' namespace (gatehouse bot add); bots use the API only.
+		return usageError{"--user may not contain ':' (bot:NAME names API bots)"}
+	}
 	if *ttl <= 0 {
 		return usageError{"--ttl must be positive"}
 	}

@@ -41,6 +41,7 @@ func commands() map[string]command {
 		"play":     {"play SESSION_ID: replay a recording in the terminal", runPlay},
 		"lock":     {"lock a user", runLock},
 		"unlock":   {"unlock a user", runUnlock},
+		"bot":      {"bot add|ls|rm: API identities and tokens for plugins", runBot},
 		"request":  {"request create|ls|show|approve|deny|cancel|drop: access requests", runRequest},
 		"login":    {"log in through the bastion and get a certificate", runLogin},
 		"logout":   {"revoke the certificate from gatehouse login", runLogout},

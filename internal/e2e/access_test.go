@@ -192,6 +192,12 @@ type accessEnv struct {
 
 func startAccess(t *testing.T, extraConfig map[string]any) *accessEnv {
 	t.Helper()
+	return startAccessRoles(t, accessRoles, extraConfig)
+}
+
+// startAccessRoles is startAccess with another roles.yaml.
+func startAccessRoles(t *testing.T, roles string, extraConfig map[string]any) *accessEnv {
+	t.Helper()
 	e2e.RequireSystem(t)
 	e2e.RequireAccount(t, "ubuntu")
 	env := &accessEnv{webhook: newHook(t), slack: newHook(t), users: map[string]*e2e.User{}, t: t}
@@ -206,7 +212,7 @@ func startAccess(t *testing.T, extraConfig map[string]any) *accessEnv {
 	}
 	env.gh = e2e.StartGatehouse(t, e2e.GatehouseOptions{
 		Binary: builder.BuildGatehouse(t),
-		Roles:  accessRoles,
+		Roles:  roles,
 		Config: cfg,
 		Nodes: []e2e.NodeSpec{
 			{Name: "db-1", Labels: map[string]string{"env": "prod", "team": "data"}},

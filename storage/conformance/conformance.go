@@ -25,6 +25,8 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 	t.Run("Requests", func(t *testing.T) { runRequests(t, open) })
 	t.Run("Locks", func(t *testing.T) { runLocks(t, open) })
 	t.Run("Identity", func(t *testing.T) { runIdentity(t, open) })
+	t.Run("Bots", func(t *testing.T) { runBots(t, open) })
+	t.Run("AuditTypePrefix", func(t *testing.T) { runAuditTypePrefix(t, open) })
 }
 
 // base is a fixed instant so no test depends on the wall clock.

@@ -115,6 +115,12 @@ func (s *Store) ListEvents(ctx context.Context, f storage.EventFilter) ([]storag
 	if f.Type != "" {
 		w.add("type = $%[1]d", f.Type)
 	}
+	if f.TypePrefix != "" {
+		w.add("type >= $%[1]d", f.TypePrefix)
+		if end := storage.PrefixEnd(f.TypePrefix); end != "" {
+			w.add("type < $%[1]d", end)
+		}
+	}
 	if f.User != "" {
 		w.add("(actor = $%[1]d OR target = $%[1]d)", f.User)
 	}

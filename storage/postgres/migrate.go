@@ -126,6 +126,21 @@ CREATE TABLE one_time (
 );
 CREATE INDEX one_time_expires ON one_time (expires_ns);
 `},
+		{version: 2, sql: `
+CREATE TABLE bots (
+	name       text   PRIMARY KEY,
+	roles      text[],
+	created_ns bigint NOT NULL,
+	by_name    text   NOT NULL
+);
+CREATE TABLE bot_tokens (
+	hash       text   PRIMARY KEY,
+	bot        text   NOT NULL REFERENCES bots (name) ON DELETE CASCADE,
+	created_ns bigint NOT NULL,
+	expires_ns bigint NOT NULL
+);
+CREATE INDEX bot_tokens_bot ON bot_tokens (bot);
+`},
 	}
 }
 

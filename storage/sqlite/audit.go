@@ -183,6 +183,14 @@ func (s *Store) ListEvents(ctx context.Context, f storage.EventFilter) ([]storag
 		where = append(where, "type = ?")
 		args = append(args, f.Type)
 	}
+	if f.TypePrefix != "" {
+		where = append(where, "type >= ?")
+		args = append(args, f.TypePrefix)
+		if end := storage.PrefixEnd(f.TypePrefix); end != "" {
+			where = append(where, "type < ?")
+			args = append(args, end)
+		}
+	}
 	if f.User != "" {
 		where = append(where, "(actor = ? OR target = ?)")
 		args = append(args, f.User, f.User)

@@ -112,6 +112,22 @@ CREATE TABLE one_time (
 );
 CREATE INDEX one_time_expires ON one_time(expires);
 `,
+		// 2: bots and their API tokens (hashes only).
+		`
+CREATE TABLE bots (
+	name    TEXT PRIMARY KEY,
+	roles   TEXT,
+	created INTEGER,
+	by      TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE bot_tokens (
+	hash    TEXT PRIMARY KEY,
+	bot     TEXT NOT NULL REFERENCES bots(name) ON DELETE CASCADE,
+	created INTEGER,
+	expires INTEGER NOT NULL
+);
+CREATE INDEX bot_tokens_bot ON bot_tokens(bot);
+`,
 	}
 }
 
