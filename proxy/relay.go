@@ -577,6 +577,7 @@ func (t *sessionTap) finish() {
 	}
 	lc.mu.Unlock()
 	in, out := t.bytesIn.Load(), t.bytesOut.Load()
+	s.observer().Relayed(in, out)
 	// Use a fresh context: the session's may be cancelled by now, and the
 	// end of a session must still be on record.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

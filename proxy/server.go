@@ -34,6 +34,9 @@ type Options struct {
 	// Commands maps bastion command names to handlers.
 	Commands map[string]Command
 	Logger   *slog.Logger
+	// Observer is told about connections, decisions, dials and relayed
+	// bytes (metrics); nil observes nothing.
+	Observer Observer
 }
 
 // Server is the bastion's SSH side.
@@ -277,6 +280,7 @@ func keyIDField(keyID, name string) string {
 func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 	if n := s.preAuth.Add(1); n > int64(s.cfg.SSH.MaxUnauthorized) {
 		s.preAuth.Add(-1)
+		s.observer().Connection("rejected")
 		s.log.Warn("too many unauthenticated connections; dropping", "remote", conn.RemoteAddr().String(), "limit", s.cfg.SSH.MaxUnauthorized)
 		return nil
 	}
@@ -288,6 +292,7 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 			return false
 		}
 		if id, ok := identityOf(sc); ok {
+			s.observer().Connection("authenticated")
 			s.audit(context.Background(), storage.Event{Type: "ssh.auth.success", Actor: id.User, Target: "bastion",
 				Fields: map[string]any{"method": id.Method, "key_fp": id.KeyFP, "login_id": id.LoginID,
 					"remote": conn.RemoteAddr().String(), "client": string(sc.ClientVersion())}})
@@ -318,6 +323,7 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 					continue
 				}
 				s.log.Info("login grace time exceeded", "remote", conn.RemoteAddr().String())
+				s.observer().Connection("timeout")
 				conn.Close()
 				return
 			}
@@ -329,6 +335,7 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 func (s *Server) connFailed(conn net.Conn, err error) {
 	// Refused keys are audited where they are refused; this is the
 	// transport-level rest (scanners, timeouts, clients giving up).
+	s.observer().Connection("failed")
 	s.log.Debug("ssh connection failed", "remote", conn.RemoteAddr().String(), "err", err)
 }
 
