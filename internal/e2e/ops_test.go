@@ -39,6 +39,45 @@ roles:
       node_labels: {fault: nouser}
 `
 
+// configWith writes a copy of gh's gatehouse.yaml with key set to value
+// and returns its path.
+func configWith(t *testing.T, gh *e2e.Gatehouse, name, key string, value any) string {
+	t.Helper()
+	data, err := os.ReadFile(gh.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(data, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg[key] = value
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(gh.Dir, name)
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// restoredAuditIntact runs `gatehouse audit verify` and `audit ls` on the
+// store config names (a restored backup) and checks the chain is intact
+// and holds an event of type want.
+func restoredAuditIntact(t *testing.T, gh *e2e.Gatehouse, config, want string) {
+	t.Helper()
+	r := gh.Run("audit", "verify", "--config", config)
+	if r.ExitCode != 0 || !strings.HasPrefix(r.Stdout, "audit log intact: ") {
+		t.Fatalf("audit verify on the restored backup: %s", r)
+	}
+	r = gh.Run("audit", "ls", "--config", config, "--type", want, "--json")
+	if r.ExitCode != 0 || !strings.Contains(r.Stdout, `"type":"`+want+`"`) {
+		t.Fatalf("audit ls --type %s on the restored backup: %s", want, r)
+	}
+}
+
 // get returns the status and body of GET url.
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
@@ -196,6 +235,20 @@ func TestOperationsMetricsHealthAndLogs(t *testing.T) {
 		}
 	})
 
+	t.Run("sqlite3 .backup of the live database restores a verifiable audit log", func(t *testing.T) {
+		sqlite3, err := exec.LookPath("sqlite3")
+		if err != nil {
+			t.Skip("SKIPPED: the sqlite3 command is not installed (Debian: apt-get install sqlite3)")
+		}
+		backup := filepath.Join(t.TempDir(), "gatehouse-backup.db")
+		// While the bastion serves: .backup uses SQLite's online backup API.
+		if out, err := exec.Command(sqlite3, filepath.Join(gh.DataDir, "gatehouse.db"), ".backup '"+backup+"'").CombinedOutput(); err != nil {
+			t.Fatalf("sqlite3 .backup: %v\n%s", err, out)
+		}
+		restored := configWith(t, gh, "restored.yaml", "storage", map[string]any{"driver": "sqlite", "dsn": backup})
+		restoredAuditIntact(t, gh, restored, "session.start")
+	})
+
 	t.Run("doctor passes on a healthy deployment", func(t *testing.T) {
 		r := gh.Run("doctor")
 		if r.ExitCode != 0 {
@@ -217,23 +270,39 @@ func TestOperationsMetricsHealthAndLogs(t *testing.T) {
 	})
 }
 
-// TestReadyzWithoutPostgreSQL stops the database under a running bastion:
-// /readyz turns 503 naming the store, /healthz and /metrics still answer,
-// and readiness comes back with the database.
-func TestReadyzWithoutPostgreSQL(t *testing.T) {
+// TestPostgreSQLBackupAndReadiness restores a pg_dump of a running
+// bastion's database into a fresh one and verifies its audit chain; then
+// stops the database under the bastion: /readyz turns 503 naming the
+// store, /healthz and /metrics still answer, and readiness comes back with
+// the database.
+func TestPostgreSQLBackupAndReadiness(t *testing.T) {
 	e2e.RequireSystem(t)
 	cluster := pgtest.StartCluster(t)
 	if !cluster.CanRestart() {
 		t.Skip("SKIPPED: this test stops PostgreSQL; an external server cannot be stopped")
 	}
+	dsn := cluster.NewDatabase(t)
 	gh := e2e.StartGatehouse(t, e2e.GatehouseOptions{
 		Binary: builder.BuildGatehouse(t),
 		Roles:  opsRoles,
-		Config: map[string]any{"storage": map[string]any{"driver": "postgres", "dsn": cluster.NewDatabase(t)}},
+		Config: map[string]any{"storage": map[string]any{"driver": "postgres", "dsn": dsn}},
 	})
 	if code, body := get(t, gh.WebURL+"/readyz"); code != 200 {
 		t.Fatalf("/readyz with PostgreSQL up = %d:\n%s", code, body)
 	}
+	t.Run("pg_dump restores a verifiable audit log", func(t *testing.T) {
+		gh.MustRun("lock", "--user", "bob", "--reason", "backup test")
+		dump := filepath.Join(t.TempDir(), "gatehouse.sql")
+		if out, err := exec.Command("pg_dump", "--no-owner", "--file", dump, dsn).CombinedOutput(); err != nil {
+			t.Fatalf("pg_dump: %v\n%s", err, out)
+		}
+		target := cluster.NewDatabase(t)
+		if out, err := exec.Command("psql", "--quiet", "--set", "ON_ERROR_STOP=1", "--file", dump, target).CombinedOutput(); err != nil {
+			t.Fatalf("psql restore: %v\n%s", err, out)
+		}
+		restored := configWith(t, gh, "restored.yaml", "storage", map[string]any{"driver": "postgres", "dsn": target})
+		restoredAuditIntact(t, gh, restored, "user.lock")
+	})
 	cluster.Stop(t)
 	code, body := get(t, gh.WebURL+"/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "FAIL store: ping store: ") {
@@ -292,26 +361,9 @@ func TestDoctorFindsEachNodeFault(t *testing.T) {
 	// where nothing answers.
 	idp := e2e.StartDevIDP(t, gh.WebURL, e2e.DevIDPOptions{Binary: bin})
 	withIssuer := func(name, issuer string) string {
-		data, err := os.ReadFile(gh.ConfigPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cfg map[string]any
-		if err := yaml.Unmarshal(data, &cfg); err != nil {
-			t.Fatal(err)
-		}
 		oidc := idp.OIDCConfig()
 		oidc["issuer"] = issuer
-		cfg["oidc"] = oidc
-		out, err := yaml.Marshal(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(gh.Dir, name)
-		if err := os.WriteFile(path, out, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return path
+		return configWith(t, gh, name, "oidc", oidc)
 	}
 	doctor := func(config string) e2e.Result {
 		r := gh.Run("doctor", "--config", config)
