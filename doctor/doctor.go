@@ -11,6 +11,7 @@ package doctor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -44,10 +45,11 @@ func Run(ctx context.Context, path string, w io.Writer, opts Options) bool {
 		d.opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	cfg, err := config.Load(path)
-	d.report("config "+path, err)
 	if err != nil {
+		d.report("config", err) // the error names the file
 		return false
 	}
+	d.report("config "+path, nil)
 	if d.opts.NodeTimeout == 0 {
 		d.opts.NodeTimeout = cfg.SSH.NodeDialTimeout.D()
 	}
@@ -154,7 +156,11 @@ func (d *run) node(ctx context.Context, authority *ca.Authority, pol *policy.Pol
 		// not reported.
 		err := proxy.ProbeNode(ctx, authority, n, "root", d.opts.NodeTimeout)
 		d.stages(prefix, err)
-		d.report(prefix+" login: no role allows a login here; nothing to check", nil)
+		if pol == nil {
+			d.report(prefix+" logins", errors.New("not checked: the roles did not load"))
+		} else {
+			d.report(prefix+" login: no role allows a login here; nothing to check", nil)
+		}
 		return
 	}
 	for i, login := range logins {

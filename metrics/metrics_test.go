@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -189,4 +191,44 @@ func TestNilMetricsRecordsNothing(t *testing.T) {
 	m.RecordingFailed("open")
 	q := fakeQueue(1)
 	m.RecordingOpened(&q)()
+}
+
+// TestReadmeNamesExist checks that every gatehouse_* metric the README's
+// "Operating Gatehouse" section names (in the table and the alert rules)
+// is one this package exposes.
+func TestReadmeNamesExist(t *testing.T) {
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(data), "\n## Operating Gatehouse\n")
+	if !ok {
+		t.Fatal("README.md has no Operating Gatehouse section")
+	}
+	sec, _, _ = strings.Cut(sec, "\n## ")
+	m := New(Sources{Nodes: []string{"n"}, LiveNodes: func() []string { return nil },
+		Requests: func(context.Context) (map[string]int, error) { return map[string]int{"PENDING": 0}, nil }})
+	m.Connection("x")
+	m.Decision("x")
+	m.NodeDialed("n", time.Millisecond, nil)
+	m.Relayed(1, 1)
+	m.NotifyFailed("webhook", "dropped")
+	m.StoreError("ping")
+	m.RecordingFailed("open")
+	fams := scrape(t, m)
+	names := regexp.MustCompile(`gatehouse_[a-z_]+`).FindAllString(sec, -1)
+	if len(names) < 15 {
+		t.Fatalf("found only %d metric names in the README section", len(names))
+	}
+	for _, n := range names {
+		base := n
+		for _, suffix := range []string{"_count", "_bucket", "_sum"} {
+			if b, ok := strings.CutSuffix(n, suffix); ok && fams[b] != nil {
+				base = b
+			}
+		}
+		if fams[base] == nil {
+			t.Errorf("README names %s, which /metrics does not expose", n)
+		}
+	}
 }
