@@ -35,6 +35,14 @@ type Options struct {
 	MaxBatch int
 	// Now stamps events whose Time is zero; default time.Now.
 	Now func() time.Time
+	// Observer is told how long each append call took and whether it
+	// failed (metrics); nil observes nothing.
+	Observer Observer
+}
+
+// Observer watches append calls.
+type Observer interface {
+	AuditAppended(events int, d time.Duration, err error)
 }
 
 // Log appends events to the chain. It is safe for concurrent use: appends
@@ -47,6 +55,7 @@ type Log struct {
 	log   *slog.Logger
 	max   int
 	now   func() time.Time
+	obs   Observer
 
 	queue chan *pending
 	done  chan struct{} // closed when the writer has drained and exited
@@ -70,6 +79,7 @@ func New(store storage.AuditStore, opts Options) *Log {
 		log:   opts.Logger,
 		max:   opts.MaxBatch,
 		now:   opts.Now,
+		obs:   opts.Observer,
 		done:  make(chan struct{}),
 	}
 	if l.log == nil {
@@ -103,6 +113,16 @@ func (l *Log) AppendAll(ctx context.Context, evs ...storage.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
+	if l.obs == nil {
+		return l.appendAll(ctx, evs)
+	}
+	start := time.Now()
+	err := l.appendAll(ctx, evs)
+	l.obs.AuditAppended(len(evs), time.Since(start), err)
+	return err
+}
+
+func (l *Log) appendAll(ctx context.Context, evs []storage.Event) error {
 	ps := make([]*pending, 0, len(evs))
 	for _, ev := range evs {
 		if ev.Type == "" {

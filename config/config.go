@@ -32,6 +32,8 @@ type Config struct {
 	Nodes     []Node          `yaml:"nodes"`
 	Notify    []NotifyTarget  `yaml:"notify"`
 	Requests  RequestsConfig  `yaml:"requests"`
+	Metrics   MetricsConfig   `yaml:"metrics"`
+	Logging   LoggingConfig   `yaml:"logging"`
 
 	path string
 }
@@ -122,6 +124,19 @@ type AuditConfig struct {
 // RequestsConfig controls access requests.
 type RequestsConfig struct {
 	PendingTTL Duration `yaml:"pending_ttl"` // default 24h
+}
+
+// MetricsConfig is the optional listener for Prometheus scrapes. /metrics
+// is served on web.listen as well; a separate address lets the firewall
+// keep the scraper off the public port.
+type MetricsConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+// LoggingConfig selects the server's log format: "text" (the default) or
+// "json" for log shippers.
+type LoggingConfig struct {
+	Format string `yaml:"format"`
 }
 
 // Node is one SSH server reachable through the bastion.
@@ -259,6 +274,13 @@ func (c *Config) fill() error {
 	}
 	if c.Audit.CheckpointKey != "" {
 		c.Audit.CheckpointKey = abs(c.Audit.CheckpointKey)
+	}
+	switch c.Logging.Format {
+	case "":
+		c.Logging.Format = "text"
+	case "text", "json":
+	default:
+		return fmt.Errorf("logging.format %q: want text or json", c.Logging.Format)
 	}
 	if c.Requests.PendingTTL == 0 {
 		c.Requests.PendingTTL = Duration(24 * time.Hour)

@@ -27,6 +27,8 @@ func TestParseDefaults(t *testing.T) {
 		{"login_grace_time", c.SSH.LoginGraceTime.D(), 30 * time.Second},
 		{"node_cert_ttl", c.SSH.NodeCertTTL.D(), 5 * time.Minute},
 		{"pending_ttl", c.Requests.PendingTTL.D(), 24 * time.Hour},
+		{"logging.format", c.Logging.Format, "text"},
+		{"metrics.listen", c.Metrics.Listen, ""},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -48,6 +50,7 @@ func TestParseErrors(t *testing.T) {
 		{"node without address", "nodes: [{name: db-1, host_key: x}]\n", "name and address are required"},
 		{"duplicate node", "nodes: [{name: a, address: x:22, host_key: k}, {name: a, address: y:22, host_key: k}]\n", `duplicate node name "a"`},
 		{"oidc without client", "oidc: {issuer: https://idp}\n", "oidc.issuer and oidc.client_id are required"},
+		{"bad logging format", "logging: {format: xml}\n", `logging.format "xml"`},
 		{"bad notify kind", "notify: [{kind: email, url: x}]\n", `kind "email"`},
 	}
 	for _, tt := range tests {

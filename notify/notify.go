@@ -62,6 +62,13 @@ type Options struct {
 	Timeout      time.Duration // per HTTP attempt [10s]
 	DrainTimeout time.Duration // how long Close waits for queued messages [10s]
 	Client       *http.Client  // [a client with no overall timeout; Timeout applies per attempt]
+	Observer     Observer      // told of every message not delivered (metrics) [none]
+}
+
+// Observer is told of notifications that did not reach their target;
+// reason is "failed" (after every attempt) or "dropped" (queue full).
+type Observer interface {
+	NotifyFailed(kind, reason string)
 }
 
 func (o *Options) fill() {
@@ -268,6 +275,13 @@ func redact(err error) error {
 }
 
 func (d *Dispatcher) audit(typ string, w *worker, m Message, attempts int, cause error) {
+	if d.opts.Observer != nil {
+		reason := "failed"
+		if typ == AuditDropped {
+			reason = "dropped"
+		}
+		d.opts.Observer.NotifyFailed(w.kind, reason)
+	}
 	if d.aud == nil {
 		return
 	}

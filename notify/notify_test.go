@@ -276,3 +276,31 @@ func TestCloseGivesUpAfterDrainTimeout(t *testing.T) {
 	// After Close, Notify is a harmless no-op.
 	d.Notify(context.Background(), Message{Event: EventCreated, Request: sampleRequest()})
 }
+
+type countingObserver struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (o *countingObserver) NotifyFailed(kind, reason string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.n[kind+" "+reason]++
+}
+
+func TestObserverSeesFailuresAndDrops(t *testing.T) {
+	_, badSrv := newRecorder(t, func(int) bool { return true })
+	obs := &countingObserver{n: map[string]int{}}
+	opts := fastOpts()
+	opts.Observer = obs
+	d := New([]config.NotifyTarget{{Kind: "slack", URL: badSrv.URL}}, &memAudit{}, nil, opts)
+	d.Notify(context.Background(), Message{Event: EventCreated, Request: sampleRequest()})
+	if err := d.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.n["slack failed"] != 1 || len(obs.n) != 1 {
+		t.Errorf("observer saw %v, want one slack failure", obs.n)
+	}
+}

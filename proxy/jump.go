@@ -197,6 +197,7 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 
 	if r, ok := adm.(refusedAdmission); ok {
 		s.live.remove(lc.id)
+		s.observer().Decision("denied")
 		s.refuseAll(inner, chans, greqs, r.msg)
 		return
 	}
@@ -205,6 +206,11 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 		// Fail closed: no decision, no access.
 		s.log.Error("authorize", "user", id.User, "login", login, "node", node.Name, "err", err)
 		v = Verdict{Allowed: false, Reason: "access could not be checked right now; try again"}
+		s.observer().Decision("error")
+	} else if v.Allowed {
+		s.observer().Decision("allowed")
+	} else {
+		s.observer().Decision("denied")
 	}
 	lc.setVerdict(v)
 	if !v.Allowed {
@@ -219,7 +225,9 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 	// Dial the node while the client opens its channels.
 	upc := make(chan upResult, 1)
 	go func() {
+		start := time.Now()
 		up, err := s.dialNode(ctx, id, login, node, lc.id, v)
+		s.observer().NodeDialed(node.Name, time.Since(start), err)
 		upc <- upResult{up, err}
 	}()
 	res := <-upc

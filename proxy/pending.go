@@ -117,6 +117,7 @@ func (s *Server) admit(c net.Conn) *admittedConn {
 		// Not logged one by one above debug: the attacker sets this rate.
 		// The summary (reportPreAuth) has them.
 		s.log.Debug("unauthenticated connection refused", "remote", c.RemoteAddr().String(), "reason", reason.String())
+		s.observer().Connection("rejected")
 		c.Close()
 		return nil
 	}
@@ -189,6 +190,7 @@ func (p *pendingConn) expire() {
 	}
 	p.s.log.Info("login grace time exceeded", "remote", p.raw.RemoteAddr().String())
 	p.end(preauth.GraceExceeded)
+	p.s.observer().Connection("timeout")
 	p.raw.Close()
 }
 
@@ -198,6 +200,7 @@ func (p *pendingConn) authLog(method string, err error) {
 	switch {
 	case err == nil:
 		if p.end(preauth.Authenticated) {
+			p.s.observer().Connection("authenticated")
 			go p.s.auditAuthSuccess(p.ctx, p.raw.RemoteAddr().String())
 		}
 	case method == "none" || errors.As(err, &partial):

@@ -661,6 +661,7 @@ func (t *sessionTap) finish() {
 	// Before the audit events, which carry its hashes; the relay is done
 	// with it, so what is left to write is at most one queue.
 	raw, hasRaw := t.closeRaw()
+	s.observer().Relayed(in, out)
 	// Use a fresh context: the session's may be cancelled by now, and the
 	// end of a session must still be on record.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

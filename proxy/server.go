@@ -40,6 +40,9 @@ type Options struct {
 	// PreAuthReportEvery is how often refused unauthenticated connections
 	// are summarised in the audit log; default one minute.
 	PreAuthReportEvery time.Duration
+	// Observer is told about connections, decisions, dials and relayed
+	// bytes (metrics); nil observes nothing.
+	Observer Observer
 }
 
 // Server is the bastion's SSH side.
@@ -291,6 +294,7 @@ func keyIDField(keyID, name string) string {
 func (s *Server) connFailed(conn net.Conn, err error) {
 	// Refused keys are audited where they are refused; this is the
 	// transport-level rest (scanners, timeouts, clients giving up).
+	s.observer().Connection("failed")
 	s.log.Debug("ssh connection failed", "remote", conn.RemoteAddr().String(), "err", err)
 }
 

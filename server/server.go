@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ca"
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/identity"
+	"github.com/gatehouse-dev/gatehouse/metrics"
 	"github.com/gatehouse-dev/gatehouse/notify"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/proxy"
@@ -39,6 +40,8 @@ type Bastion struct {
 	Proxy  *proxy.Server
 	// Identity is the OIDC side; nil when no oidc: is configured.
 	Identity *identity.Service
+	// Metrics is what /metrics serves; its registry is this bastion's own.
+	Metrics *metrics.Metrics
 
 	closers []func() error
 	// bus carries change notifications between bastions sharing the
@@ -50,6 +53,7 @@ type Bastion struct {
 // Build constructs a bastion from cfg without starting listeners.
 func Build(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Bastion, error) {
 	b := &Bastion{Config: cfg, Log: log, origin: newOrigin()}
+	b.Metrics = b.newMetrics()
 	ok := false
 	defer func() {
 		if !ok {
@@ -82,12 +86,12 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Bastion,
 		b.closers = append(b.closers, f.Close)
 		sink = f
 	}
-	b.Audit = audit.New(b.Store, audit.Options{Sink: sink, Logger: log})
+	b.Audit = audit.New(b.Store, audit.Options{Sink: sink, Logger: log, Observer: b.Metrics})
 	b.closers = append([]func() error{b.Audit.Close}, b.closers...)
 	if b.Policy, err = policy.NewEngine(cfg.RolesFile, log); err != nil {
 		return nil, fmt.Errorf("load roles: %w", err)
 	}
-	b.Notify = notify.New(cfg.Notify, b.Audit, log, notify.Options{})
+	b.Notify = notify.New(cfg.Notify, b.Audit, log, notify.Options{Observer: b.Metrics})
 	b.closers = append([]func() error{b.Notify.Close}, b.closers...)
 	b.Access = access.New(b.Store, b.Policy, b.Audit, b.Notify, access.Options{
 		PendingTTL: cfg.Requests.PendingTTL.D(), PublicURL: cfg.Web.PublicURL, Logger: log,
@@ -184,7 +188,8 @@ func (b *Bastion) Serve(ctx context.Context) error {
 	b.finalizeRecordings(ctx)
 	px, err := proxy.New(proxy.Options{
 		Config: cfg, CA: b.CA, Authorizer: b.Authorizer(), Sessions: b.Store, Audit: b.Audit,
-		Recorder: b.recorder(), RawRecorder: b.rawRecorder(), Commands: b.sshCommands(), KeyLogins: b.keyLogins(), Logger: log,
+		Recorder: b.observeRecorders(b.recorder()), RawRecorder: b.rawRecorder(), Commands: b.sshCommands(), KeyLogins: b.keyLogins(), Logger: log,
+		Observer: b.Metrics,
 	})
 	if err != nil {
 		return err
@@ -223,6 +228,13 @@ func (b *Bastion) Serve(ctx context.Context) error {
 		defer c()
 		_ = httpSrv.Shutdown(sctx)
 	}()
+	if cfg.Metrics.Listen != "" {
+		if err := b.serveMetrics(ctx, &wg, errc); err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+	}
 
 	// Background loops: grant expiry and request expiry, policy watch,
 	// SIGHUP reloads, the periodic safety-net recheck.

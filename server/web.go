@@ -9,13 +9,7 @@ import (
 // webHandler serves the web UI and API.
 func (b *Bastion) webHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := b.Store.AuditAnchor(r.Context()); err != nil {
-			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	b.opsRoutes(mux)
 	// The API is always served: bots authenticate with bearer tokens.
 	// Pages and browser sessions need sign-in, so they exist only with oidc:.
 	if b.Identity != nil {

@@ -223,6 +223,14 @@ func (r *Recorder) Err() error {
 	return r.err
 }
 
+// QueuedBytes is how much recorded output waits for the writer (metrics:
+// a queue that stays near maxQueued means the disk cannot keep up).
+func (r *Recorder) QueuedBytes() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.data)
+}
+
 // enqueue copies one event into the queue for the writer, starting the
 // writer if none runs. It waits while the queue is full.
 func (r *Recorder) enqueue(typ byte, p []byte, cols, rows int) {

@@ -45,6 +45,7 @@ func commands() map[string]command {
 		"request":  {"request create|ls|show|approve|deny|cancel|drop: access requests", runRequest},
 		"login":    {"log in through the bastion and get a certificate", runLogin},
 		"logout":   {"revoke the certificate from gatehouse login", runLogout},
+		"doctor":   {"check the config, store, recordings, OIDC issuer and every node", runDoctor},
 		"dev-idp":  {"run a local OpenID provider for trying Gatehouse out (development only)", runDevIDP},
 		"version":  {"print the version", func(context.Context, []string, io.Writer, io.Writer) error { fmt.Println("gatehouse dev"); return nil }},
 	}

@@ -30,7 +30,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *debug {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(cfg.Logging.Format, os.Stderr, level)
 	b, err := server.Build(ctx, cfg, log)
 	if err != nil {
 		return err
