@@ -271,15 +271,7 @@ func (s *Service) Effective(ctx context.Context, user string, claims map[string]
 	if e.Lock != nil {
 		return e, nil
 	}
-	roles := slices.Clone(e.Base)
-	for _, g := range e.Grants {
-		for _, r := range g.Roles {
-			if !slices.Contains(roles, r) {
-				roles = append(roles, r)
-			}
-		}
-	}
-	e.Subject.Roles = roles
+	e.Subject.Roles = withGranted(e.Base, e.Grants)
 	return e, nil
 }
 
@@ -366,4 +358,17 @@ func (s *Service) updates() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.updated
+}
+
+// withGranted is base plus the roles of grants, each once, in order.
+func withGranted(base []string, grants []storage.Request) []string {
+	roles := slices.Clone(base)
+	for _, g := range grants {
+		for _, r := range g.Roles {
+			if !slices.Contains(roles, r) {
+				roles = append(roles, r)
+			}
+		}
+	}
+	return roles
 }

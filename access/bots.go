@@ -189,14 +189,6 @@ func (s *Service) botEffective(ctx context.Context, b storage.Bot) (Effective, e
 	if err != nil {
 		return Effective{}, fmt.Errorf("look up grants of %s: %w", user, err)
 	}
-	roles := slices.Clone(e.Base)
-	for _, g := range e.Grants {
-		for _, r := range g.Roles {
-			if !slices.Contains(roles, r) {
-				roles = append(roles, r)
-			}
-		}
-	}
-	e.Subject.Roles = roles
+	e.Subject.Roles = withGranted(e.Base, e.Grants)
 	return e, nil
 }
