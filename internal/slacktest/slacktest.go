@@ -29,6 +29,9 @@ type User struct {
 type Call struct {
 	Method string     // e.g. chat.postMessage
 	Form   url.Values // the form fields (slack-go posts forms)
+	// TS is the message timestamp the stand-in answered a
+	// chat.postMessage with (Slack's id of the message).
+	TS string
 }
 
 // Server is the stand-in. Its URL + "/api/" is the API base to configure.
@@ -106,8 +109,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	s.calls = append(s.calls, Call{Method: method, Form: r.PostForm})
 	ts := fmt.Sprintf("1700000000.%06d", s.nextTS)
+	s.calls = append(s.calls, Call{Method: method, Form: r.PostForm, TS: ts})
 	s.nextTS++
 	close(s.changed)
 	s.changed = make(chan struct{})

@@ -122,9 +122,11 @@ func (p *Plugin) handleEvent(ev apiclient.Event) error {
 	case posted:
 		p.update(ctx, msg, r)
 	}
+	// Only requesters whose request this plugin relayed hear the outcome, so
+	// a first start replaying old history sends no stale messages.
 	switch ev.Event {
 	case "approved", "denied", "expired":
-		if r.State == strings.ToUpper(ev.Event) {
+		if posted && r.State == strings.ToUpper(ev.Event) {
 			p.tellRequester(ctx, r)
 		}
 	}

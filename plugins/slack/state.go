@@ -7,8 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-
-	"github.com/gatehouse-dev/gatehouse/apiclient"
 )
 
 // message is where a request was posted.
@@ -26,10 +24,11 @@ type state struct {
 	Messages map[string]message `json:"messages"`
 }
 
-// loadState reads the state file; a missing file is a first start (watch
-// from now).
+// loadState reads the state file. A missing file is a first start: the
+// watch begins at the start of the audit log, so requests still pending are
+// posted and everything already decided is passed over.
 func loadState(path string) (state, error) {
-	st := state{LastEventID: apiclient.FromNow, Messages: map[string]message{}}
+	st := state{Messages: map[string]message{}}
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil
