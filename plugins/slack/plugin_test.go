@@ -120,7 +120,12 @@ func TestPostsRequestsAndFollowsThem(t *testing.T) {
 		t.Fatalf("state after the post: %+v %v", st, err)
 	}
 
-	// Approved elsewhere: the message loses its buttons and bob gets a DM.
+	// Approved elsewhere while the plugin was restarted: the new process
+	// finds the message in the state file, it loses its buttons, bob gets a DM.
+	p, err = New(p.cfg, p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	req.State, req.StateBy = "APPROVED", "alice"
 	if err := p.handleEvent(apiclient.Event{ID: 43, Event: "approved", RequestID: "r1", Request: req}); err != nil {
 		t.Fatal(err)
@@ -139,6 +144,27 @@ func TestPostsRequestsAndFollowsThem(t *testing.T) {
 	}
 	if st, _ := loadState(p.cfg.StateFile); st.LastEventID != 43 {
 		t.Fatalf("last event id %d, want 43", st.LastEventID)
+	}
+}
+
+// TestFirstStartSkipsHistory: with no state file the watch starts at the
+// beginning; a decided request is neither posted nor announced to anyone.
+func TestFirstStartSkipsHistory(t *testing.T) {
+	p, sl, _ := newTestPlugin(t)
+	if p.st.LastEventID != 0 {
+		t.Fatalf("first start resumes after %d, want 0", p.st.LastEventID)
+	}
+	old := apiclient.Request{ID: "old", User: "bob", Roles: []string{"dba"}, State: "APPROVED"}
+	for i, ev := range []string{"created", "reviewed", "approved"} {
+		if err := p.handleEvent(apiclient.Event{ID: int64(i + 1), Event: ev, RequestID: "old", Request: old}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if calls := sl.Calls(""); len(calls) != 0 {
+		t.Fatalf("replaying history called Slack: %v", calls)
+	}
+	if st, _ := loadState(p.cfg.StateFile); st.LastEventID != 3 || len(st.Messages) != 0 {
+		t.Fatalf("state after history: %+v", st)
 	}
 }
 
