@@ -39,9 +39,11 @@ type Config struct {
 	// UserFromEmail says how a Slack user's e-mail names the Gatehouse
 	// user: local_part (alice@example.com → alice, the default) or email.
 	UserFromEmail string `yaml:"user_from_email"`
-	// EmailDomain turns a Gatehouse user name into an e-mail address to
-	// find the requester in Slack (alice → alice@EmailDomain) when
-	// UserFromEmail is local_part. Without it requesters get no DM.
+	// EmailDomain is the organisation's e-mail domain. With local_part it
+	// is required: only clickers whose Slack e-mail is in it are mapped (a
+	// guest alice@elsewhere.example must not act as alice). It also turns a
+	// requester's user name into the address to find them in Slack
+	// (bob → bob@EmailDomain) for the outcome DM.
 	EmailDomain string `yaml:"email_domain"`
 }
 
@@ -100,20 +102,27 @@ func LoadConfig(path string) (Config, error) {
 	if c.UserFromEmail != "local_part" && c.UserFromEmail != "email" {
 		return Config{}, fmt.Errorf("%s: user_from_email %q: want local_part or email", path, c.UserFromEmail)
 	}
+	c.EmailDomain = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(c.EmailDomain), "@"))
+	if c.UserFromEmail == "local_part" && c.EmailDomain == "" {
+		return Config{}, fmt.Errorf("%s: user_from_email local_part needs email_domain (whose addresses name Gatehouse users)", path)
+	}
 	return c, nil
 }
 
 // gatehouseUser names the Gatehouse user of a Slack user's e-mail.
 func (c Config) gatehouseUser(email string) (string, error) {
 	email = strings.TrimSpace(email)
-	local, _, ok := strings.Cut(email, "@")
-	if !ok || local == "" {
+	local, domain, ok := strings.Cut(strings.ToLower(email), "@")
+	if !ok || local == "" || domain == "" {
 		return "", errors.New("your Slack account has no e-mail address that names a Gatehouse user")
 	}
 	if c.UserFromEmail == "email" {
-		return strings.ToLower(email), nil
+		return local + "@" + domain, nil
 	}
-	return strings.ToLower(local), nil
+	if domain != c.EmailDomain {
+		return "", fmt.Errorf("only %s addresses name Gatehouse users", c.EmailDomain)
+	}
+	return local, nil
 }
 
 // requesterEmail is the e-mail of a Gatehouse user, or "" if unknown.

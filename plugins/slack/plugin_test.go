@@ -70,6 +70,7 @@ func newTestPlugin(t *testing.T) (*Plugin, *slacktest.Server, *fakeBastion) {
 		slacktest.User{ID: "UBOB", Name: "bob", RealName: "Bob Example", Email: "bob@example.com"},
 		slacktest.User{ID: "UCAROL", Name: "carol", RealName: "Carol Example", Email: "Carol@example.com"},
 		slacktest.User{ID: "UNOMAIL", Name: "ghost"},
+		slacktest.User{ID: "UGUEST", Name: "alice2", RealName: "Alice Guest", Email: "alice@elsewhere.example"},
 	)
 	t.Cleanup(sl.Close)
 	fb := &fakeBastion{}
@@ -208,6 +209,7 @@ func TestInteractions(t *testing.T) {
 	for _, tc := range []struct{ user, trigger, want string }{
 		{"UCAROL", "t2", "Gatehouse: carol may not review dba"},
 		{"UNOMAIL", "t3", "Gatehouse: your Slack account has no e-mail address that names a Gatehouse user"},
+		{"UGUEST", "t4", "Gatehouse: only example.com addresses name Gatehouse users"},
 	} {
 		c := click
 		c.UserID, c.TriggerID = tc.user, tc.trigger
@@ -238,9 +240,9 @@ func TestLoadConfig(t *testing.T) {
 		}
 		return p
 	}
-	base := "gatehouse_url: https://b.example.com\nbot_token: ghbot_x\nslack_bot_token: xoxb-1\nchannel: C1\nlisten: :8089\nstate_file: /tmp/s.json\n"
+	base := "gatehouse_url: https://b.example.com\nbot_token: ghbot_x\nslack_bot_token: xoxb-1\nchannel: C1\nlisten: :8089\nstate_file: /tmp/s.json\nemail_domain: Example.com\n"
 	c, err := LoadConfig(write(base + "signing_secret_file: " + secret + "\n"))
-	if err != nil || c.SigningSecret != "s3cret" || c.SlackAPIURL != DefaultSlackAPIURL || c.UserFromEmail != "local_part" {
+	if err != nil || c.SigningSecret != "s3cret" || c.SlackAPIURL != DefaultSlackAPIURL || c.UserFromEmail != "local_part" || c.EmailDomain != "example.com" {
 		t.Fatalf("LoadConfig: %+v %v", c, err)
 	}
 	for _, tc := range []struct{ yaml, want string }{
@@ -249,6 +251,7 @@ func TestLoadConfig(t *testing.T) {
 		{base + "signing_secret: a\nuser_from_email: upn\n", "want local_part or email"},
 		{base + "signing_secret: a\nchanel: C2\n", "chanel"},
 		{"signing_secret: a\nbot_token: b\nslack_bot_token: c\n", "required: channel, gatehouse_url, listen, state_file"},
+		{strings.Replace(base, "email_domain: Example.com\n", "", 1) + "signing_secret: a\n", "local_part needs email_domain"},
 	} {
 		if _, err := LoadConfig(write(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("LoadConfig(%q): %v, want %q", tc.yaml, err, tc.want)
