@@ -43,12 +43,21 @@ type Server struct {
 	users   []User
 	calls   []Call
 	nextTS  int
-	changed chan struct{} // closed and replaced on every call
+	changed chan struct{}  // closed and replaced on every call
+	limited map[string]int // method → calls still to answer 429
+}
+
+// RateLimit makes the next n calls of method answer as Slack does when an
+// app is rate limited: HTTP 429 with Retry-After (they are not recorded).
+func (s *Server) RateLimit(method string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limited[method] = n
 }
 
 // New starts a stand-in that accepts the bot token token.
 func New(token string, users ...User) *Server {
-	s := &Server{token: token, users: users, nextTS: 1, changed: make(chan struct{})}
+	s := &Server{token: token, users: users, nextTS: 1, changed: make(chan struct{}), limited: map[string]int{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
@@ -109,6 +118,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
+	if s.limited[method] > 0 {
+		s.limited[method]--
+		s.mu.Unlock()
+		w.Header().Set("Retry-After", "0") // Slack sends seconds; 0 keeps tests quick
+		w.WriteHeader(http.StatusTooManyRequests)
+		return
+	}
 	ts := fmt.Sprintf("1700000000.%06d", s.nextTS)
 	s.calls = append(s.calls, Call{Method: method, Form: r.PostForm, TS: ts})
 	s.nextTS++

@@ -29,6 +29,8 @@ type Plugin struct {
 	slack *slack.Client
 	log   *slog.Logger
 	now   func() time.Time
+	// retryWait is the first pause before retrying a failed Slack call.
+	retryWait time.Duration
 
 	mu     sync.Mutex
 	st     state
@@ -47,13 +49,14 @@ func New(cfg Config, log *slog.Logger) (*Plugin, error) {
 		return nil, err
 	}
 	return &Plugin{
-		cfg:   cfg,
-		api:   api,
-		slack: slack.New(cfg.SlackBotToken, slack.OptionAPIURL(cfg.SlackAPIURL)),
-		log:   log,
-		now:   time.Now,
-		st:    st,
-		seen:  map[string]time.Time{},
+		cfg:       cfg,
+		api:       api,
+		slack:     slack.New(cfg.SlackBotToken, slack.OptionAPIURL(cfg.SlackAPIURL)),
+		log:       log,
+		now:       time.Now,
+		retryWait: time.Second,
+		st:        st,
+		seen:      map[string]time.Time{},
 	}, nil
 }
 
@@ -111,8 +114,12 @@ func (p *Plugin) handleEvent(ev apiclient.Event) error {
 	p.mu.Unlock()
 	switch {
 	case !posted && r.State == "PENDING":
-		ch, ts, err := p.slack.PostMessageContext(ctx, p.cfg.Channel,
-			slack.MsgOptionText(summary(r), false), slack.MsgOptionBlocks(blocks(r)...))
+		var ch, ts string
+		err := p.retry(ctx, func() (err error) {
+			ch, ts, err = p.slack.PostMessageContext(ctx, p.cfg.Channel,
+				slack.MsgOptionText(summary(r), false), slack.MsgOptionBlocks(blocks(r)...))
+			return err
+		})
 		if err != nil {
 			p.log.Error("post request to Slack", "request", r.ID, "err", err)
 		} else {
@@ -146,9 +153,42 @@ func (p *Plugin) handleEvent(ev apiclient.Event) error {
 }
 
 func (p *Plugin) update(ctx context.Context, msg message, r apiclient.Request) {
-	if _, _, _, err := p.slack.UpdateMessageContext(ctx, msg.Channel, msg.TS,
-		slack.MsgOptionText(summary(r), false), slack.MsgOptionBlocks(blocks(r)...)); err != nil {
+	err := p.retry(ctx, func() error {
+		_, _, _, err := p.slack.UpdateMessageContext(ctx, msg.Channel, msg.TS,
+			slack.MsgOptionText(summary(r), false), slack.MsgOptionBlocks(blocks(r)...))
+		return err
+	})
+	if err != nil {
 		p.log.Error("update Slack message", "request", r.ID, "err", err)
+	}
+}
+
+// retry runs call up to 4 times while Slack rate-limits it, is unavailable
+// or cannot be reached; an answer like channel_not_found is final.
+func (p *Plugin) retry(ctx context.Context, call func() error) error {
+	wait := p.retryWait
+	for attempt := 1; ; attempt++ {
+		err := call()
+		if err == nil || attempt == 4 {
+			return err
+		}
+		var rl *slack.RateLimitedError
+		var se slack.SlackErrorResponse
+		switch {
+		case errors.As(err, &rl):
+			wait = max(wait, rl.RetryAfter)
+		case errors.As(err, &se) && se.Err != "internal_error" && se.Err != "fatal_error" && se.Err != "service_unavailable" && se.Err != "request_timeout":
+			return err
+		}
+		p.log.Warn("Slack call failed; retrying", "err", err, "in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+		wait *= 2
 	}
 }
 

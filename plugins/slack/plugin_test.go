@@ -86,6 +86,7 @@ func newTestPlugin(t *testing.T) (*Plugin, *slacktest.Server, *fakeBastion) {
 		t.Fatal(err)
 	}
 	p.now = func() time.Time { return time.Unix(1_700_000_000, 0) }
+	p.retryWait = time.Millisecond
 	return p, sl, fb
 }
 
@@ -102,6 +103,7 @@ func post(p *Plugin, secret string, ts int64, body string) int {
 
 func TestPostsRequestsAndFollowsThem(t *testing.T) {
 	p, sl, _ := newTestPlugin(t)
+	sl.RateLimit("chat.postMessage", 2) // the post goes through on the third try
 	req := apiclient.Request{ID: "r1", User: "bob", Roles: []string{"dba"}, Reason: "INC-7 <!channel>", Duration: 10 * time.Minute, State: "PENDING"}
 	if err := p.handleEvent(apiclient.Event{ID: 41, Event: "created", RequestID: "r1", Request: req}); err != nil {
 		t.Fatal(err)
