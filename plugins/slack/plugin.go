@@ -80,7 +80,9 @@ func (p *Plugin) Run(ctx context.Context) error {
 	after := p.st.LastEventID
 	p.mu.Unlock()
 	watchErr := make(chan error, 1)
-	go func() { watchErr <- p.api.Watch(ctx, after, p.handleEvent) }()
+	go func() {
+		watchErr <- p.api.Watch(ctx, after, func(ev apiclient.Event) error { return p.handleEvent(ctx, ev) })
+	}()
 
 	var runErr error
 	select {
@@ -101,9 +103,11 @@ func (p *Plugin) Run(ctx context.Context) error {
 }
 
 // handleEvent keeps Slack in step with one request event, then records the
-// event id so a restart resumes after it.
-func (p *Plugin) handleEvent(ev apiclient.Event) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+// event id so a restart resumes after it. Stopped half-way (ctx ended), it
+// records nothing: the restarted plugin handles the event again, so an event
+// is relayed at least once.
+func (p *Plugin) handleEvent(runCtx context.Context, ev apiclient.Event) error {
+	ctx, cancel := context.WithTimeout(runCtx, time.Minute)
 	defer cancel()
 	r := ev.Request
 	if r.ID == "" {
@@ -136,6 +140,9 @@ func (p *Plugin) handleEvent(ev apiclient.Event) error {
 		if posted && r.State == strings.ToUpper(ev.Event) {
 			p.tellRequester(ctx, r)
 		}
+	}
+	if err := runCtx.Err(); err != nil {
+		return fmt.Errorf("handle event %d: %w", ev.ID, err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -1,6 +1,7 @@
 package slack
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -105,7 +106,7 @@ func TestPostsRequestsAndFollowsThem(t *testing.T) {
 	p, sl, _ := newTestPlugin(t)
 	sl.RateLimit("chat.postMessage", 2) // the post goes through on the third try
 	req := apiclient.Request{ID: "r1", User: "bob", Roles: []string{"dba"}, Reason: "INC-7 <!channel>", Duration: 10 * time.Minute, State: "PENDING"}
-	if err := p.handleEvent(apiclient.Event{ID: 41, Event: "created", RequestID: "r1", Request: req}); err != nil {
+	if err := p.handleEvent(t.Context(), apiclient.Event{ID: 41, Event: "created", RequestID: "r1", Request: req}); err != nil {
 		t.Fatal(err)
 	}
 	posts := sl.Calls("chat.postMessage")
@@ -130,7 +131,7 @@ func TestPostsRequestsAndFollowsThem(t *testing.T) {
 		t.Fatal(err)
 	}
 	req.State, req.StateBy = "APPROVED", "alice"
-	if err := p.handleEvent(apiclient.Event{ID: 43, Event: "approved", RequestID: "r1", Request: req}); err != nil {
+	if err := p.handleEvent(t.Context(), apiclient.Event{ID: 43, Event: "approved", RequestID: "r1", Request: req}); err != nil {
 		t.Fatal(err)
 	}
 	ups := sl.Calls("chat.update")
@@ -150,6 +151,21 @@ func TestPostsRequestsAndFollowsThem(t *testing.T) {
 	}
 }
 
+// TestStoppedMidEventRecordsNothing: an event cut short by shutdown is not
+// recorded as handled, so the restarted plugin handles it again.
+func TestStoppedMidEventRecordsNothing(t *testing.T) {
+	p, _, _ := newTestPlugin(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	req := apiclient.Request{ID: "r9", User: "bob", Roles: []string{"dba"}, State: "PENDING"}
+	if err := p.handleEvent(ctx, apiclient.Event{ID: 9, Event: "created", RequestID: "r9", Request: req}); err == nil {
+		t.Fatal("a cancelled handleEvent reported success")
+	}
+	if st, _ := loadState(p.cfg.StateFile); st.LastEventID != 0 {
+		t.Fatalf("a cut-short event was recorded: last id %d", st.LastEventID)
+	}
+}
+
 // TestFirstStartSkipsHistory: with no state file the watch starts at the
 // beginning; a decided request is neither posted nor announced to anyone.
 func TestFirstStartSkipsHistory(t *testing.T) {
@@ -159,7 +175,7 @@ func TestFirstStartSkipsHistory(t *testing.T) {
 	}
 	old := apiclient.Request{ID: "old", User: "bob", Roles: []string{"dba"}, State: "APPROVED"}
 	for i, ev := range []string{"created", "reviewed", "approved"} {
-		if err := p.handleEvent(apiclient.Event{ID: int64(i + 1), Event: ev, RequestID: "old", Request: old}); err != nil {
+		if err := p.handleEvent(t.Context(), apiclient.Event{ID: int64(i + 1), Event: ev, RequestID: "old", Request: old}); err != nil {
 			t.Fatal(err)
 		}
 	}
