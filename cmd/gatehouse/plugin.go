@@ -1,0 +1,38 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	slackplugin "github.com/gatehouse-dev/gatehouse/plugins/slack"
+)
+
+func runPlugin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"usage: gatehouse plugin slack --config FILE"}
+	}
+	sub, args := args[0], args[1:]
+	if sub != "slack" {
+		return usageError{fmt.Sprintf("unknown plugin %q (want slack)", sub)}
+	}
+	fs := newFlags("plugin "+sub, stderr)
+	cfgPath := fs.String("config", "./slack.yaml", "path to slack.yaml")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", pos[0])}
+	}
+	cfg, err := slackplugin.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	p, err := slackplugin.New(cfg, newLogger("text", stderr, slog.LevelInfo))
+	if err != nil {
+		return err
+	}
+	return p.Run(ctx)
+}
