@@ -167,8 +167,8 @@ type NotifyTarget struct {
 	ToDomain     string   `yaml:"to_domain"`
 	ReviewersTo  []string `yaml:"reviewers_to"` // extra addresses told of every new request
 
-	Password string `yaml:"-"` // read from PasswordFile by Load
-	CAPEM    []byte `yaml:"-"` // read from CAFile by Load
+	Password string `yaml:"-" json:"-"` // read from PasswordFile by Load; never printed
+	CAPEM    []byte `yaml:"-"`          // read from CAFile by Load
 }
 
 // Duration is a time.Duration written as "90s", "2h".
