@@ -212,3 +212,41 @@ func TestEmailRefusesUnsafeTLS(t *testing.T) {
 		t.Fatalf("TLS server got %d messages (%v)", len(msgs), err)
 	}
 }
+
+// TestEmailSMTPAuth: username and password_file log in to a server that
+// requires SMTP AUTH (after STARTTLS); a wrong password delivers nothing
+// and is audited.
+func TestEmailSMTPAuth(t *testing.T) {
+	srv := mailpit.Start(t, mailpit.Options{RequireSTARTTLS: true, SMTPUsers: map[string]string{"gatehouse": "right horse"}})
+	for _, tc := range []struct {
+		password  string
+		delivered bool
+	}{{"wrong horse", false}, {"right horse", true}} {
+		tgt := mailpitTarget(t, srv, "required")
+		tgt.Username, tgt.Password = "gatehouse", tc.password
+		aud := &memAudit{}
+		opts := fastOpts()
+		opts.Attempts = 1
+		d := New([]config.NotifyTarget{tgt}, aud, nil, opts)
+		r := sampleRequest()
+		r.ID = "auth" + strings.Fields(tc.password)[0]
+		d.Notify(context.Background(), Message{Event: EventDenied, Request: r, Actor: "alice"})
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+		fails := aud.events(AuditFailure)
+		if tc.delivered != (len(fails) == 0) {
+			t.Fatalf("password %q: audited failures %+v", tc.password, fails)
+		}
+		if !tc.delivered && !strings.Contains(fails[0].Fields["error"].(string), "AUTH") {
+			t.Errorf("failure does not say AUTH failed: %v", fails[0].Fields["error"])
+		}
+	}
+	msgs, err := srv.Messages(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 || !strings.Contains(msgs[0].Subject, "authright") || !slices.Equal(msgs[0].To, []string{"bob@example.com"}) {
+		t.Fatalf("want only the mail sent with the right password, got %+v", msgs)
+	}
+}

@@ -10,9 +10,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha1"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"debug/buildinfo"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -78,6 +80,9 @@ type Options struct {
 	// RequireSTARTTLS gives mailpit a certificate and makes it refuse mail
 	// from clients that do not STARTTLS first.
 	RequireSTARTTLS bool
+	// SMTPUsers, when set, are the only username/password pairs mailpit
+	// accepts, and it then requires SMTP AUTH.
+	SMTPUsers map[string]string
 }
 
 // Start runs mailpit on loopback ports until the test ends.
@@ -94,6 +99,18 @@ func Start(t testing.TB, opts Options) *Server {
 		cert, key := selfSigned(t, dir)
 		s.CAFile = cert
 		args = append(args, "--smtp-tls-cert", cert, "--smtp-tls-key", key, "--smtp-require-starttls")
+	}
+	if len(opts.SMTPUsers) > 0 {
+		var b strings.Builder
+		for u, p := range opts.SMTPUsers {
+			sum := sha1.Sum([]byte(p)) // htpasswd's {SHA} scheme, which mailpit reads
+			fmt.Fprintf(&b, "%s:{SHA}%s\n", u, base64.StdEncoding.EncodeToString(sum[:]))
+		}
+		file := filepath.Join(dir, "smtp-users")
+		if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--smtp-auth-file", file)
 	}
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, args...)
