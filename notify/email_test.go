@@ -250,3 +250,24 @@ func TestEmailSMTPAuth(t *testing.T) {
 		t.Fatalf("want only the mail sent with the right password, got %+v", msgs)
 	}
 }
+
+// TestEmailLoopbackDefault: on loopback the default is opportunistic
+// STARTTLS: a plain relay gets the mail, and one offering STARTTLS gets it
+// encrypted (mailpit here refuses anything else).
+func TestEmailLoopbackDefault(t *testing.T) {
+	for name, opts := range map[string]mailpit.Options{"plain": {}, "starttls": {RequireSTARTTLS: true}} {
+		t.Run(name, func(t *testing.T) {
+			srv := mailpit.Start(t, opts)
+			aud := &memAudit{}
+			d := New([]config.NotifyTarget{mailpitTarget(t, srv, "")}, aud, nil, fastOpts())
+			d.Notify(context.Background(), Message{Event: EventExpired, Request: sampleRequest()})
+			if err := d.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if evs := aud.events(AuditFailure); len(evs) != 0 {
+				t.Fatalf("delivery failed: %+v", evs)
+			}
+			srv.WaitFor(t, "about the expiry", func(m mailpit.Message) bool { return strings.Contains(m.Subject, "expired") })
+		})
+	}
+}
