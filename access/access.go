@@ -315,7 +315,31 @@ func (s *Service) notify(ctx context.Context, event string, r storage.Request, a
 	if s.note == nil {
 		return
 	}
-	s.note.Notify(ctx, notify.Message{Event: event, Request: r, Actor: actor, Link: s.link(r.ID)})
+	m := notify.Message{Event: event, Request: r, Actor: actor, Link: s.link(r.ID)}
+	if event == notify.EventCreated {
+		m.Reviewers = s.reviewers(ctx, r)
+	}
+	s.note.Notify(ctx, m)
+}
+
+// reviewers lists who roles.yaml says may review r, leaving out anyone
+// locked: a locked user can review nothing.
+func (s *Service) reviewers(ctx context.Context, r storage.Request) []string {
+	p, err := s.policy()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, u := range p.StaticReviewers(r.User, r.Roles) {
+		_, err := s.store.ActiveLock(ctx, u, s.now())
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			out = append(out, u)
+		case err != nil:
+			s.log.WarnContext(ctx, "check lock of reviewer for notification", "user", u, "err", err)
+		}
+	}
+	return out
 }
 
 // changed wakes Wait callers and Run after an in-process change, so this

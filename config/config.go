@@ -5,9 +5,12 @@ package config
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/mail"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -150,8 +153,22 @@ type Node struct {
 
 // NotifyTarget is where access-request notifications go.
 type NotifyTarget struct {
-	Kind string `yaml:"kind"` // slack or webhook
-	URL  string `yaml:"url"`
+	Kind string `yaml:"kind"` // slack, webhook or email
+	URL  string `yaml:"url"`  // slack and webhook
+
+	// Email over SMTP. Addresses: a username that is an e-mail address
+	// (username_claim: email) is used as is; any other gets @ToDomain.
+	SMTP         string   `yaml:"smtp"` // host:port
+	From         string   `yaml:"from"`
+	Username     string   `yaml:"username"`      // SMTP AUTH PLAIN, only over TLS or loopback
+	PasswordFile string   `yaml:"password_file"` // read at startup
+	StartTLS     string   `yaml:"starttls"`      // required (default off loopback), opportunistic (default on loopback), off
+	CAFile       string   `yaml:"ca_file"`       // PEM roots to trust instead of the system's
+	ToDomain     string   `yaml:"to_domain"`
+	ReviewersTo  []string `yaml:"reviewers_to"` // extra addresses told of every new request
+
+	Password string `yaml:"-" json:"-"` // read from PasswordFile by Load; never printed
+	CAPEM    []byte `yaml:"-"`          // read from CAFile by Load
 }
 
 // Duration is a time.Duration written as "90s", "2h".
@@ -321,11 +338,19 @@ func (c *Config) fill() error {
 		}
 	}
 	for i, t := range c.Notify {
-		if t.Kind != "slack" && t.Kind != "webhook" {
-			return fmt.Errorf("notify[%d]: kind %q: want slack or webhook", i, t.Kind)
-		}
-		if t.URL == "" {
-			return fmt.Errorf("notify[%d]: url is required", i)
+		c.Notify[i].PasswordFile = abs(t.PasswordFile)
+		c.Notify[i].CAFile = abs(t.CAFile)
+		switch t.Kind {
+		case "slack", "webhook":
+			if t.URL == "" {
+				return fmt.Errorf("notify[%d]: url is required", i)
+			}
+		case "email":
+			if err := c.Notify[i].checkEmail(); err != nil {
+				return fmt.Errorf("notify[%d] (email): %w", i, err)
+			}
+		default:
+			return fmt.Errorf("notify[%d]: kind %q: want slack, webhook or email", i, t.Kind)
 		}
 	}
 	return nil
@@ -474,4 +499,50 @@ func (c *Config) Node(name string) (Node, bool) {
 		}
 	}
 	return Node{}, false
+}
+
+// checkEmail validates an email target. Addresses go into mail headers, so
+// any with a line break is refused here rather than sanitised later.
+func (t *NotifyTarget) checkEmail() error {
+	host, port, err := net.SplitHostPort(t.SMTP)
+	if err != nil || host == "" || port == "" {
+		return fmt.Errorf("smtp %q: want host:port, e.g. smtp.example.com:587", t.SMTP)
+	}
+	if _, err := mail.ParseAddress(t.From); err != nil || strings.ContainsAny(t.From, "\r\n") {
+		return fmt.Errorf("from %q: want an e-mail address", t.From)
+	}
+	switch t.StartTLS {
+	case "", "required", "opportunistic", "off":
+	default:
+		return fmt.Errorf("starttls %q: want required, opportunistic or off", t.StartTLS)
+	}
+	if t.Username != "" && t.PasswordFile == "" {
+		return errors.New("username needs password_file")
+	}
+	if t.PasswordFile != "" {
+		b, err := os.ReadFile(t.PasswordFile)
+		if err != nil {
+			return fmt.Errorf("read password_file: %w", err)
+		}
+		t.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	if t.CAFile != "" {
+		b, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return fmt.Errorf("read ca_file: %w", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			return fmt.Errorf("ca_file %s: no PEM certificates in it", t.CAFile)
+		}
+		t.CAPEM = b
+	}
+	if strings.ContainsAny(t.ToDomain, "@ \r\n") {
+		return fmt.Errorf("to_domain %q: want a bare domain like example.com", t.ToDomain)
+	}
+	for _, a := range t.ReviewersTo {
+		if _, err := mail.ParseAddress(a); err != nil || strings.ContainsAny(a, "\r\n") {
+			return fmt.Errorf("reviewers_to %q: want an e-mail address", a)
+		}
+	}
+	return nil
 }

@@ -51,7 +51,7 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate node", "nodes: [{name: a, address: x:22, host_key: k}, {name: a, address: y:22, host_key: k}]\n", `duplicate node name "a"`},
 		{"oidc without client", "oidc: {issuer: https://idp}\n", "oidc.issuer and oidc.client_id are required"},
 		{"bad logging format", "logging: {format: xml}\n", `logging.format "xml"`},
-		{"bad notify kind", "notify: [{kind: email, url: x}]\n", `kind "email"`},
+		{"bad notify kind", "notify: [{kind: pager, url: x}]\n", `kind "pager"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 // Package notify tells people about access requests as they move through
 // their life: created, approved, denied, expired, cancelled, revoked. It
-// posts to Slack incoming webhooks and to generic JSON webhooks.
+// posts to Slack incoming webhooks and to generic JSON webhooks, and sends
+// plain-text e-mail over SMTP (STARTTLS) to reviewers and requesters.
 //
 // Delivery is deliberately decoupled from the workflow: Notify only puts a
 // message on a bounded per-target queue and returns, so a slow or dead

@@ -46,6 +46,9 @@ type Message struct {
 	Request storage.Request `json:"request"`
 	Actor   string          `json:"actor,omitempty"`
 	Link    string          `json:"link,omitempty"`
+	// Reviewers are the users who may review a new request, as far as
+	// roles.yaml names them (policy.StaticReviewers); set on created.
+	Reviewers []string `json:"reviewers,omitempty"`
 }
 
 // Auditor records delivery failures; *audit.Log satisfies it.
@@ -59,7 +62,7 @@ type Options struct {
 	Attempts     int           // tries per message and target [5]
 	MinBackoff   time.Duration // wait after the first failure, doubled each time [500ms]
 	MaxBackoff   time.Duration // cap on the wait [8s]
-	Timeout      time.Duration // per HTTP attempt [10s]
+	Timeout      time.Duration // per HTTP request or SMTP conversation [10s]
 	DrainTimeout time.Duration // how long Close waits for queued messages [10s]
 	Client       *http.Client  // [a client with no overall timeout; Timeout applies per attempt]
 	Observer     Observer      // told of every message not delivered (metrics) [none]
@@ -118,7 +121,9 @@ type Dispatcher struct {
 type worker struct {
 	index int
 	kind  string
-	url   string
+	url   string       // slack, webhook
+	email *emailTarget // email
+	setup error        // why the target cannot work; every message fails with it
 	queue chan Message
 }
 
@@ -126,7 +131,9 @@ type worker struct {
 // Slack webhook URL is a credential.
 func (w *worker) name() string {
 	host := ""
-	if u, err := url.Parse(w.url); err == nil {
+	if w.email != nil {
+		host = w.email.addr
+	} else if u, err := url.Parse(w.url); err == nil {
 		host = u.Host
 	}
 	return fmt.Sprintf("notify[%d] %s %s", w.index, w.kind, host)
@@ -143,6 +150,12 @@ func New(targets []config.NotifyTarget, aud Auditor, logger *slog.Logger, opts O
 	d := &Dispatcher{aud: aud, log: logger, opts: opts, ctx: ctx, cancel: cancel}
 	for i, t := range targets {
 		w := &worker{index: i, kind: t.Kind, url: t.URL, queue: make(chan Message, opts.QueueSize)}
+		if t.Kind == "email" {
+			w.email, w.setup = newEmailTarget(t)
+			if w.setup != nil {
+				logger.Error("email notify target unusable; its messages will fail", "target", i, "err", w.setup)
+			}
+		}
 		d.workers = append(d.workers, w)
 		d.wg.Add(1)
 		go d.run(w)
@@ -212,9 +225,22 @@ func (d *Dispatcher) run(w *worker) {
 
 // deliver tries m up to Attempts times and reports how many it made.
 func (d *Dispatcher) deliver(w *worker, m Message) (int, error) {
-	body, err := encode(w.kind, m)
-	if err != nil {
-		return 0, err
+	if w.setup != nil {
+		return 0, w.setup
+	}
+	var send func() error
+	if w.email != nil {
+		send = func() error {
+			ctx, cancel := context.WithTimeout(d.ctx, d.opts.Timeout)
+			defer cancel()
+			return w.email.send(ctx, m)
+		}
+	} else {
+		body, err := encode(w.kind, m)
+		if err != nil {
+			return 0, err
+		}
+		send = func() error { return d.post(w, body) }
 	}
 	wait := d.opts.MinBackoff
 	var last error
@@ -222,7 +248,7 @@ func (d *Dispatcher) deliver(w *worker, m Message) (int, error) {
 		if d.ctx.Err() != nil {
 			return i - 1, fmt.Errorf("shut down before delivery: %w", errors.Join(last, d.ctx.Err()))
 		}
-		last = d.post(w, body)
+		last = send()
 		if last == nil {
 			return i, nil
 		}

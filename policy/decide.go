@@ -359,3 +359,22 @@ func FormatDuration(d time.Duration) string {
 	}
 	return s
 }
+
+// StaticReviewers lists, sorted, the users named in users: whose static
+// roles may review a request by requester for requested (see
+// ReviewThreshold). Reviewers who hold their review rights only through
+// claims_to_roles are not known until they log in, so they are not listed:
+// notifications reach them through a shared address instead.
+func (p *Policy) StaticReviewers(requester string, requested []string) []string {
+	var out []string
+	for name := range p.users {
+		if name == requester {
+			continue
+		}
+		if _, _, ok := p.ReviewThreshold(Subject{User: name, Roles: p.BaseRoles(name, nil)}, requested); ok {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
