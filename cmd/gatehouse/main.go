@@ -46,6 +46,7 @@ func commands() map[string]command {
 		"login":    {"log in through the bastion and get a certificate", runLogin},
 		"logout":   {"revoke the certificate from gatehouse login", runLogout},
 		"doctor":   {"check the config, store, recordings, OIDC issuer and every node", runDoctor},
+		"plugin":   {"plugin jira: run a plugin (API client with a bot token)", runPlugin},
 		"dev-idp":  {"run a local OpenID provider for trying Gatehouse out (development only)", runDevIDP},
 		"version":  {"print the version", func(context.Context, []string, io.Writer, io.Writer) error { fmt.Println("gatehouse dev"); return nil }},
 	}
