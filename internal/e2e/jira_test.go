@@ -37,42 +37,7 @@ func TestJiraPlugin(t *testing.T) {
 	env := startAccessRoles(t, jiraRoles, nil)
 	gh := env.gh
 	bob, alice := env.user(t, "bob"), env.user(t, "alice")
-	token := addBot(t, gh, "jira", "jira-plugin")
-
-	jr := jiratest.New("SEC", []string{"Open", "Approved", "Denied", "Expired"},
-		jiratest.User{AccountID: "a-alice", EmailAddress: "alice@example.com", DisplayName: "Alice"},
-		jiratest.User{AccountID: "a-bob", EmailAddress: "bob@example.com", DisplayName: "Bob"},
-		jiratest.User{AccountID: "a-carol", EmailAddress: "carol@example.com", DisplayName: "Carol"})
-	t.Cleanup(jr.Close)
-
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "bot-token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	listen := fmt.Sprintf("127.0.0.1:%d", e2e.FreePort(t))
-	cfgPath := filepath.Join(dir, "jira.yaml")
-	cfg := fmt.Sprintf(`listen: %s
-state_file: %s
-gatehouse:
-  url: %s
-  token_file: %s
-jira:
-  url: %s
-  email: %s
-  api_token: %s
-  project: SEC
-  issue_type: Task
-webhook:
-  secret: url-secret
-  signing_secret: hmac-secret
-users:
-  match: local_part
-  domain: example.com
-`, listen, filepath.Join(dir, "state.json"), gh.WebURL, tokenFile, jr.URL, jr.Bot.EmailAddress, jr.Token)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	jr, listen, cfgPath := jiraSetup(t, gh)
 	plugin := e2e.StartJiraPlugin(t, gh, cfgPath, listen)
 
 	delivery := 0
@@ -198,4 +163,71 @@ func lastComment(is *jiratest.Issue) string {
 		return ""
 	}
 	return is.Comments[len(is.Comments)-1].Body
+}
+
+// TestJiraPluginExpired: a request nobody reviews expires on the bastion
+// and its Jira issue moves to Expired.
+func TestJiraPluginExpired(t *testing.T) {
+	e2e.RequireAccount(t, "root")
+	env := startAccessRoles(t, jiraRoles, map[string]any{"requests": map[string]any{"pending_ttl": "3s"}})
+	bob := env.user(t, "bob")
+	jr, listen, cfgPath := jiraSetup(t, env.gh)
+	e2e.StartJiraPlugin(t, env.gh, cfgPath, listen)
+	id := env.request(t, bob, "dba", "INC-10 nobody looks", "10m")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		is := jr.Issues()
+		if len(is) == 1 && strings.Contains(is[0].Summary, id) && is[0].Status == "Expired" {
+			if !strings.Contains(lastComment(&is[0]), "expired") {
+				t.Fatalf("expired issue's comments: %+v", is[0].Comments)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("request %s: want one issue in Expired, have %+v", id, is)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// jiraSetup starts the Jira stand-in (alice, bob, carol @example.com), adds
+// bot:jira and writes jira.yaml; it returns the stand-in, the plugin's
+// listen address and the config path.
+func jiraSetup(t *testing.T, gh *e2e.Gatehouse) (*jiratest.Server, string, string) {
+	t.Helper()
+	token := addBot(t, gh, "jira", "jira-plugin")
+	jr := jiratest.New("SEC", []string{"Open", "Approved", "Denied", "Expired"},
+		jiratest.User{AccountID: "a-alice", EmailAddress: "alice@example.com", DisplayName: "Alice"},
+		jiratest.User{AccountID: "a-bob", EmailAddress: "bob@example.com", DisplayName: "Bob"},
+		jiratest.User{AccountID: "a-carol", EmailAddress: "carol@example.com", DisplayName: "Carol"})
+	t.Cleanup(jr.Close)
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "bot-token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", e2e.FreePort(t))
+	cfgPath := filepath.Join(dir, "jira.yaml")
+	cfg := fmt.Sprintf(`listen: %s
+state_file: %s
+gatehouse:
+  url: %s
+  token_file: %s
+jira:
+  url: %s
+  email: %s
+  api_token: %s
+  project: SEC
+  issue_type: Task
+webhook:
+  secret: url-secret
+  signing_secret: hmac-secret
+users:
+  match: local_part
+  domain: example.com
+`, listen, filepath.Join(dir, "state.json"), gh.WebURL, tokenFile, jr.URL, jr.Bot.EmailAddress, jr.Token)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return jr, listen, cfgPath
 }

@@ -28,6 +28,9 @@ type Plugin struct {
 	// event from the watch and a webhook never act on one issue at once.
 	mu sync.Mutex
 	st *state
+	// replayBefore is set on a first run, which replays the whole log:
+	// requests created before it that are no longer pending get no issue.
+	replayBefore time.Time
 }
 
 // New builds a plugin from its config; api is the bastion's client with
@@ -37,7 +40,11 @@ func New(cfg *Config, api *apiclient.Client, jira *Client, log *slog.Logger) (*P
 	if err != nil {
 		return nil, err
 	}
-	return &Plugin{cfg: cfg, api: api, jira: jira, log: log, seen: newSeenSet(10000), st: st}, nil
+	p := &Plugin{cfg: cfg, api: api, jira: jira, log: log, seen: newSeenSet(10000), st: st}
+	if st.LastEventID < 0 {
+		p.replayBefore = time.Now()
+	}
+	return p, nil
 }
 
 // Run serves the webhook on cfg.Listen and follows the bastion's events
@@ -103,9 +110,12 @@ func (p *Plugin) HandleEvent(ctx context.Context, ev apiclient.Event) error {
 func (p *Plugin) handleEvent(ctx context.Context, ev apiclient.Event) error {
 	key := p.st.issueOf(ev.RequestID)
 	if key == "" {
-		// Only a request still waiting for reviews gets an issue; older
-		// ones replayed on a first run are settled already.
-		if ev.Request.State != "PENDING" || ev.Request.ID == "" {
+		// A request gets its issue when it is created, even if it was
+		// decided before the event arrived (the next event settles the
+		// issue). On a first run's replay of old events, only requests
+		// still pending get one: the others are settled history.
+		live := ev.Event == "created" && !ev.Time.Before(p.replayBefore)
+		if ev.Request.ID == "" || (ev.Request.State != "PENDING" && !live) {
 			return nil
 		}
 		k, err := p.openIssue(ctx, ev.Request)

@@ -328,3 +328,31 @@ func TestLoadConfigFailsClosed(t *testing.T) {
 		t.Fatalf("minimal config: %+v, %v", c, err)
 	}
 }
+
+// On a first run the plugin replays the log from the start: settled
+// requests from before it started get no issue, but a request created
+// since gets one even if it was decided before the event arrived.
+func TestFirstRunReplaySkipsSettledHistory(t *testing.T) {
+	r := newRig(t)
+	old := r.gh.req
+	old.State = "APPROVED"
+	ctx := context.Background()
+	if err := r.p.HandleEvent(ctx, apiclient.Event{ID: 1, Event: "created", Time: r.p.replayBefore.Add(-time.Hour), RequestID: old.ID, Request: old}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.jira.Issues()); n != 0 {
+		t.Fatalf("an old settled request got %d issues", n)
+	}
+	expired := old
+	expired.ID, expired.State = "newandgone1234", "EXPIRED"
+	if err := r.p.HandleEvent(ctx, apiclient.Event{ID: 2, Event: "created", Time: r.p.replayBefore.Add(time.Second), RequestID: expired.ID, Request: expired}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.p.HandleEvent(ctx, apiclient.Event{ID: 3, Event: "expired", RequestID: expired.ID, Request: expired}); err != nil {
+		t.Fatal(err)
+	}
+	is := r.jira.Issues()
+	if len(is) != 1 || is[0].Status != "Expired" {
+		t.Fatalf("a request created after the start: issues %+v, want one, Expired", is)
+	}
+}
