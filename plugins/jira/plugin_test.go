@@ -85,9 +85,10 @@ func TestGatehouseUser(t *testing.T) {
 // fakeBastion answers the few API routes the plugin uses, for one request
 // that alice may review and carol may not.
 type fakeBastion struct {
-	mu      sync.Mutex
-	req     apiclient.Request
-	reviews []string // "approve alice: reason"
+	mu       sync.Mutex
+	req      apiclient.Request
+	reviews  []string // "approve alice: reason"
+	needMore bool     // an approval leaves the request pending
 }
 
 func (f *fakeBastion) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -112,6 +113,9 @@ func (f *fakeBastion) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		f.reviews = append(f.reviews, path[1:]+" "+in.On_behalf_of+": "+in.Reason)
 		f.req.State = map[string]string{"/approve": "APPROVED", "/deny": "DENIED"}[path]
+		if f.needMore && path == "/approve" {
+			f.req.State = "PENDING"
+		}
 		_ = json.NewEncoder(w).Encode(f.req)
 	default:
 		w.WriteHeader(404)
@@ -354,5 +358,49 @@ func TestFirstRunReplaySkipsSettledHistory(t *testing.T) {
 	is := r.jira.Issues()
 	if len(is) != 1 || is[0].Status != "Expired" {
 		t.Fatalf("a request created after the start: issues %+v, want one, Expired", is)
+	}
+}
+
+// With two approvals needed, alice's move is recorded and the issue goes
+// back to Open for the next reviewer. The secret may come as a header.
+func TestWebhookMoreApprovalsNeeded(t *testing.T) {
+	r := newRig(t)
+	r.gh.needMore = true
+	key := r.created(t)
+	body := r.jira.Move(key, "Approved", "alice@example.com")
+	req := httptest.NewRequest("POST", "/jira/webhook", bytes.NewReader(body))
+	req.Header.Set("X-Gatehouse-Webhook-Secret", "url-secret")
+	req.Header.Set("X-Hub-Signature", sign256("hmac-secret", body))
+	w := httptest.NewRecorder()
+	r.hook.ServeHTTP(w, req)
+	if w.Code != 204 || len(r.gh.reviews) != 1 {
+		t.Fatalf("webhook with the secret in a header: %d, reviews %q", w.Code, r.gh.reviews)
+	}
+	is := r.jira.Issue(key)
+	if is.Status != "Open" || !strings.Contains(lastBody(is), "alice's review is recorded") {
+		t.Fatalf("after one of two approvals: %s, %q", is.Status, lastBody(is))
+	}
+}
+
+func lastBody(is *jiratest.Issue) string { return is.Comments[len(is.Comments)-1].Body }
+
+// Without jira.email the token is a bearer token (Data Center personal
+// access token); with it, basic auth (Cloud API token).
+func TestClientAuth(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Authorization"))
+		io.WriteString(w, `[]`)
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	if _, err := NewClient(srv.URL, "", "pat-123").FindUser(ctx, "a@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewClient(srv.URL, "bot@example.com", "tok").FindUser(ctx, "a@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != "Bearer pat-123" || got[1] != "Basic Ym90QGV4YW1wbGUuY29tOnRvaw==" {
+		t.Fatalf("Authorization headers %q", got)
 	}
 }
