@@ -61,9 +61,10 @@ type History struct {
 
 // Comment is one issue comment.
 type Comment struct {
-	ID     string `json:"id"`
-	Author User   `json:"author"`
-	Body   string `json:"body"`
+	ID      string `json:"id"`
+	Author  User   `json:"author"`
+	Body    string `json:"body"`
+	Created string `json:"created"`
 }
 
 // Transition is one move the workflow allows from the current status.

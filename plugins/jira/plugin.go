@@ -285,14 +285,16 @@ func (p *Plugin) IssueChanged(ctx context.Context, key string) error {
 	if strings.EqualFold(status, s.Expired) {
 		return p.revert(ctx, key, "only Gatehouse moves a request to "+s.Expired)
 	}
-	// Who made the move: the newest changelog entry that set this status.
+	// Who made the move: the newest changelog entry that set this status
+	// (by its time: Jira's order of histories differs between versions).
 	var mover *User
-	for i := len(is.Changelog.Histories) - 1; i >= 0 && mover == nil; i-- {
-		h := is.Changelog.Histories[i]
+	var moved time.Time
+	for i, h := range is.Changelog.Histories {
 		for _, it := range h.Items {
 			if it.Field == "status" && strings.EqualFold(it.ToString, status) {
-				mover = &h.Author
-				break
+				if at := jiraTime(h.Created, i); mover == nil || !at.Before(moved) {
+					mover, moved = &is.Changelog.Histories[i].Author, at
+				}
 			}
 		}
 	}
@@ -339,17 +341,26 @@ func (p *Plugin) reasonOf(ctx context.Context, key string, mover *User) (string,
 	if err != nil {
 		return "", err
 	}
-	for i := len(cs) - 1; i >= 0; i-- {
-		c := cs[i]
-		if !sameUser(c.Author, *mover) {
+	reason, newest := "", time.Time{}
+	for i, c := range cs {
+		body := strings.TrimSpace(c.Body)
+		if !sameUser(c.Author, *mover) || len(body) < 7 || !strings.EqualFold(body[:7], "reason:") {
 			continue
 		}
-		body := strings.TrimSpace(c.Body)
-		if len(body) >= 7 && strings.EqualFold(body[:7], "reason:") {
-			return strings.TrimSpace(body[7:]), nil
+		if at := jiraTime(c.Created, i); reason == "" || !at.Before(newest) {
+			reason, newest = strings.TrimSpace(body[7:]), at
 		}
 	}
-	return "", nil
+	return reason, nil
+}
+
+// jiraTime parses Jira's timestamps (2024-05-01T10:00:00.000+0000); one it
+// cannot parse orders by its position i in the list instead.
+func jiraTime(s string, i int) time.Time {
+	if t, err := time.Parse("2006-01-02T15:04:05.000-0700", s); err == nil {
+		return t
+	}
+	return time.Unix(int64(i), 0)
 }
 
 func sameUser(a, b User) bool {

@@ -131,7 +131,7 @@ type rig struct {
 	hook http.Handler
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	jr := jiratest.New("SEC", []string{"Open", "Approved", "Denied", "Expired"},
 		jiratest.User{AccountID: "a-alice", EmailAddress: "alice@example.com", DisplayName: "Alice"},
@@ -402,5 +402,25 @@ func TestClientAuth(t *testing.T) {
 	}
 	if len(got) != 2 || got[0] != "Bearer pat-123" || got[1] != "Basic Ym90QGV4YW1wbGUuY29tOnRvaw==" {
 		t.Fatalf("Authorization headers %q", got)
+	}
+}
+
+// Jira versions differ in the order of changelog histories: the mover is
+// the author of the newest one by time, whichever order they come in.
+func TestMoverIsNewestStatusChange(t *testing.T) {
+	for _, newestFirst := range []bool{false, true} {
+		r := newRig(t)
+		r.jira.NewestFirst = newestFirst
+		key := r.created(t)
+		r.post(r.jira.Move(key, "Approved", "carol@example.com"), "?secret=url-secret", "", true)
+		if len(r.gh.reviews) != 0 || r.jira.Issue(key).Status != "Open" {
+			t.Fatalf("newest first %v: carol's move not reverted", newestFirst)
+		}
+		r.jira.Comment(key, "alice@example.com", "Reason: first thought")
+		r.jira.Comment(key, "alice@example.com", "reason: second thought")
+		r.post(r.jira.Move(key, "Approved", "alice@example.com"), "?secret=url-secret", "", true)
+		if got := strings.Join(r.gh.reviews, "|"); got != "approve alice: second thought" {
+			t.Fatalf("newest first %v: reviews %q, want alice's with her newest reason", newestFirst, got)
+		}
 	}
 }

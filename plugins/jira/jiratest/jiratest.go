@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,7 +71,12 @@ type Server struct {
 	Project  string
 	Statuses []string // Statuses[0] is where new issues start
 
+	// NewestFirst lists changelog histories newest first, as some Jira
+	// versions do; the plugin must not depend on the order.
+	NewestFirst bool
+
 	mu     sync.Mutex
+	clock  time.Time
 	users  []User
 	issues []*Issue
 	nextID int
@@ -85,6 +91,7 @@ func New(project string, statuses []string, users ...User) *Server {
 		Project:  project,
 		Statuses: statuses,
 		nextID:   10000,
+		clock:    time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC),
 	}
 	s.users = append([]User{s.Bot}, users...)
 	m := http.NewServeMux()
@@ -122,7 +129,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func now() string { return time.Now().UTC().Format("2006-01-02T15:04:05.000-0700") }
+// now is the stand-in's clock: a second later at every change, so the
+// order of changes shows in their timestamps as in a real Jira.
+func (s *Server) now() string {
+	s.clock = s.clock.Add(time.Second)
+	return s.clock.Format("2006-01-02T15:04:05.000-0700")
+}
 
 func (s *Server) userSearch(w http.ResponseWriter, r *http.Request) {
 	q := strings.ToLower(r.URL.Query().Get("query"))
@@ -227,6 +239,9 @@ func (s *Server) issueJSON(is *Issue, changelog bool) map[string]any {
 	}
 	if changelog {
 		h := append([]History{}, is.Histories...)
+		if s.NewestFirst {
+			slices.Reverse(h)
+		}
 		out["changelog"] = map[string]any{"startAt": 0, "maxResults": len(h), "total": len(h), "histories": h}
 	}
 	return out
@@ -284,7 +299,7 @@ func (s *Server) postTransition(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) move(is *Issue, status string, by User) {
-	is.Histories = append(is.Histories, History{ID: strconv.Itoa(len(is.Histories) + 1), Author: by, Created: now(),
+	is.Histories = append(is.Histories, History{ID: strconv.Itoa(len(is.Histories) + 1), Author: by, Created: s.now(),
 		Items: []Item{{Field: "status", FieldType: "jira", FromString: is.Status, ToString: status}}})
 	is.Status = status
 }
@@ -321,7 +336,7 @@ func (s *Server) postComment(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) comment(is *Issue, by User, body string) Comment {
-	c := Comment{ID: strconv.Itoa(20000 + len(is.Comments)), Author: by, Body: body, Created: now()}
+	c := Comment{ID: strconv.Itoa(20000 + len(is.Comments)), Author: by, Body: body, Created: s.now()}
 	is.Comments = append(is.Comments, c)
 	return c
 }
