@@ -122,7 +122,14 @@ func (c *Config) check() error {
 	if c.Users.Match != "local_part" && c.Users.Match != "email" {
 		errs = append(errs, fmt.Errorf("users.match %q: want local_part or email", c.Users.Match))
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return errors.New(strings.Join(msgs, "; ")) // one line for the operator
 }
 
 // gatehouseUser maps a Jira account's e-mail to a Gatehouse user name, or
