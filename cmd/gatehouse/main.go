@@ -42,7 +42,7 @@ func commands() map[string]command {
 		"lock":     {"lock a user", runLock},
 		"unlock":   {"unlock a user", runUnlock},
 		"bot":      {"bot add|ls|rm: API identities and tokens for plugins", runBot},
-		"plugin":   {"plugin slack: relay access requests to Slack through the API", runPlugin},
+		"plugin":   {"plugin slack|jira: relay access requests to Slack or Jira through the API", runPlugin},
 		"request":  {"request create|ls|show|approve|deny|cancel|drop: access requests", runRequest},
 		"login":    {"log in through the bastion and get a certificate", runLogin},
 		"logout":   {"revoke the certificate from gatehouse login", runLogout},

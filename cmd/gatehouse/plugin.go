@@ -11,12 +11,20 @@ import (
 
 func runPlugin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError{"usage: gatehouse plugin slack --config FILE"}
+		return usageError{"usage: gatehouse plugin slack|jira --config FILE"}
 	}
-	sub, args := args[0], args[1:]
-	if sub != "slack" {
-		return usageError{fmt.Sprintf("unknown plugin %q (want slack)", sub)}
+	switch args[0] {
+	case "slack":
+		return runPluginSlack(ctx, args[1:], stdout, stderr)
+	case "jira":
+		return runPluginJira(ctx, args[1:], stdout, stderr)
 	}
+	return usageError{fmt.Sprintf("unknown plugin %q (want slack or jira)", args[0])}
+}
+
+// runPluginSlack runs the Slack plugin: `gatehouse plugin slack --config slack.yaml`.
+func runPluginSlack(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	sub := "slack"
 	fs := newFlags("plugin "+sub, stderr)
 	cfgPath := fs.String("config", "./slack.yaml", "path to slack.yaml")
 	pos, err := parse(fs, args)
