@@ -115,6 +115,14 @@ func TestHighAvailability(t *testing.T) {
 			t.Errorf("bastion-1 refusal should name the lock: %q", line)
 		}
 		gh2.MustRun("unlock", "--user", "bob")
+		// The lock ended bob's grant; he asks again for what follows.
+		if line := refusedJump(t, bob, "root@db-1"); !strings.Contains(line, "may not log in as root") {
+			t.Errorf("after unlock the lock-ended grant is back: %q", line)
+		}
+		id := requestID(t, bob.Bastion("request", "dba", "--reason", "INC-7 after the lock", "--duration", "30m"))
+		if r := alice.Bastion("approve", id, "--reason", "go ahead"); r.ExitCode != 0 {
+			t.Fatalf("alice approves %s: %s", id, r)
+		}
 		allowedJump(t, bob, "root@db-1", "root")
 	})
 
