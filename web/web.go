@@ -232,6 +232,9 @@ type viewer struct {
 
 	CanList, CanPlay, CanJoin, CanTerminate, CanAudit, CanLocks, CanReview, CanRequest bool
 
+	// Waiting is how many requests wait for this reviewer (the nav badge).
+	Waiting int
+
 	// reauth reads the viewer's standing again (long-lived streams re-check
 	// it, so a removed bot or a signed-out browser stops receiving).
 	reauth func(ctx context.Context) (access.Effective, error)
@@ -344,6 +347,14 @@ func (h *Handler) serveViewer(w http.ResponseWriter, r *http.Request, v *viewer,
 	v.CanReview = len(pol.Reviewable(s)) > 0 && !eff.Locked()
 	roles, _, _ := pol.Requestable(s)
 	v.CanRequest = len(roles) > 0 && !eff.Locked()
+	if !v.API && v.CanReview {
+		// A failed count only hides the badge: the page itself still works.
+		if q, err := h.opt.Access.ReviewQueue(r.Context(), eff); err != nil {
+			h.log.WarnContext(r.Context(), "web: count the review queue", "user", eff.User(), "err", err)
+		} else {
+			v.Waiting = len(q)
+		}
+	}
 	if !v.API {
 		if c, err := r.Cookie(flashCookie); err == nil {
 			if msg, err := url.QueryUnescape(c.Value); err == nil && msg != "" {
