@@ -30,7 +30,7 @@ dd code{overflow-wrap:anywhere}</style>
 {{if .As}}<p id="whoami">You are signing in as <strong>{{.As}}</strong>.</p>{{end}}
 <p id="message">{{.Message}}</p>
 {{with .Confirm}}
-<section class="card">
+<section>
 <dl class="facts">
 {{range .Facts}}<dt>{{.Name}}</dt><dd><code>{{.Value}}</code></dd>
 {{end}}</dl>
