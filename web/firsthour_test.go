@@ -173,8 +173,10 @@ func TestFavicon(t *testing.T) {
 	if _, page := sam.get("/"); !strings.Contains(page, `<link rel="icon" href="/static/favicon.svg"`) {
 		t.Fatal("layout names no icon")
 	}
-	res, body := sam.get("/static/favicon.svg")
-	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "image/svg+xml") || !strings.Contains(body, "<svg") {
-		t.Fatalf("favicon: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+	for _, path := range []string{"/static/favicon.svg", "/favicon.ico"} {
+		res, body := sam.get(path)
+		if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "image/svg+xml") || !strings.Contains(body, "<svg") {
+			t.Fatalf("%s: %d %s", path, res.StatusCode, res.Header.Get("Content-Type"))
+		}
 	}
 }

@@ -173,6 +173,12 @@ func (h *Handler) routes(static http.Handler) {
 		return
 	}
 	m.Handle("GET /static/", cacheStatic(static))
+	// Browsers ask for /favicon.ico on pages that name no icon (the
+	// identity provider's, a JSON answer opened in a tab).
+	m.Handle("GET /favicon.ico", cacheStatic(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/svg+xml")
+		http.ServeFileFS(w, r, staticFS, "static/favicon.svg")
+	})))
 	page := func(pattern string, fn func(http.ResponseWriter, *http.Request, *viewer)) {
 		m.Handle(pattern, h.opt.Identity.RequireLogin(h.withViewer(fn, false)))
 	}
