@@ -216,6 +216,12 @@ func TestSSHLoginURLRefusals(t *testing.T) {
 		if st != 200 || !strings.Contains(body, "SHA256:twice") || !strings.Contains(body, "192.0.2.7:40000") {
 			t.Fatalf("confirm page: %d %s", st, body)
 		}
+		// The site's look and a duration a person reads, not Go's 12h0m0s.
+		for _, want := range []string{`href="/static/app.css"`, `rel="icon"`, "act as you for 12 hours."} {
+			if !strings.Contains(body, want) {
+				t.Fatalf("confirm page lacks %q: %s", want, body)
+			}
+		}
 		csrf := csrfRe.FindStringSubmatch(body)[1]
 		if st, body := confirm(sl.Code, csrf); st != 200 || !strings.Contains(body, "confirmed") {
 			t.Fatalf("first confirm: %d %s", st, body)

@@ -171,7 +171,7 @@ func (s *Service) handleSSHLoginPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.pageAs(w, http.StatusOK, "Confirm SSH sign-in",
-		"An SSH client wants to sign in with the key below. Confirm only if you started it and the code matches your terminal; the key will act as you for "+s.opt.KeyBindingTTL.String()+".",
+		"An SSH client wants to sign in with the key below. Confirm only if you started it and the code matches your terminal; the key will act as you for "+humanDuration(s.opt.KeyBindingTTL)+".",
 		web.User, &confirmForm{
 			Action: "/ssh-login/" + code,
 			CSRF:   web.CSRFToken,

@@ -27,6 +27,12 @@ func (s *Server) Live() []LiveSession {
 	var out []LiveSession
 	for _, c := range s.live.snapshot() {
 		c.mu.Lock()
+		if c.closed {
+			// Terminated (or revoked) and closing: no longer live to anyone
+			// looking, even though the close takes a moment to finish.
+			c.mu.Unlock()
+			continue
+		}
 		for _, lc := range c.channels {
 			out = append(out, LiveSession{ID: lc.id, ConnID: c.id, User: c.ident.User, Login: c.login, Node: c.node.Name, Kind: lc.kind, Command: lc.command, Start: c.start})
 		}

@@ -192,25 +192,30 @@ func (r *registry) closeAll(notice string) int {
 }
 
 // broadcaster fans a live session's output out to watchers (`join`). A slow
-// watcher loses data rather than slowing the session down.
+// watcher loses data rather than slowing the session down. It keeps the
+// last replayBytes of output so that a new watcher starts on the screen the
+// user sees, not on a blank terminal waiting for the next output.
 type broadcaster struct {
 	mu       sync.Mutex
 	watchers map[chan []byte]struct{}
+	recent   []byte // the last replayBytes of output at most
 }
+
+// replayBytes bounds the output a new watcher is sent first: enough for a
+// full screen of a busy terminal, small enough to keep for every session.
+const replayBytes = 32 << 10
 
 func newBroadcaster() *broadcaster { return &broadcaster{watchers: map[chan []byte]struct{}{}} }
-
-// watching reports whether anyone watches, so that a relay can skip work
-// done only for watchers.
-func (b *broadcaster) watching() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.watchers) > 0
-}
 
 func (b *broadcaster) write(p []byte) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.recent = append(b.recent, p...)
+	if len(b.recent) > replayBytes {
+		// Re-slicing keeps at most about twice the bound allocated:
+		// append copies only the kept tail when it grows the array.
+		b.recent = b.recent[len(b.recent)-replayBytes:]
+	}
 	if len(b.watchers) == 0 {
 		return
 	}
@@ -223,9 +228,15 @@ func (b *broadcaster) write(p []byte) {
 	}
 }
 
+// subscribe adds a watcher whose channel starts with the recent output,
+// queued under the same lock as later writes so nothing is lost or doubled
+// between the two.
 func (b *broadcaster) subscribe() (<-chan []byte, func()) {
 	ch := make(chan []byte, 256)
 	b.mu.Lock()
+	if len(b.recent) > 0 {
+		ch <- append([]byte(nil), b.recent...)
+	}
 	b.watchers[ch] = struct{}{}
 	b.mu.Unlock()
 	var once sync.Once

@@ -102,3 +102,56 @@ func TestNoticeAndEOFFromTwoGoroutines(t *testing.T) {
 		server.Close()
 	}
 }
+
+// A watcher who joins late first gets the recent output (at most
+// replayBytes of it, the newest), then what follows, with nothing doubled.
+func TestBroadcasterReplaysRecentOutput(t *testing.T) {
+	b := newBroadcaster()
+	b.write([]byte("old prompt$ "))
+	ch, stop := b.subscribe()
+	defer stop()
+	b.write([]byte("ls\r\n"))
+	if got := string(<-ch) + string(<-ch); got != "old prompt$ ls\r\n" {
+		t.Fatalf("late watcher got %q", got)
+	}
+
+	big := newBroadcaster()
+	for i := 0; i < 3*replayBytes/4096; i++ {
+		chunk := make([]byte, 4096)
+		for j := range chunk {
+			chunk[j] = byte('a' + i%26)
+		}
+		big.write(chunk)
+	}
+	big.write([]byte("END"))
+	ch2, stop2 := big.subscribe()
+	defer stop2()
+	first := <-ch2
+	if len(first) != replayBytes || string(first[len(first)-3:]) != "END" {
+		t.Fatalf("replay is %d bytes ending %q; want the newest %d", len(first), first[len(first)-3:], replayBytes)
+	}
+
+	// A session that ended before anyone joined still closes the channel.
+	empty := newBroadcaster()
+	ch3, _ := empty.subscribe()
+	empty.closeAll()
+	if _, ok := <-ch3; ok {
+		t.Fatal("a watcher of a silent, closed session got data")
+	}
+}
+
+// A terminated connection leaves Live at once, before its close finishes.
+func TestLiveOmitsTerminatedConnection(t *testing.T) {
+	s := &Server{live: newRegistry()}
+	c := &liveConn{id: "c1", channels: map[string]*liveChannel{"s1": {id: "s1", kind: "shell"}}}
+	s.live.add(c)
+	if got := s.Live(); len(got) != 1 || got[0].ID != "s1" {
+		t.Fatalf("Live before terminate = %+v", got)
+	}
+	c.mu.Lock()
+	c.closed = true // what terminate sets before it starts closing
+	c.mu.Unlock()
+	if got := s.Live(); len(got) != 0 {
+		t.Fatalf("Live after terminate = %+v, want none", got)
+	}
+}

@@ -218,9 +218,8 @@ func (t *sessionTap) record(p []byte, stdout bool) {
 	if rec != nil {
 		rec.Output(p) // the recorder applies ONLCR itself when there is no pty
 	}
-	if !t.watch.watching() {
-		return
-	}
+	// The broadcaster keeps recent output for watchers who join later, so
+	// it sees every write, watched or not.
 	if !pty {
 		// Without a pty the user's own terminal turned \n into \r\n
 		// (ONLCR); watchers see what the user saw. One stream converts

@@ -51,6 +51,7 @@ type EventFilter struct {
 	Since      time.Time
 	Until      time.Time
 	After      int64 // Seq > After (paging)
+	Before     int64 // Seq < Before (paging newest first); 0 = no bound
 	Limit      int   // 0 = no limit
 	Newest     bool  // order by Seq descending
 }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
@@ -139,6 +141,16 @@ type requestsPage struct {
 	MaxDuration    time.Duration
 	ReasonRequired bool
 	Requests       []requestView
+	Form           requestForm
+}
+
+// requestForm is what the request form shows: the defaults, or what was
+// typed with the refusal when filing it failed.
+type requestForm struct {
+	Roles    map[string]bool
+	Duration string
+	Reason   string
+	Error    string
 }
 
 func (h *Handler) myRequests(r *http.Request, v *viewer) ([]requestView, error) {
@@ -158,14 +170,18 @@ func (h *Handler) myRequests(r *http.Request, v *viewer) ([]requestView, error) 
 }
 
 func (h *Handler) requestsPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	h.renderRequests(w, r, v, http.StatusOK, requestForm{Duration: "1h"})
+}
+
+func (h *Handler) renderRequests(w http.ResponseWriter, r *http.Request, v *viewer, status int, form requestForm) {
 	list, err := h.myRequests(r, v)
 	if err != nil {
 		h.internal(w, r, v, "list your requests", err)
 		return
 	}
-	p := requestsPage{viewer: v, Requests: list}
+	p := requestsPage{viewer: v, Requests: list, Form: form}
 	p.Requestable, p.MaxDuration, p.ReasonRequired = v.Pol.Requestable(v.Eff.Subject)
-	h.render(w, r, http.StatusOK, "requests", p)
+	h.render(w, r, status, "requests", p)
 }
 
 // requestLink is where notifications point (/requests/ID): reviewers land
@@ -295,6 +311,17 @@ func (h *Handler) formCreateRequest(w http.ResponseWriter, r *http.Request, v *v
 		split = append(split, strings.Split(s, ",")...)
 	}
 	q, err := h.createRequest(r, v, split, r.PostFormValue("reason"), r.PostFormValue("duration"))
+	var ref *access.Refusal
+	if errors.As(err, &ref) {
+		// The form again, with the refusal and everything typed, rather
+		// than a redirect that would lose it.
+		form := requestForm{Roles: map[string]bool{}, Duration: r.PostFormValue("duration"), Reason: r.PostFormValue("reason"), Error: ref.Msg}
+		for _, s := range split {
+			form.Roles[strings.TrimSpace(s)] = true
+		}
+		h.renderRequests(w, r, v, http.StatusBadRequest, form)
+		return
+	}
 	if err != nil {
 		h.refused(w, r, v, "create request", err)
 		return

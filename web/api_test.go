@@ -294,6 +294,7 @@ func TestAPIConformsToOpenAPI(t *testing.T) {
 	anon.want(401, "GET", "/api/sessions/s-bob-0001/recording", nil)
 	sam.want(200, "GET", "/api/sessions/s-bob-0001/live", nil)
 	sam.want(404, "GET", "/api/sessions/nope/live", nil)
+	sam.want(400, "GET", "/api/sessions?since=yesterday", nil)
 	anon.want(401, "GET", "/api/sessions/s-bob-0001/live", nil)
 	noCSRF.want(403, "POST", "/api/sessions/s-bob-0001/terminate", nil)
 	sam.want(200, "POST", "/api/sessions/s-bob-0001/terminate", nil)
@@ -302,6 +303,7 @@ func TestAPIConformsToOpenAPI(t *testing.T) {
 
 	// audit
 	sam.want(200, "GET", "/api/audit?type=request.create", nil)
+	sam.want(400, "GET", "/api/audit?since=yesterday", nil)
 	bob.want(403, "GET", "/api/audit", nil)
 	anon.want(401, "GET", "/api/audit", nil)
 	sam.want(200, "POST", "/api/audit/verify", nil)

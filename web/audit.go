@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,35 +15,51 @@ import (
 const auditPageSize = 100
 
 type auditFilter struct {
-	Type  string
-	User  string
-	Since string
-	After int64
+	Type   string
+	User   string
+	Since  string
+	After  int64
+	Before int64
 }
+
+// badFilter is a filter the user typed wrong: a 400 with the one line.
+type badFilter struct{ msg string }
+
+func (e badFilter) Error() string { return e.msg }
 
 type auditPage struct {
 	*viewer
 	Filter auditFilter
 	Events []storage.Event
-	Next   int64 // Seq to continue after; 0 when this is the last page
+	Next   int64 // Seq to continue from; 0 when this is the last page
 	Verify *verifyResult
+	Error  string // the filter's one-line error (the page answers 400)
 }
 
-func (h *Handler) listAudit(r *http.Request) (auditFilter, []storage.Event, int64, error) {
+// listAudit reads one page of events: oldest first after ?after= for the
+// API (tools follow the chain forward), newest first before ?before= for
+// the page (people look for what just happened).
+func (h *Handler) listAudit(r *http.Request, newest bool) (auditFilter, []storage.Event, int64, error) {
 	q := r.URL.Query()
 	f := auditFilter{Type: strings.TrimSpace(q.Get("type")), User: strings.TrimSpace(q.Get("user")), Since: strings.TrimSpace(q.Get("since"))}
-	ef := storage.EventFilter{Type: f.Type, User: f.User, Limit: auditPageSize + 1}
-	if a := q.Get("after"); a != "" {
-		n, err := strconv.ParseInt(a, 10, 64)
-		if err != nil || n < 0 {
-			return f, nil, 0, refusal("after must be an event sequence number")
+	ef := storage.EventFilter{Type: f.Type, User: f.User, Limit: auditPageSize + 1, Newest: newest}
+	for _, b := range []struct {
+		name string
+		dst  *int64
+	}{{"after", &f.After}, {"before", &f.Before}} {
+		if a := q.Get(b.name); a != "" {
+			n, err := strconv.ParseInt(a, 10, 64)
+			if err != nil || n < 0 {
+				return f, nil, 0, badFilter{b.name + " must be an event sequence number"}
+			}
+			*b.dst = n
 		}
-		f.After, ef.After = n, n
 	}
+	ef.After, ef.Before = f.After, f.Before
 	if f.Since != "" {
 		t, err := audit.ParseSince(f.Since, time.Now())
 		if err != nil {
-			return f, nil, 0, refusal(strings.Replace(err.Error(), "--since", "since", 1))
+			return f, nil, 0, badFilter{strings.Replace(err.Error(), "--since", "since", 1)}
 		}
 		ef.Since = t
 	}
@@ -83,7 +100,13 @@ func (h *Handler) auditPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	if h.auditDenied(w, r, v) {
 		return
 	}
-	f, evs, next, err := h.listAudit(r)
+	f, evs, next, err := h.listAudit(r, true)
+	var bad badFilter
+	if errors.As(err, &bad) {
+		// Keep what was typed so one wrong field is one fix away.
+		h.render(w, r, http.StatusBadRequest, "audit", auditPage{viewer: v, Filter: f, Error: bad.msg, Verify: h.lastVerification()})
+		return
+	}
 	if err != nil {
 		h.refused(w, r, v, "list audit events", err)
 		return
@@ -95,7 +118,12 @@ func (h *Handler) apiAudit(w http.ResponseWriter, r *http.Request, v *viewer) {
 	if h.auditDenied(w, r, v) {
 		return
 	}
-	_, evs, next, err := h.listAudit(r)
+	_, evs, next, err := h.listAudit(r, false)
+	var bad badFilter
+	if errors.As(err, &bad) {
+		h.fail(w, r, v, http.StatusBadRequest, bad.msg)
+		return
+	}
 	if err != nil {
 		h.refused(w, r, v, "list audit events", err)
 		return

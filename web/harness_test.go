@@ -39,6 +39,9 @@ type fakeLive struct {
 	sessions   []proxy.LiveSession
 	out        chan []byte
 	terminated []string
+	// onTerminate, when set, runs after a Terminate (as the proxy's close
+	// would, a moment later, end the session's record).
+	onTerminate func(id string)
 }
 
 func (f *fakeLive) Live() []proxy.LiveSession {
@@ -50,9 +53,13 @@ func (f *fakeLive) Live() []proxy.LiveSession {
 func (f *fakeLive) Terminate(_ context.Context, id, by string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, s := range f.sessions {
+	for i, s := range f.sessions {
 		if s.ID == id {
 			f.terminated = append(f.terminated, id+" by "+by)
+			if f.onTerminate != nil {
+				f.sessions = append(f.sessions[:i:i], f.sessions[i+1:]...)
+				go f.onTerminate(id)
+			}
 			return true
 		}
 	}

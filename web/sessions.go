@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -71,7 +72,7 @@ func (h *Handler) listSessions(r *http.Request, v *viewer) (sessionFilter, []ses
 	if f.Since != "" {
 		t, err := audit.ParseSince(f.Since, time.Now())
 		if err != nil {
-			return f, nil, refusal(strings.Replace(err.Error(), "--since", "since", 1))
+			return f, nil, badFilter{strings.Replace(err.Error(), "--since", "since", 1)}
 		}
 		sf.Since = t
 	}
@@ -116,6 +117,7 @@ type sessionsPage struct {
 	*viewer
 	Filter   sessionFilter
 	Sessions []sessionView
+	Error    string // the filter's one-line error (the page answers 400)
 }
 
 func (h *Handler) sessionsPage(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -124,6 +126,11 @@ func (h *Handler) sessionsPage(w http.ResponseWriter, r *http.Request, v *viewer
 		return
 	}
 	f, list, err := h.listSessions(r, v)
+	var bad badFilter
+	if errors.As(err, &bad) {
+		h.render(w, r, http.StatusBadRequest, "sessions", sessionsPage{viewer: v, Filter: f, Error: bad.msg})
+		return
+	}
 	if err != nil {
 		h.refused(w, r, v, "list sessions", err)
 		return
@@ -137,6 +144,11 @@ func (h *Handler) apiSessions(w http.ResponseWriter, r *http.Request, v *viewer)
 		return
 	}
 	_, list, err := h.listSessions(r, v)
+	var bad badFilter
+	if errors.As(err, &bad) {
+		h.fail(w, r, v, http.StatusBadRequest, bad.msg)
+		return
+	}
 	if err != nil {
 		h.refused(w, r, v, "list sessions", err)
 		return
@@ -305,12 +317,39 @@ func (h *Handler) terminate(r *http.Request, v *viewer) (storage.Session, error)
 	return s, nil
 }
 
+// terminateWait bounds how long the Terminate button waits for the
+// session's end to be recorded (the proxy shows the user a notice, then
+// closes within about a second), so the list it lands on says "terminated"
+// rather than "live".
+const terminateWait = 3 * time.Second
+
+// awaitEnd waits until session id is no longer recorded as live, or
+// terminateWait has passed; either way the caller goes on.
+func (h *Handler) awaitEnd(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(ctx, terminateWait)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s, err := h.opt.Store.GetSession(ctx, id)
+		if err != nil || s.Status != "live" {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 func (h *Handler) formTerminate(w http.ResponseWriter, r *http.Request, v *viewer) {
 	s, err := h.terminate(r, v)
 	if err != nil {
 		h.refused(w, r, v, "terminate session", err)
 		return
 	}
+	h.awaitEnd(r.Context(), s.ID)
 	h.redirect(w, r, "/sessions", "Terminated session "+s.ID+" of "+s.User+" on "+s.Node+".")
 }
 

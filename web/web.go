@@ -173,6 +173,12 @@ func (h *Handler) routes(static http.Handler) {
 		return
 	}
 	m.Handle("GET /static/", cacheStatic(static))
+	// Browsers ask for /favicon.ico on pages that name no icon (the
+	// identity provider's, a JSON answer opened in a tab).
+	m.Handle("GET /favicon.ico", cacheStatic(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/svg+xml")
+		http.ServeFileFS(w, r, staticFS, "static/favicon.svg")
+	})))
 	page := func(pattern string, fn func(http.ResponseWriter, *http.Request, *viewer)) {
 		m.Handle(pattern, h.opt.Identity.RequireLogin(h.withViewer(fn, false)))
 	}
@@ -231,6 +237,9 @@ type viewer struct {
 	FlashE bool
 
 	CanList, CanPlay, CanJoin, CanTerminate, CanAudit, CanLocks, CanReview, CanRequest bool
+
+	// Waiting is how many requests wait for this reviewer (the nav badge).
+	Waiting int
 
 	// reauth reads the viewer's standing again (long-lived streams re-check
 	// it, so a removed bot or a signed-out browser stops receiving).
@@ -344,6 +353,14 @@ func (h *Handler) serveViewer(w http.ResponseWriter, r *http.Request, v *viewer,
 	v.CanReview = len(pol.Reviewable(s)) > 0 && !eff.Locked()
 	roles, _, _ := pol.Requestable(s)
 	v.CanRequest = len(roles) > 0 && !eff.Locked()
+	if !v.API && v.CanReview {
+		// A failed count only hides the badge: the page itself still works.
+		if q, err := h.opt.Access.ReviewQueue(r.Context(), eff); err != nil {
+			h.log.WarnContext(r.Context(), "web: count the review queue", "user", eff.User(), "err", err)
+		} else {
+			v.Waiting = len(q)
+		}
+	}
 	if !v.API {
 		if c, err := r.Cookie(flashCookie); err == nil {
 			if msg, err := url.QueryUnescape(c.Value); err == nil && msg != "" {

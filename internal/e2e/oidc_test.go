@@ -108,6 +108,14 @@ func waitPageTitle(t *testing.T, ctx context.Context, want string) {
 // (password = user name) and presses Confirm on the page that names user.
 func confirmAs(t *testing.T, ctx context.Context, link, user, wantTitle string) {
 	t.Helper()
+	confirmAsShot(t, ctx, link, user, wantTitle, "")
+}
+
+// confirmAsShot is confirmAs that, when shots is not empty, also saves the
+// confirm page and the page after it at both widths (failing if either
+// scrolls sideways).
+func confirmAsShot(t *testing.T, ctx context.Context, link, user, wantTitle, shots string) {
+	t.Helper()
 	browserStep(t, ctx, "open the link and reach the provider",
 		chromedp.Navigate(link),
 		chromedp.WaitVisible(chromedp.CSS("#username")),
@@ -120,8 +128,20 @@ func confirmAs(t *testing.T, ctx context.Context, link, user, wantTitle string) 
 	if err != nil || !strings.Contains(who, "signing in as "+user) {
 		t.Fatalf("confirm page should say who signs in (%s): %q (%v)", user, who, err)
 	}
+	if shots != "" {
+		// The site's stylesheet is applied (its header bar is dark) and the
+		// key's lifetime reads as a person would say it.
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("header.top")).backgroundColor + "|" + document.getElementById("message").textContent`))
+		if err != nil || !strings.HasPrefix(got, "rgb(29, 35, 48)|") || !strings.Contains(got, "act as you for 12 hours.") {
+			t.Fatalf("the confirm page is unstyled or says the lifetime oddly: %q (%v)", got, err)
+		}
+		shot(t, ctx, shots, "ssh-login-confirm")
+	}
 	browserStep(t, ctx, "press Confirm", chromedp.Click(chromedp.CSS("#confirm")))
 	waitPageTitle(t, ctx, wantTitle)
+	if shots != "" {
+		shot(t, ctx, shots, "ssh-login-confirmed")
+	}
 }
 
 // kbdConfig writes an ssh_config for a person at a terminal: the key
@@ -173,8 +193,8 @@ func TestOIDCLoginURLThroughJump(t *testing.T) {
 	link := term.Expect(loginURLPrompt(gh), 60*time.Second)[1]
 
 	ctx := browser.New(t)
-	confirmAs(t, ctx, link, "bob", "SSH sign-in confirmed")
-	browser.Screenshot(t, ctx, browser.ArtifactsDir(t), "ssh-login-confirmed")
+	shots := browser.ArtifactsDir(t)
+	confirmAsShot(t, ctx, link, "bob", "SSH sign-in confirmed", shots)
 
 	// The ssh that was waiting on the prompt now completes.
 	term.Expect(regexp.MustCompile(`via-oidc\r?\n`), 60*time.Second)

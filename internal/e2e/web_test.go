@@ -181,10 +181,26 @@ func TestWebRequestApproveReplayTerminate(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#submit-request")),
 	)
 	waitText(t, bobB, "#flash", "Requested dba for 2h", 15*time.Second)
+	// A refused form comes back with the error and what was typed.
+	run(t, bobB, "request with a bad duration",
+		chromedp.Navigate(webURL+"/requests"),
+		chromedp.WaitVisible(chromedp.CSS("#request-form")),
+		chromedp.Click(chromedp.CSS("#role-dba")),
+		chromedp.SetValue(chromedp.CSS("#duration"), "999h"),
+		chromedp.SendKeys(chromedp.CSS("#reason"), "INC-8: typed once"),
+		chromedp.Click(chromedp.CSS("#submit-request")),
+	)
+	run(t, bobB, "see the refusal", chromedp.WaitVisible(chromedp.CSS("#form-error")))
+	if v, err := chromedp.Run(bobB, chromedp.Evaluate[string](`document.querySelector("#reason").value + "|" + document.querySelector("#duration").value + "|" + document.querySelector("#role-dba").checked`)); err != nil || v != "INC-8: typed once|999h|true" {
+		t.Fatalf("the refused form lost what was typed: %q, %v", v, err)
+	}
+	shot(t, bobB, shots, "03a-requests-bob-refused")
 	waitText(t, bobB, "#my-requests", "pending", 5*time.Second)
 	shot(t, bobB, shots, "03-requests-bob-pending")
 
 	waitText(t, aliceB, "#queue", "INC-7: replica lag on db-1", 20*time.Second)
+	run(t, aliceB, "reload the queue", chromedp.Navigate(webURL+"/review"))
+	waitText(t, aliceB, "#review-count", "1", 10*time.Second)
 	shot(t, aliceB, shots, "04-review-alice-incoming")
 	run(t, aliceB, "approve",
 		chromedp.SendKeys(chromedp.CSS(`#queue article.req input[name="reason"]`), "ok for INC-7"),
@@ -224,6 +240,8 @@ func TestWebRequestApproveReplayTerminate(t *testing.T) {
 	waitText(t, samB, "#sessions", "live", 10*time.Second)
 	run(t, samB, "watch", chromedp.Click(chromedp.CSS(`#sessions tr.live a.button[href$="/live"]`)))
 	waitText(t, samB, "#live-status", "live", 15*time.Second)
+	// What bob saw before sam joined is on sam's screen at once.
+	waitText(t, samB, "#term", "live-25", 15*time.Second)
 	term.Send("echo watched-$((3*3))\n")
 	waitText(t, samB, "#term", "watched-9", 30*time.Second)
 	shot(t, samB, shots, "08-live-sam")
@@ -235,6 +253,10 @@ func TestWebRequestApproveReplayTerminate(t *testing.T) {
 	if out := term.Output(); !strings.Contains(out, "terminated by sam") {
 		t.Fatalf("bob's terminal should say who ended the session, got %q", out)
 	}
+	waitText(t, samB, "#sessions", "terminated", 10*time.Second)
+	if n, err := chromedp.Run(samB, chromedp.Evaluate[int](`document.querySelectorAll("#sessions tr.live").length`)); err != nil || n != 0 {
+		t.Fatalf("after Terminate, %d sessions still shown live (%v)", n, err)
+	}
 	shot(t, samB, shots, "09-sessions-after-terminate")
 
 	// The audit log holds all of it, and its chain verifies.
@@ -242,21 +264,53 @@ func TestWebRequestApproveReplayTerminate(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#verify-now")), chromedp.Click(chromedp.CSS("#verify-now")))
 	waitText(t, samB, "#verify-result", "Chain intact", 30*time.Second)
 	waitText(t, samB, "#events", "session.terminated", 5*time.Second)
+	if first, err := chromedp.Run(samB, chromedp.Evaluate[string](`document.querySelector("#events tbody tr td:nth-child(3)").innerText`)); err != nil || first != "audit.verify" {
+		t.Fatalf("the audit page's first row is %q (%v); want the newest event, the verification just run", first, err)
+	}
 	shot(t, samB, shots, "10-audit-sam")
+	run(t, samB, "a bad audit filter", chromedp.Navigate(webURL+"/audit?since=yesterday"))
+	waitText(t, samB, "#filter-error", "yesterday", 10*time.Second)
+	shot(t, samB, shots, "10a-audit-bad-filter")
 	run(t, samB, "locks", chromedp.Navigate(webURL+"/locks"))
 	waitText(t, samB, "main", "Nobody is locked", 10*time.Second)
 	shot(t, samB, shots, "11-locks-sam")
 }
 
-// shot saves a full-page PNG (lossless, so text stays readable) into dir.
+// viewports are the widths every page is drawn at: a laptop and a phone.
+var viewports = []struct {
+	name          string
+	width, height int64
+}{{"desktop", 1280, 800}, {"phone", 390, 844}}
+
+// shot saves a full-page PNG (lossless, so text stays readable) into dir at
+// each of the viewports, and fails the test if the page is wider than the
+// window at any of them: nothing may make the whole page scroll sideways
+// (wide tables scroll in their own box).
 func shot(t *testing.T, ctx context.Context, dir, name string) {
 	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Logf("screenshot %s: %v", name, err)
-		return
+	for _, vp := range viewports {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(vp.width, vp.height)); err != nil {
+			t.Fatalf("%s: set the %s viewport: %v", name, vp.name, err)
+		}
+		// Let the page lay itself out again (scripts size terminals on
+		// resize) before measuring.
+		time.Sleep(300 * time.Millisecond)
+		sizes, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`[document.documentElement.scrollWidth, window.innerWidth]`))
+		if err != nil {
+			t.Fatalf("%s: measure the page at %s: %v", name, vp.name, err)
+		}
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Logf("screenshot %s: %v", name, err)
+		} else if err := os.WriteFile(filepath.Join(dir, name+"-"+vp.name+".png"), png, 0o644); err != nil {
+			t.Logf("save screenshot %s: %v", name, err)
+		}
+		if len(sizes) == 2 && sizes[0] > sizes[1] {
+			url, _ := chromedp.Run(ctx, chromedp.Location())
+			t.Errorf("%s (%s) scrolls sideways at %s: %d px of content in a %d px window", name, url, vp.name, sizes[0], sizes[1])
+		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
-		t.Logf("save screenshot %s: %v", name, err)
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(viewports[0].width, viewports[0].height)); err != nil {
+		t.Fatalf("%s: restore the viewport: %v", name, err)
 	}
 }

@@ -231,6 +231,7 @@ func runAudit(t *testing.T, open func(t *testing.T) storage.Store) {
 			{"limit", storage.EventFilter{Limit: 2}, []int64{1, 2}},
 			{"newest", storage.EventFilter{Newest: true}, []int64{6, 5, 4, 3, 2, 1}},
 			{"newest limit", storage.EventFilter{Newest: true, Limit: 2}, []int64{6, 5}},
+			{"newest before", storage.EventFilter{Newest: true, Before: 5, Limit: 2}, []int64{4, 3}},
 			{"type and user", storage.EventFilter{Type: "session.start", User: "alice"}, []int64{4}},
 			{"type user since", storage.EventFilter{Type: "session.start", User: "sam", Since: at(time.Hour)}, []int64{6}},
 			{"no match", storage.EventFilter{Type: "nope"}, []int64{}},

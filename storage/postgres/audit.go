@@ -133,6 +133,9 @@ func (s *Store) ListEvents(ctx context.Context, f storage.EventFilter) ([]storag
 	if f.After > 0 {
 		w.add("seq > $%[1]d", f.After)
 	}
+	if f.Before > 0 {
+		w.add("seq < $%[1]d", f.Before)
+	}
 	order := " ORDER BY seq"
 	if f.Newest {
 		order = " ORDER BY seq DESC"

@@ -207,6 +207,10 @@ func (s *Store) ListEvents(ctx context.Context, f storage.EventFilter) ([]storag
 		where = append(where, "seq > ?")
 		args = append(args, f.After)
 	}
+	if f.Before > 0 {
+		where = append(where, "seq < ?")
+		args = append(args, f.Before)
+	}
 	q := `SELECT ` + eventCols + ` FROM events`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
