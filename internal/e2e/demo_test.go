@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -20,18 +21,57 @@ import (
 )
 
 // TestDemoScript runs `make run`'s scripts/demo.sh on non-default ports,
-// waits for its "ready" line, then runs every command it printed after it,
-// in order, and checks that each does what its comment says. The approve
-// step gets the id the request step printed.
+// as root and as a normal user (the ubuntu account .ci/run creates), waits
+// for its "ready" line, then runs every command it printed after it, in
+// order, as the same user, and checks that each does what its comment says.
+// The approve step gets the id the request step printed.
 func TestDemoScript(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("the demo's nodes must log in as ubuntu and root: run as root (.ci/run does)")
+		t.Skip("needs root to run the demo as root and as another user (.ci/run runs tests as root)")
 	}
 	e2e.RequireProgram(t, "ssh")
 	if _, err := os.Stat("/usr/sbin/sshd"); err != nil {
 		t.Skip("needs /usr/sbin/sshd")
 	}
 	bin := builder.BuildGatehouse(t)
+	t.Run("root", func(t *testing.T) { runDemo(t, bin, nil) })
+	t.Run("normal user", func(t *testing.T) {
+		u, err := user.Lookup("ubuntu")
+		if err != nil {
+			t.Skip("no ubuntu account to run the demo as a normal user")
+		}
+		// The user needs their own copy of the binary and a demo folder.
+		dir := t.TempDir()
+		for _, d := range []string{filepath.Dir(dir), dir} {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		own := filepath.Join(dir, "gatehouse")
+		data, err := os.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(own, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		run := filepath.Join(dir, "run")
+		if err := os.Mkdir(run, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		var uid, gid int
+		fmt.Sscan(u.Uid, &uid)
+		fmt.Sscan(u.Gid, &gid)
+		if err := os.Chown(run, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+		runDemo(t, own, []string{"runuser", "-u", "ubuntu", "--"}, "GATEHOUSE_DEMO_DIR="+run)
+	})
+}
+
+// runDemo runs the demo and its printed commands, each under the command
+// prefix as (nil: as root); extra overrides the environment.
+func runDemo(t *testing.T, bin string, as []string, extra ...string) {
 	dir := t.TempDir()
 	nodePort := twoFreePorts(t)
 	env := append(os.Environ(),
@@ -42,9 +82,14 @@ func TestDemoScript(t *testing.T) {
 		fmt.Sprintf("GATEHOUSE_IDP_PORT=%d", e2e.FreePort(t)),
 		fmt.Sprintf("GATEHOUSE_NODE_PORT=%d", nodePort),
 	)
+	env = append(env, extra...)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.Command("bash", filepath.Join("..", "..", "scripts", "demo.sh"))
+	script, err := filepath.Abs(filepath.Join("..", "..", "scripts", "demo.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(as2(as, "bash", script)[0], as2(as, "bash", script)[1:]...)
 	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
@@ -124,7 +169,7 @@ collect:
 			}
 			command = strings.Replace(command, " ID", " "+requestID, 1)
 		}
-		r := runShell(ctx, t, env, command)
+		r := runShell(ctx, t, env, as, command)
 		t.Logf("$ %s   # %s\nexit %d\n%s%s", command, comment, r.code, r.stdout, r.stderr)
 		check := func(cond bool, what string) {
 			if !cond {
@@ -166,11 +211,12 @@ type shellResult struct {
 }
 
 // runShell runs a printed command line as a user would paste it.
-func runShell(ctx context.Context, t *testing.T, env []string, line string) shellResult {
+func runShell(ctx context.Context, t *testing.T, env, as []string, line string) shellResult {
 	t.Helper()
-	c := exec.CommandContext(ctx, "bash", "-c", line)
+	argv := as2(as, "bash", "-c", line)
+	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	c.Env = env
-	c.Dir = t.TempDir() // the printed paths must not depend on the directory
+	c.Dir = "/" // the printed paths must not depend on the directory
 	var o, e bytes.Buffer
 	c.Stdout, c.Stderr = &o, &e
 	err := c.Run()
@@ -198,4 +244,9 @@ func twoFreePorts(t *testing.T) int {
 	}
 	t.Fatal("no two consecutive free ports")
 	return 0
+}
+
+// as2 is argv run through the prefix as (e.g. runuser -u ubuntu --).
+func as2(as []string, argv ...string) []string {
+	return append(append([]string{}, as...), argv...)
 }
