@@ -222,6 +222,16 @@ func Admin() Effective {
 	return Effective{Subject: policy.Subject{User: AdminName}, admin: true}
 }
 
+// AdminAs is Admin acting for a named operator: the audit log records the
+// actor as admin:NAME, so it shows who at the console did it.
+func AdminAs(operator string) Effective {
+	e := Admin()
+	if operator != "" {
+		e.Subject.User = AdminName + ":" + operator
+	}
+	return e
+}
+
 // User is the subject's name.
 func (e Effective) User() string { return e.Subject.User }
 

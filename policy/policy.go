@@ -179,6 +179,9 @@ func (p *Policy) RoleNames() []string { return slices.Clone(p.names) }
 // HasRole reports whether name is a defined role.
 func (p *Policy) HasRole(name string) bool { _, ok := p.roles[name]; return ok }
 
+// HasUser reports whether the roles file's users: lists name.
+func (p *Policy) HasUser(name string) bool { _, ok := p.users[name]; return ok }
+
 // Source is the file name the policy was parsed from.
 func (p *Policy) Source() string { return p.source }
 

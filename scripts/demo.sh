@@ -4,30 +4,51 @@
 # recordings folder, generated CAs, the development identity provider with
 # the demo users bob, alice and sam, and, when OpenSSH's sshd is installed,
 # two demo nodes (db-1, web-1) on loopback ports.
+#
+# Environment: GATEHOUSE_SSH_PORT (2222), GATEHOUSE_WEB_PORT (8080),
+# GATEHOUSE_IDP_PORT (5556), GATEHOUSE_NODE_PORT (2201: db-1; web-1 is the
+# next port), GATEHOUSE_DEMO_DIR (./.run), GATEHOUSE_BIN (./bin/gatehouse).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-GH="$PWD/bin/gatehouse"
+GH=$(realpath "${GATEHOUSE_BIN:-$PWD/bin/gatehouse}")
 if ! command -v ssh-keygen >/dev/null; then
 	echo "make run needs the OpenSSH client tools: sudo apt-get install -y openssh-client (and openssh-server for the demo nodes)" >&2
 	exit 1
 fi
-RUN="$PWD/.run"
+RUN=${GATEHOUSE_DEMO_DIR:-$PWD/.run}
 mkdir -p "$RUN/users" "$RUN/nodes"
+RUN=$(realpath "$RUN")
 chmod 700 "$RUN"
 
 SSH_PORT=${GATEHOUSE_SSH_PORT:-2222}
 WEB_PORT=${GATEHOUSE_WEB_PORT:-8080}
 IDP_PORT=${GATEHOUSE_IDP_PORT:-5556}
+NODE_PORT=${GATEHOUSE_NODE_PORT:-2201}
 SSHD=/usr/sbin/sshd
 
-login_user=ubuntu
-if [[ $(id -u) != 0 ]]; then
-	login_user=$(id -un)
+# The logins the printed commands use must exist on this machine, since the
+# demo nodes are sshd processes on loopback. As root: ubuntu on web-1 (created
+# if missing) and root on db-1. As anyone else sshd can only log you in as
+# yourself, so both nodes use your account (and role dba allows it).
+if [[ $(id -u) == 0 ]]; then
+	web_login=ubuntu
+	db_login=root
+	if ! id -u "$web_login" >/dev/null 2>&1; then
+		echo "creating the demo login account '$web_login' (useradd; remove it with: userdel -r $web_login)"
+		# '*' (no password) rather than useradd's default '!': sshd without
+		# PAM refuses certificate logins to a locked account.
+		useradd --create-home --shell /bin/bash --password '*' "$web_login"
+	fi
+else
+	web_login=$(id -un)
+	db_login=$web_login
 fi
 
-# Roles for the demo: copied once so you can edit .run/roles.yaml and watch
-# the bastion reload it.
-[[ -f $RUN/roles.yaml ]] || sed "s/\bubuntu\b/$login_user/g" configs/roles.yaml >"$RUN/roles.yaml"
+# Roles for the demo: copied once so you can edit roles.yaml and watch the
+# bastion reload it.
+if [[ ! -f $RUN/roles.yaml ]]; then
+	sed -e "s/\bubuntu\b/$web_login/g" -e "s/logins: \[postgres, root\]/logins: [postgres, root, $db_login]/" configs/roles.yaml >"$RUN/roles.yaml"
+fi
 [[ -f $RUN/dev-users.yaml ]] || cp configs/dev-users.yaml "$RUN/dev-users.yaml"
 secret_file=$RUN/oidc-client-secret
 [[ -f $secret_file ]] || head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$secret_file"
@@ -65,10 +86,11 @@ nodes=""
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
 if [[ -x $SSHD ]]; then
 	[[ $(id -u) == 0 ]] && mkdir -p /run/sshd
-	port=2201
+	port=$NODE_PORT
 	for spec in "db-1 {env: prod, team: data}" "web-1 {env: staging, team: web}"; do
 		name=${spec%% *}
 		labels=${spec#* }
@@ -121,6 +143,12 @@ done
 echo "@cert-authority * $host_ca" >"$RUN/known_hosts"
 for u in bob alice sam; do
 	cat >"$RUN/ssh_config.$u" <<CFG
+# ssh -F $RUN/ssh_config.$u bastion CMD, or -J bastion LOGIN@NODE
+Host bastion
+  HostName 127.0.0.1
+  Port $SSH_PORT
+  User $u
+
 Host *
   UserKnownHostsFile $RUN/known_hosts
   StrictHostKeyChecking yes
@@ -130,22 +158,68 @@ Host *
 CFG
 done
 
+"$GH" serve --config "$RUN/gatehouse.yaml" &
+serve_pid=$!
+pids+=("$serve_pid")
+
+# answers HOST PORT: something accepts TCP connections there.
+answers() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+# healthy PORT PATH: an HTTP GET on 127.0.0.1:PORT answers 200.
+healthy() {
+	local reply
+	reply=$( (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3 && head -n1 <&3) 2>/dev/null) || return 1
+	[[ $reply == *" 200"* ]]
+}
+echo "starting: bastion SSH 127.0.0.1:$SSH_PORT, web http://127.0.0.1:$WEB_PORT, identity provider http://127.0.0.1:$IDP_PORT"
+waiting=""
+for _ in $(seq 1 300); do
+	waiting=""
+	kill -0 "$serve_pid" 2>/dev/null || { echo "gatehouse serve exited; see the messages above" >&2; exit 1; }
+	answers 127.0.0.1 "$SSH_PORT" || waiting+=" bastion-ssh"
+	healthy "$WEB_PORT" /readyz || waiting+=" bastion-web"
+	healthy "$IDP_PORT" /.well-known/openid-configuration || waiting+=" identity-provider"
+	if [[ -n $nodes ]]; then
+		answers 127.0.0.1 "$NODE_PORT" || waiting+=" db-1"
+		answers 127.0.0.1 "$((NODE_PORT + 1))" || waiting+=" web-1"
+	fi
+	[[ -z $waiting ]] && break
+	sleep 0.2
+done
+if [[ -n $waiting ]]; then
+	echo "not ready after 60s, still waiting for:$waiting (logs in $RUN)" >&2
+	exit 1
+fi
+
 cat <<MSG
 
-Gatehouse is starting: SSH on 127.0.0.1:$SSH_PORT, web UI on http://127.0.0.1:$WEB_PORT
+ready
+Gatehouse: SSH on 127.0.0.1:$SSH_PORT, web UI on http://127.0.0.1:$WEB_PORT
 Demo users (password = user name) at the development identity provider http://127.0.0.1:$IDP_PORT:
   bob (engineer), alice (approver), sam (security)
+Everything lives in $RUN; ssh_config.USER defines the host alias "bastion".
 
 Try, in another terminal:
-  ssh -F .run/ssh_config.bob -J bob@127.0.0.1:$SSH_PORT $login_user@web-1 'uname -a'     # allowed (role dev)
-  ssh -F .run/ssh_config.bob -J bob@127.0.0.1:$SSH_PORT root@db-1                        # refused: needs dba
-  ssh -F .run/ssh_config.bob bob@127.0.0.1 -p $SSH_PORT request dba --reason "INC-42 disk full"
-  ssh -F .run/ssh_config.alice alice@127.0.0.1 -p $SSH_PORT approve ID
-  ssh -F .run/ssh_config.bob -J bob@127.0.0.1:$SSH_PORT root@db-1                        # now allowed
-  $GH sessions ls --config .run/gatehouse.yaml
-  $GH audit verify --config .run/gatehouse.yaml
+MSG
+if [[ -n $nodes ]]; then
+	cat <<MSG
+  ssh -F $RUN/ssh_config.bob -J bastion $web_login@web-1 'uname -a'   # allowed (role dev)
+  ssh -F $RUN/ssh_config.bob -J bastion $db_login@db-1 'id -un'   # refused: needs dba
+MSG
+fi
+cat <<MSG
+  ssh -F $RUN/ssh_config.bob bastion request dba --reason "INC-42 disk full"   # prints id: ID
+  ssh -F $RUN/ssh_config.alice bastion approve ID   # approves bob's request
+MSG
+if [[ -n $nodes ]]; then
+	cat <<MSG
+  ssh -F $RUN/ssh_config.bob -J bastion $db_login@db-1 'id -un'   # now allowed (role dba)
+MSG
+fi
+cat <<MSG
+  $GH sessions ls --config $RUN/gatehouse.yaml   # lists the sessions above
+  $GH audit verify --config $RUN/gatehouse.yaml   # audit log intact
 Or open http://127.0.0.1:$WEB_PORT and log in as bob / alice / sam.
 Press Ctrl-C to stop.
 
 MSG
-"$GH" serve --config "$RUN/gatehouse.yaml"
+wait "$serve_pid"

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	osuser "os/user"
 	"strings"
 	"time"
 
@@ -23,12 +24,18 @@ func openBastion(ctx context.Context, cfgPath string) (*server.Bastion, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// The CLI prints its result and nothing else: what the libraries log
+	// (a lock, a session closed) is in the audit log and the server's log.
+	log := slog.New(slog.DiscardHandler)
 	return server.Build(ctx, cfg, log)
 }
 
 func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("policy", stderr)
+	_, args, err := subcommand("policy", args, stderr, "check")
+	if err != nil {
+		return err
+	}
+	fs := newFlags("policy check", stderr)
 	cfgPath := configFlag(fs)
 	user := fs.String("user", "", "user name")
 	login := fs.String("login", "", "login on the node")
@@ -37,8 +44,8 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 || pos[0] != "check" {
-		return usageError{"usage: gatehouse policy check --config FILE --user NAME --login LOGIN --node NODE"}
+	if len(pos) != 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", pos[0])}
 	}
 	if *user == "" || *login == "" || *node == "" {
 		return usageError{"--user, --login and --node are required"}
@@ -70,27 +77,37 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("audit", stderr)
+	sub, args, err := subcommand("audit", args, stderr, "verify", "ls")
+	if err != nil {
+		return err
+	}
+	fs := newFlags("audit "+sub, stderr)
 	cfgPath := configFlag(fs)
-	typ := fs.String("type", "", "event type (e.g. session.start)")
-	user := fs.String("user", "", "actor or target")
-	since := fs.String("since", "", "DURATION (2h, 7d) or TIME (RFC 3339 or 2006-01-02)")
-	asJSON := fs.Bool("json", false, "JSON lines")
-	limit := fs.Int("limit", 100, "page size (0 = everything)")
-	after := fs.Int64("after", 0, "only events with sequence number above this (paging)")
+	var typ, user, since *string
+	var asJSON *bool
+	var limit *int
+	var after *int64
+	if sub == "ls" {
+		typ = fs.String("type", "", "event type (session.start), or a prefix of types (request: request.*)")
+		user = fs.String("user", "", "actor or target")
+		since = fs.String("since", "", "DURATION (2h, 7d) or TIME (RFC 3339 or 2006-01-02)")
+		asJSON = fs.Bool("json", false, "JSON lines")
+		limit = fs.Int("limit", 100, "page size (0 = everything)")
+		after = fs.Int64("after", 0, "only events with sequence number above this (paging)")
+	}
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 || !oneOf(pos[0], "verify", "ls") {
-		return usageError{"usage: gatehouse audit verify|ls --config FILE"}
+	if len(pos) != 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", pos[0])}
 	}
 	b, err := openBastion(ctx, *cfgPath)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	if pos[0] == "verify" {
+	if sub == "verify" {
 		rep, err := audit.Verify(ctx, b.Store)
 		if err != nil {
 			return err
@@ -128,6 +145,16 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if len(evs) == 0 && f.Type != "" && !strings.HasSuffix(f.Type, ".") {
+		// --type request means every request.* event.
+		f.Type, f.TypePrefix = "", *typ+"."
+		if evs, err = b.Store.ListEvents(ctx, f); err != nil {
+			return err
+		}
+		if len(evs) == 0 {
+			fmt.Fprintf(stderr, "gatehouse audit ls: no event has type %q or a type starting with %q\n", *typ, *typ+".")
+		}
+	}
 	if *asJSON {
 		return audit.WriteJSON(stdout, evs)
 	}
@@ -146,10 +173,21 @@ func lockCmd(ctx context.Context, name string, args []string, stdout, stderr io.
 	fs := newFlags(name, stderr)
 	cfgPath := configFlag(fs)
 	user := fs.String("user", "", "user to "+name)
-	reason := fs.String("reason", "", "why (required for lock)")
-	ttl := fs.Duration("ttl", 0, "lock duration (0 = until unlocked)")
-	if _, err := parse(fs, args); err != nil {
+	by := fs.String("by", osUser(), "who is doing this (recorded in the audit log as admin:NAME)")
+	var reason *string
+	var ttl *time.Duration
+	var force *bool
+	if name == "lock" {
+		reason = fs.String("reason", "", "why (required)")
+		ttl = fs.Duration("ttl", 0, "lock duration (0 = until unlocked)")
+		force = fs.Bool("force", false, "lock a name Gatehouse has never seen (e.g. before their first login)")
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
 		return err
+	}
+	if len(pos) != 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", pos[0])}
 	}
 	if *user == "" {
 		return usageError{"--user is required"}
@@ -157,25 +195,46 @@ func lockCmd(ctx context.Context, name string, args []string, stdout, stderr io.
 	if name == "lock" && *reason == "" {
 		return usageError{"--reason is required"}
 	}
+	if strings.TrimSpace(*by) == "" {
+		return usageError{"--by is required (the OS account name is unknown)"}
+	}
 	b, err := openBastion(ctx, *cfgPath)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	actor := access.AdminAs(*by)
 	if name == "lock" {
-		if _, err := b.Access.Lock(ctx, access.Admin(), *user, *reason, *ttl); err != nil {
+		if !*force {
+			known, err := b.KnownUser(ctx, *user)
+			if err != nil {
+				return err
+			}
+			if !known {
+				return usageError{fmt.Sprintf("unknown user %q (not in roles.yaml users:, never logged in, no session or request); use --force to lock the name anyway", termsafe.String(*user))}
+			}
+		}
+		if _, err := b.Access.Lock(ctx, actor, *user, *reason, *ttl); err != nil {
 			return err
 		}
 		until := "until unlocked"
 		if *ttl > 0 {
 			until = "until " + time.Now().Add(*ttl).Format(time.RFC3339)
 		}
-		fmt.Fprintf(stdout, "locked %s %s; live sessions are being closed\n", *user, until)
+		fmt.Fprintf(stdout, "locked %s %s (by %s); live sessions are being closed\n", termsafe.String(*user), until, termsafe.String(actor.User()))
 		return nil
 	}
-	if err := b.Access.Unlock(ctx, access.Admin(), *user); err != nil {
+	if err := b.Access.Unlock(ctx, actor, *user); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "unlocked %s\n", *user)
+	fmt.Fprintf(stdout, "unlocked %s (by %s)\n", termsafe.String(*user), termsafe.String(actor.User()))
 	return nil
+}
+
+// osUser is the operator's OS account, the default of --by.
+func osUser() string {
+	if u, err := osuser.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return os.Getenv("USER")
 }

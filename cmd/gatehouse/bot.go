@@ -12,10 +12,10 @@ import (
 )
 
 func runBot(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError{"usage: gatehouse bot add|ls|rm --config FILE ..."}
+	sub, args, err := subcommand("bot", args, stderr, "add", "ls", "rm")
+	if err != nil {
+		return err
 	}
-	sub, args := args[0], args[1:]
 	fs := newFlags("bot "+sub, stderr)
 	cfgPath := configFlag(fs)
 	var name, roles *string
@@ -27,9 +27,6 @@ func runBot(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		ttl = fs.Duration("ttl", access.DefaultTokenTTL, "how long the token is valid")
 	case "rm":
 		name = fs.String("name", "", "bot to remove")
-	case "ls":
-	default:
-		return usageError{fmt.Sprintf("unknown bot command %q (want add, ls or rm)", sub)}
 	}
 	pos, err := parse(fs, args)
 	if err != nil {

@@ -20,13 +20,17 @@ func loadConfig(path string) (*config.Config, error) {
 }
 
 func runCA(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("ca", stderr)
+	_, args, err := subcommand("ca", args, stderr, "export")
+	if err != nil {
+		return err
+	}
+	fs := newFlags("ca export", stderr)
 	cfgPath := configFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 2 || pos[0] != "export" || !oneOf(pos[1], "user", "host") {
+	if len(pos) != 1 || !oneOf(pos[0], "user", "host") {
 		return usageError{"usage: gatehouse ca export user|host --config FILE"}
 	}
 	cfg, err := loadConfig(*cfgPath)
@@ -37,7 +41,7 @@ func runCA(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if pos[1] == "user" {
+	if pos[0] == "user" {
 		fmt.Fprintln(stdout, ca.AuthorizedLine(auth.UserCAKey(), "gatehouse-user-ca"))
 	} else {
 		fmt.Fprintln(stdout, ca.AuthorizedLine(auth.HostCAKey(), "gatehouse-host-ca"))
@@ -46,7 +50,11 @@ func runCA(_ context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func runCert(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("cert", stderr)
+	_, args, err := subcommand("cert", args, stderr, "issue")
+	if err != nil {
+		return err
+	}
+	fs := newFlags("cert issue", stderr)
 	cfgPath := configFlag(fs)
 	user := fs.String("user", "", "user name (the certificate principal)")
 	pubPath := fs.String("pubkey", "", "public key file to sign")
@@ -56,8 +64,8 @@ func runCert(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 || pos[0] != "issue" {
-		return usageError{"usage: gatehouse cert issue --config FILE --user NAME --pubkey FILE [--ttl 1h] [--out FILE]"}
+	if len(pos) != 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", pos[0])}
 	}
 	if *user == "" || *pubPath == "" {
 		return usageError{"--user and --pubkey are required"}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"flag"
+	"fmt"
 	"io"
 
 	"github.com/gatehouse-dev/gatehouse/client"
@@ -38,11 +40,22 @@ func runLogout(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		url = p.Proxy
 	}
-	return cli.Logout(ctx, url, *home)
+	if err := cli.Logout(ctx, url, *home); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "logged out of %s: the certificate is revoked and the key, certificate and login record are deleted from %s\n", url, *home)
+	return nil
 }
 
 func runDevIDP(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if wantsHelp(args) {
+		printHelp(stdout, "dev-idp", nil)
+		return flag.ErrHelp
+	}
 	if code := devidp.Main(ctx, args, stdout, stderr); code != 0 {
+		if code == 2 {
+			printHelp(stderr, "dev-idp", nil)
+		}
 		return exitCode(code)
 	}
 	return nil

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 )
@@ -48,7 +47,7 @@ func commands() map[string]command {
 		"logout":   {"revoke the certificate from gatehouse login", runLogout},
 		"doctor":   {"check the config, store, recordings, OIDC issuer and every node", runDoctor},
 		"dev-idp":  {"run a local OpenID provider for trying Gatehouse out (development only)", runDevIDP},
-		"version":  {"print the version", func(context.Context, []string, io.Writer, io.Writer) error { fmt.Println("gatehouse dev"); return nil }},
+		"version":  {"print the version", runVersion},
 	}
 }
 
@@ -61,9 +60,17 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmds := commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr, cmds)
 		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || (args[0] == "help" && len(args) == 1) {
+		usage(stdout, cmds)
+		return 0
+	}
+	if args[0] == "help" {
+		// gatehouse help CMD [SUB] is gatehouse CMD [SUB] --help.
+		args = append(append([]string{}, args[1:]...), "--help")
 	}
 	c, ok := cmds[args[0]]
 	if !ok {
@@ -71,15 +78,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr, cmds)
 		return 2
 	}
+	if wantsHelp(args[1:]) {
+		// Asked-for help goes to stdout, so it can be paged.
+		stderr = stdout
+	}
 	err := c.run(ctx, args[1:], stdout, stderr)
 	var ec exitCode
 	var ue usageError
+	var shown shownUsageError
 	switch {
 	case err == nil:
 		return 0
 	case errors.As(err, &ec):
 		return int(ec)
 	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &shown):
+		fmt.Fprintf(stderr, "gatehouse %s: %s\n", args[0], shown.msg)
 		return 2
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "gatehouse %s: %s\n", args[0], ue.msg)
@@ -90,22 +105,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func usage(w io.Writer, cmds map[string]command) {
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	fmt.Fprintln(w, "usage: gatehouse COMMAND [flags]")
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-9s %s\n", n, cmds[n].summary)
-	}
-}
-
 // newFlags returns a flag set that reports errors as usage errors.
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("gatehouse "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { printHelp(fs.Output(), name, fs) }
 	return fs
 }
 
@@ -118,7 +122,8 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, usageError{err.Error()}
+			// The flag package has printed the error and the usage.
+			return nil, shownUsageError{err.Error()}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -150,4 +155,17 @@ func oneOf(s string, opts ...string) bool {
 		}
 	}
 	return false
+}
+
+func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("version", stderr)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", pos[0])}
+	}
+	fmt.Fprintln(stdout, "gatehouse dev")
+	return nil
 }

@@ -10,16 +10,14 @@ import (
 )
 
 func runPlugin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError{"usage: gatehouse plugin slack|jira --config FILE"}
+	sub, args, err := subcommand("plugin", args, stderr, "slack", "jira")
+	if err != nil {
+		return err
 	}
-	switch args[0] {
-	case "slack":
-		return runPluginSlack(ctx, args[1:], stdout, stderr)
-	case "jira":
-		return runPluginJira(ctx, args[1:], stdout, stderr)
+	if sub == "jira" {
+		return runPluginJira(ctx, args, stdout, stderr)
 	}
-	return usageError{fmt.Sprintf("unknown plugin %q (want slack or jira)", args[0])}
+	return runPluginSlack(ctx, args, stdout, stderr)
 }
 
 // runPluginSlack runs the Slack plugin: `gatehouse plugin slack --config slack.yaml`.

@@ -66,22 +66,33 @@ func (pf profileFlags) profile() (client.Profile, error) {
 }
 
 func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("request", stderr)
+	sub, args, err := subcommand("request", args, stderr, "create", "ls", "show", "approve", "deny", "cancel", "drop")
+	if err != nil {
+		return err
+	}
+	fs := newFlags("request "+sub, stderr)
 	pf := addProfileFlags(fs)
-	roles := fs.String("roles", "", "roles to request, comma separated (create)")
-	reason := fs.String("reason", "", "reason (create, approve, deny)")
-	duration := fs.String("duration", "", "how long the access should last (create), e.g. 2h")
-	wait := fs.Bool("wait", false, "wait until the request is decided (create)")
+	var roles, reason, duration *string
+	var wait *bool
+	switch sub {
+	case "create":
+		roles = fs.String("roles", "", "roles to request, comma separated")
+		reason = fs.String("reason", "", "why you need them")
+		duration = fs.String("duration", "", "how long the access should last, e.g. 2h")
+		wait = fs.Bool("wait", false, "wait until the request is decided")
+	case "approve", "deny":
+		reason = fs.String("reason", "", "why")
+	}
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
-		return usageError{"usage: gatehouse request create|ls|show ID|approve ID|deny ID|cancel ID|drop ID"}
-	}
 	var remote []string
-	switch pos[0] {
+	switch sub {
 	case "create":
+		if len(pos) != 0 {
+			return usageError{fmt.Sprintf("unexpected argument %q", pos[0])}
+		}
 		if *roles == "" {
 			return usageError{"--roles is required"}
 		}
@@ -93,21 +104,22 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			remote = append(remote, "--wait")
 		}
 	case "ls":
-		remote = []string{"requests"}
-	case "show", "approve", "deny", "cancel", "drop":
-		if len(pos) != 2 {
-			return usageError{fmt.Sprintf("usage: gatehouse request %s ID", pos[0])}
+		if len(pos) != 0 {
+			return usageError{fmt.Sprintf("unexpected argument %q", pos[0])}
 		}
-		name := pos[0]
+		remote = []string{"requests"}
+	default:
+		if len(pos) != 1 {
+			return usageError{fmt.Sprintf("usage: gatehouse request %s ID", sub)}
+		}
+		name := sub
 		if name == "show" {
 			name = "requests"
 		}
-		remote = []string{name, pos[1]}
-		if (name == "approve" || name == "deny") && *reason != "" {
+		remote = []string{name, pos[0]}
+		if reason != nil && *reason != "" {
 			remote = append(remote, "--reason", *reason)
 		}
-	default:
-		return usageError{fmt.Sprintf("unknown request command %q", pos[0])}
 	}
 	p, err := pf.profile()
 	if err != nil {

@@ -17,41 +17,54 @@ import (
 )
 
 func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("sessions", stderr)
+	sub, args, err := subcommand("sessions", args, stderr, "ls", "export")
+	if err != nil {
+		return err
+	}
+	fs := newFlags("sessions "+sub, stderr)
 	cfgPath := configFlag(fs)
-	user := fs.String("user", "", "only this user's sessions")
-	node := fs.String("node", "", "only sessions on this node")
-	since := fs.String("since", "", "DURATION (2h, 7d) or TIME")
-	grep := fs.String("grep", "", "only sessions whose recorded output or input contains TEXT (ANSI stripped, case-insensitive)")
-	asJSON := fs.Bool("json", false, "one JSON object per line")
-	limit := fs.Int("limit", 200, "at most this many sessions")
-	stream := fs.String("stream", "", "export: the raw bytes of one stream (stdin, stdout or stderr) of a session without a pty, instead of the cast")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) == 0 || !oneOf(pos[0], "ls", "export") {
-		return usageError{"usage: gatehouse sessions ls|export --config FILE"}
-	}
-	b, err := openBastion(ctx, *cfgPath)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	if pos[0] == "export" {
-		if len(pos) != 2 {
+	if sub == "export" {
+		stream := fs.String("stream", "", "the raw bytes of one stream (stdin, stdout or stderr) of a session without a pty, instead of the cast")
+		pos, err := parse(fs, args)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
 			return usageError{"usage: gatehouse sessions export --config FILE SESSION_ID [--stream stdin|stdout|stderr]"}
 		}
-		if *stream != "" {
-			return exportStream(ctx, b.Store, b.Config.Recording.Dir, pos[1], *stream, stdout, stderr)
+		b, err := openBastion(ctx, *cfgPath)
+		if err != nil {
+			return err
 		}
-		rc, err := openRecording(ctx, b.Store, b.Config.Recording.Dir, pos[1])
+		defer b.Close()
+		if *stream != "" {
+			return exportStream(ctx, b.Store, b.Config.Recording.Dir, pos[0], *stream, stdout, stderr)
+		}
+		rc, err := openRecording(ctx, b.Store, b.Config.Recording.Dir, pos[0])
 		if err != nil {
 			return err
 		}
 		defer rc.Close()
 		return session.Export(stdout, rc)
 	}
+	user := fs.String("user", "", "only this user's sessions")
+	node := fs.String("node", "", "only sessions on this node")
+	since := fs.String("since", "", "DURATION (2h, 7d) or TIME")
+	grep := fs.String("grep", "", "only sessions whose recorded output or input contains TEXT (ANSI stripped, case-insensitive)")
+	asJSON := fs.Bool("json", false, "one JSON object per line")
+	limit := fs.Int("limit", 200, "at most this many sessions")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", pos[0])}
+	}
+	b, err := openBastion(ctx, *cfgPath)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
 	f := storage.SessionFilter{User: *user, Node: *node, Limit: *limit}
 	if *since != "" {
 		t, err := audit.ParseSince(*since, time.Now())

@@ -37,6 +37,9 @@ func TestLockClosesSessionsAndRefuses(t *testing.T) {
 	if !strings.Contains(r.Stdout, "locked bob until unlocked") {
 		t.Errorf("lock output: want `locked bob until unlocked`, got %s", r)
 	}
+	if r.Stderr != "" || strings.Contains(r.Stdout, "level=") {
+		t.Errorf("lock should print only its result, no log lines: %s", r)
+	}
 	seen := closedWithNotice(t, term, lockNotice, 30*time.Second)
 	lag := seen.Sub(before)
 	t.Logf("bob's session closed at most %v after the lock (the lock command itself took %v)", lag, ran)

@@ -339,8 +339,12 @@ func TestOIDCCLILoginAndLogout(t *testing.T) {
 	}
 
 	lo := exec.CommandContext(ctx, gh.Binary, "logout", "--home", home)
-	if b, err := lo.CombinedOutput(); err != nil {
-		t.Fatalf("gatehouse logout: %v\n%s", err, b)
+	loOut, err := lo.CombinedOutput()
+	if err != nil {
+		t.Fatalf("gatehouse logout: %v\n%s", err, loOut)
+	}
+	if !strings.HasPrefix(string(loOut), "logged out of http") || !strings.Contains(string(loOut), "the certificate is revoked") {
+		t.Errorf("gatehouse logout should say what it did: %q", loOut)
 	}
 	kept := e2e.NewUserWithCert(t, gh, "alice", keptKey, keptCert)
 	if !poll(30*time.Second, func() bool {

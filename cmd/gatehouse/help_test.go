@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+// TestHelpEveryCommand runs every command and subcommand with --help (exit
+// 0, its usage line and an example on stdout), through `gatehouse help`,
+// and with a flag it does not have (exit 2, the usage on stderr).
+func TestHelpEveryCommand(t *testing.T) {
+	hs := helps()
+	for name := range commands() {
+		if _, ok := hs[name]; !ok {
+			t.Errorf("command %q has no help text", name)
+		}
+	}
+	for name, h := range hs {
+		args := strings.Fields(name)
+		t.Run(name, func(t *testing.T) {
+			for _, form := range [][]string{
+				append(append([]string{}, args...), "--help"),
+				append(append([]string{}, args...), "-h"),
+				append([]string{"help"}, args...),
+			} {
+				var out, errb bytes.Buffer
+				code := run(context.Background(), form, &out, &errb)
+				if code != 0 {
+					t.Fatalf("gatehouse %s: exit %d, want 0\nstderr: %s", strings.Join(form, " "), code, errb.String())
+				}
+				for _, want := range []string{"usage: " + h.usage, "Example:\n  " + h.example} {
+					if !strings.Contains(out.String(), want) {
+						t.Errorf("gatehouse %s: stdout lacks %q:\n%s", strings.Join(form, " "), want, out.String())
+					}
+				}
+			}
+			var out, errb bytes.Buffer
+			form := append(append([]string{}, args...), "--no-such-flag")
+			if code := run(context.Background(), form, &out, &errb); code != 2 {
+				t.Fatalf("gatehouse %s: exit %d, want 2", strings.Join(form, " "), code)
+			}
+			if !strings.Contains(errb.String(), "usage: ") {
+				t.Errorf("gatehouse %s: stderr has no usage:\n%s", strings.Join(form, " "), errb.String())
+			}
+		})
+	}
+}
+
+// TestSubcommandHelpDiffers checks that subcommands have their own flags:
+// audit verify has no --type, unlock has no --reason or --ttl.
+func TestSubcommandHelpDiffers(t *testing.T) {
+	tests := []struct {
+		args          []string
+		want, notWant []string
+	}{
+		{[]string{"audit", "verify", "--help"}, []string{"usage: gatehouse audit verify", "-config"}, []string{"-type", "-json"}},
+		{[]string{"audit", "ls", "--help"}, []string{"usage: gatehouse audit ls", "-type", "-since"}, nil},
+		{[]string{"unlock", "--help"}, []string{"usage: gatehouse unlock", "-user", "-by"}, []string{"-reason", "-ttl", "-force"}},
+		{[]string{"lock", "--help"}, []string{"-reason", "-ttl", "-force", "-by"}, nil},
+		{[]string{"sessions", "export", "--help"}, []string{"SESSION_ID", "-stream"}, []string{"-grep"}},
+		{[]string{"ca", "--help"}, []string{"export user|host"}, nil},
+		{[]string{"request", "ls", "--help"}, []string{"usage: gatehouse request ls"}, []string{"-roles", "-reason"}},
+		{[]string{"--help"}, []string{"usage: gatehouse COMMAND", "audit", "Example:"}, nil},
+		{[]string{"help"}, []string{"usage: gatehouse COMMAND"}, nil},
+	}
+	for _, tc := range tests {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), tc.args, &out, &errb); code != 0 {
+			t.Errorf("%v: exit %d, want 0 (stderr %s)", tc.args, code, errb.String())
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("%v: help lacks %q:\n%s", tc.args, w, out.String())
+			}
+		}
+		for _, w := range tc.notWant {
+			if strings.Contains(out.String(), w+" ") {
+				t.Errorf("%v: help lists %q:\n%s", tc.args, w, out.String())
+			}
+		}
+	}
+}
+
+func TestBadInvocations(t *testing.T) {
+	tests := [][]string{
+		{},
+		{"no-such-command"},
+		{"audit"},
+		{"audit", "frobnicate"},
+		{"audit", "verify", "extra"},
+		{"request", "show"},
+		{"help", "no-such-command"},
+	}
+	for _, args := range tests {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), args, &out, &errb); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+		if errb.Len() == 0 {
+			t.Errorf("%v: nothing on stderr", args)
+		}
+	}
+}
