@@ -678,7 +678,7 @@ func TestRecordingTransfers(t *testing.T) {
 	if m, _ := filepath.Glob(filepath.Join(gh.DataDir, "recordings", "*", "*.cast*")); len(m) != 0 {
 		t.Errorf("transfers wrote recordings: %v", m)
 	}
-	if m, _ := filepath.Glob(filepath.Join(gh.DataDir, "recordings", "*", "*.raw.gz")); len(m) != 5 {
+	if m, _ := filepath.Glob(filepath.Join(gh.DataDir, "recordings", "*", "*.raw.zst")); len(m) != 5 {
 		t.Errorf("want the raw store of each of the 5 transfer sessions, found %v", m)
 	}
 }
