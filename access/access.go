@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/notify"
 	"github.com/gatehouse-dev/gatehouse/policy"
@@ -22,19 +23,6 @@ import (
 // AdminName is the actor name recorded for the server-side CLI, which holds
 // the config file and therefore acts with full authority.
 const AdminName = "admin"
-
-// Audit event types written by this package.
-const (
-	AuditCreate  = "request.create"
-	AuditReview  = "request.review"
-	AuditApprove = "request.approve"
-	AuditDeny    = "request.deny"
-	AuditExpire  = "request.expire"
-	AuditCancel  = "request.cancel"
-	AuditRevoke  = "request.revoke"
-	AuditLock    = "user.lock"
-	AuditUnlock  = "user.unlock"
-)
 
 // ErrRefused marks errors that refuse what a user asked for; their message
 // is one line meant for that user. Anything else is an internal failure.
@@ -309,16 +297,12 @@ func (s *Service) link(id string) string {
 	return s.opts.PublicURL + "/requests/" + id
 }
 
-// audit appends one event. The action it records has already happened, so
-// a failure here is logged loudly but not turned into a failed action the
-// user would retry.
+// audit appends one event of type typ (an audit.Type constant). The
+// action it records has already happened, so a failure here is logged
+// (by audit.Append) but not turned into a failed action the user would
+// retry.
 func (s *Service) audit(ctx context.Context, typ, actor, target, outcome string, fields map[string]any) {
-	ev := storage.Event{Time: s.now(), Type: typ, Actor: actor, Target: target, Outcome: outcome, Fields: fields}
-	// The caller may hang up right after the action; its record must still
-	// be written.
-	if err := s.aud.Append(context.WithoutCancel(ctx), ev); err != nil {
-		s.log.ErrorContext(ctx, "audit append failed", "type", typ, "actor", actor, "target", target, "err", err)
-	}
+	_ = audit.Append(ctx, s.aud, s.log, storage.Event{Time: s.now(), Type: typ, Actor: actor, Target: target, Outcome: outcome, Fields: fields})
 }
 
 func (s *Service) notify(ctx context.Context, event string, r storage.Request, actor string) {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
@@ -22,12 +23,6 @@ import (
 // requester, lock target). User names can never contain a colon (they must
 // be usable as SSH principals), so the two namespaces cannot meet.
 const BotPrefix = "bot:"
-
-// Audit event types of bot management.
-const (
-	AuditBotAdd    = "bot.add"
-	AuditBotRemove = "bot.rm"
-)
 
 // DefaultTokenTTL is how long a bot token lasts when --ttl is not given.
 const DefaultTokenTTL = 720 * time.Hour
@@ -113,9 +108,9 @@ func (s *Service) AddBot(ctx context.Context, actor Effective, name string, role
 	}
 	// A bot that holds rights off the record must not exist: undo it when
 	// its creation cannot be audited.
-	ev := storage.Event{Time: now, Type: AuditBotAdd, Actor: actor.User(), Target: BotUser(name), Outcome: "success",
+	ev := storage.Event{Time: now, Type: audit.TypeBotAdd, Actor: actor.User(), Target: BotUser(name), Outcome: "success",
 		Fields: map[string]any{"roles": roles, "token_expires": t.Expires, "token_sha256": t.Hash[:16]}}
-	if err := s.aud.Append(context.WithoutCancel(ctx), ev); err != nil {
+	if err := audit.Append(ctx, s.aud, s.log, ev); err != nil {
 		if derr := s.store.DeleteBot(context.WithoutCancel(ctx), name); derr != nil {
 			s.log.ErrorContext(ctx, "bot added but neither audited nor removed", "bot", name, "err", derr)
 		}
@@ -140,7 +135,7 @@ func (s *Service) RemoveBot(ctx context.Context, actor Effective, name string) e
 		return fmt.Errorf("remove bot %s: %w", name, err)
 	}
 	s.log.InfoContext(ctx, "bot removed", "bot", name)
-	s.audit(ctx, AuditBotRemove, actor.User(), BotUser(name), "success", nil)
+	s.audit(ctx, audit.TypeBotRemove, actor.User(), BotUser(name), "success", nil)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
@@ -70,7 +71,7 @@ func TestBotTokens(t *testing.T) {
 	if !strings.HasPrefix(tok, tokenPrefix) || len(tok) != len(tokenPrefix)+43 {
 		t.Fatalf("token %q: want %s + 43 base64url characters (256 bits)", tok, tokenPrefix)
 	}
-	ev, ok := e.aud.last(AuditBotAdd)
+	ev, ok := e.aud.last(audit.TypeBotAdd)
 	if !ok || ev.Actor != AdminName || ev.Target != "bot:slack" {
 		t.Fatalf("bot.add event = %+v, %v", ev, ok)
 	}
@@ -133,7 +134,7 @@ func TestBotRemoveEndsTokenOnEveryBastion(t *testing.T) {
 	if _, err := other.Authenticate(ctx, tok); !errors.Is(err, ErrBadToken) {
 		t.Fatalf("bastion 2 after bot rm: %v, want ErrBadToken", err)
 	}
-	if ev, ok := e.aud.last(AuditBotRemove); !ok || ev.Target != "bot:jira" || ev.Actor != AdminName {
+	if ev, ok := e.aud.last(audit.TypeBotRemove); !ok || ev.Target != "bot:jira" || ev.Actor != AdminName {
 		t.Fatalf("bot.rm event = %+v, %v", ev, ok)
 	}
 	if err := e.svc.RemoveBot(ctx, Admin(), "jira"); !errors.Is(err, ErrRefused) {
@@ -192,7 +193,7 @@ func TestReviewOnBehalf(t *testing.T) {
 	if got.State != storage.StatePending || len(got.Reviews) != 1 || got.Reviews[0].Reviewer != "alice" || got.Reviews[0].Via != "bot:slack" {
 		t.Fatalf("after alice via slack: %+v", got)
 	}
-	ev, _ := e.aud.last(AuditReview)
+	ev, _ := e.aud.last(audit.TypeRequestReview)
 	if ev.Actor != "alice" || ev.Fields["via"] != "bot:slack" || ev.Outcome != "approve" {
 		t.Fatalf("request.review event = %+v", ev)
 	}
@@ -208,7 +209,7 @@ func TestReviewOnBehalf(t *testing.T) {
 	if err != nil || got.State != storage.StateApproved || got.StateBy != "ivy" {
 		t.Fatalf("ivy via slack: %+v, %v", got, err)
 	}
-	ev, _ = e.aud.last(AuditApprove)
+	ev, _ = e.aud.last(audit.TypeRequestApprove)
 	if ev.Actor != "ivy" || ev.Fields["via"] != "bot:slack" {
 		t.Fatalf("request.approve event = %+v", ev)
 	}

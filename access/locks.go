@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/notify"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/storage"
@@ -58,11 +59,11 @@ func (s *Service) Lock(ctx context.Context, actor Effective, user, reason string
 	if l.Expires != nil {
 		fields["expires"] = *l.Expires
 	}
-	s.audit(ctx, AuditLock, actor.User(), user, "success", fields)
+	s.audit(ctx, audit.TypeUserLock, actor.User(), user, "success", fields)
 	// A lock is a verdict on the person, not a pause: whatever access they
 	// were granted or asked for before it must not come back with unlock.
 	s.endAccessOf(ctx, actor, user, now)
-	s.changed(ctx, AuditLock, user)
+	s.changed(ctx, audit.TypeUserLock, user)
 	return l, nil
 }
 
@@ -78,7 +79,7 @@ func (s *Service) endAccessOf(ctx context.Context, actor Effective, user string,
 	grants, err := s.store.ActiveGrants(ctx, user, now)
 	if err != nil {
 		s.log.ErrorContext(ctx, "lock: list active grants", "user", user, "err", err)
-		s.audit(ctx, AuditRevoke, actor.User(), user, "error", map[string]any{"lock": true, "error": err.Error()})
+		s.audit(ctx, audit.TypeRequestRevoke, actor.User(), user, "error", map[string]any{"lock": true, "error": err.Error()})
 	}
 	for _, g := range grants {
 		r, err := s.store.UpdateRequest(ctx, g.ID, func(r *storage.Request) error {
@@ -94,10 +95,10 @@ func (s *Service) endAccessOf(ctx context.Context, actor Effective, user string,
 		}
 		if err != nil {
 			s.log.ErrorContext(ctx, "lock: revoke grant", "id", g.ID, "user", user, "err", err)
-			s.audit(ctx, AuditRevoke, actor.User(), g.ID, "error", map[string]any{"requester": user, "lock": true, "error": err.Error()})
+			s.audit(ctx, audit.TypeRequestRevoke, actor.User(), g.ID, "error", map[string]any{"requester": user, "lock": true, "error": err.Error()})
 			continue
 		}
-		s.audit(ctx, AuditRevoke, actor.User(), r.ID, "success", map[string]any{
+		s.audit(ctx, audit.TypeRequestRevoke, actor.User(), r.ID, "success", map[string]any{
 			"requester": r.User, "roles": r.Roles, "reason": lockEndedReason, "lock": true, "admin": actor.admin,
 		})
 		s.notify(ctx, notify.EventRevoked, r, actor.User())
@@ -122,7 +123,7 @@ func (s *Service) endAccessOf(ctx context.Context, actor Effective, user string,
 			s.log.ErrorContext(ctx, "lock: cancel pending request", "id", p.ID, "user", user, "err", err)
 			continue
 		}
-		s.audit(ctx, AuditCancel, actor.User(), r.ID, "success", map[string]any{"roles": r.Roles, "reason": lockEndedReason, "lock": true})
+		s.audit(ctx, audit.TypeRequestCancel, actor.User(), r.ID, "success", map[string]any{"roles": r.Roles, "reason": lockEndedReason, "lock": true})
 		s.notify(ctx, notify.EventCancelled, r, actor.User())
 	}
 }
@@ -151,8 +152,8 @@ func (s *Service) Unlock(ctx context.Context, actor Effective, user string) erro
 		return fmt.Errorf("unlock %s: %w", user, err)
 	}
 	s.log.WarnContext(ctx, "user unlocked", "user", user, "by", actor.User())
-	s.audit(ctx, AuditUnlock, actor.User(), user, "success", map[string]any{"admin": actor.admin})
-	s.changed(ctx, AuditUnlock, user)
+	s.audit(ctx, audit.TypeUserUnlock, actor.User(), user, "success", map[string]any{"admin": actor.admin})
+	s.changed(ctx, audit.TypeUserUnlock, user)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/notify"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/storage"
@@ -77,7 +78,7 @@ func (s *Service) Create(ctx context.Context, requester Effective, roles []strin
 		}
 	}
 	s.log.InfoContext(ctx, "access request created", "id", r.ID, "user", r.User, "roles", roles, "duration", d)
-	s.audit(ctx, AuditCreate, r.User, r.ID, "success", map[string]any{
+	s.audit(ctx, audit.TypeRequestCreate, r.User, r.ID, "success", map[string]any{
 		"roles": roles, "duration": d.String(), "reason": reason, "expires": r.Expires,
 	})
 	s.notify(ctx, notify.EventCreated, r, r.User)
@@ -247,7 +248,7 @@ func (s *Service) review(ctx context.Context, p *policy.Policy, reviewer Effecti
 	if via != "" {
 		fields["via"] = via
 	}
-	s.audit(ctx, AuditReview, reviewer.User(), id, verdict, fields)
+	s.audit(ctx, audit.TypeRequestReview, reviewer.User(), id, verdict, fields)
 	switch decided {
 	case storage.StateApproved:
 		s.log.InfoContext(ctx, "access request approved", "id", id, "user", r.User, "roles", r.Roles, "by", reviewer.User())
@@ -255,18 +256,18 @@ func (s *Service) review(ctx context.Context, p *policy.Policy, reviewer Effecti
 		if via != "" {
 			fields["via"] = via
 		}
-		s.audit(ctx, AuditApprove, reviewer.User(), id, "success", fields)
+		s.audit(ctx, audit.TypeRequestApprove, reviewer.User(), id, "success", fields)
 		s.notify(ctx, notify.EventApproved, r, reviewer.User())
-		s.changed(ctx, AuditApprove, r.User)
+		s.changed(ctx, audit.TypeRequestApprove, r.User)
 	case storage.StateDenied:
 		s.log.InfoContext(ctx, "access request denied", "id", id, "user", r.User, "by", reviewer.User())
 		fields := map[string]any{"requester": r.User, "roles": r.Roles, "reason": reason}
 		if via != "" {
 			fields["via"] = via
 		}
-		s.audit(ctx, AuditDeny, reviewer.User(), id, "success", fields)
+		s.audit(ctx, audit.TypeRequestDeny, reviewer.User(), id, "success", fields)
 		s.notify(ctx, notify.EventDenied, r, reviewer.User())
-		s.changed(ctx, AuditDeny, r.User)
+		s.changed(ctx, audit.TypeRequestDeny, r.User)
 	default:
 		s.wake()
 	}
@@ -290,11 +291,11 @@ func (s *Service) updateErr(err error, verb, id string) error {
 // expired records and announces a request that just became EXPIRED.
 func (s *Service) expired(ctx context.Context, r storage.Request) {
 	s.log.InfoContext(ctx, "access request expired", "id", r.ID, "user", r.User)
-	s.audit(ctx, AuditExpire, "gatehouse", r.ID, "success", map[string]any{
+	s.audit(ctx, audit.TypeRequestExpire, "gatehouse", r.ID, "success", map[string]any{
 		"requester": r.User, "roles": r.Roles, "reviews": len(r.Reviews),
 	})
 	s.notify(ctx, notify.EventExpired, r, "gatehouse")
-	s.changed(ctx, AuditExpire, r.User)
+	s.changed(ctx, audit.TypeRequestExpire, r.User)
 }
 
 // expire moves request id to EXPIRED if it is still pending and past its
@@ -351,9 +352,9 @@ func (s *Service) Cancel(ctx context.Context, user Effective, id string) (storag
 		s.expired(ctx, r)
 		return r, refuse("request %s had already expired", id)
 	}
-	s.audit(ctx, AuditCancel, user.User(), id, "success", map[string]any{"roles": r.Roles})
+	s.audit(ctx, audit.TypeRequestCancel, user.User(), id, "success", map[string]any{"roles": r.Roles})
 	s.notify(ctx, notify.EventCancelled, r, user.User())
-	s.changed(ctx, AuditCancel, r.User)
+	s.changed(ctx, audit.TypeRequestCancel, r.User)
 	return r, nil
 }
 
@@ -388,11 +389,11 @@ func (s *Service) Revoke(ctx context.Context, actor Effective, id, reason string
 		return storage.Request{}, s.updateErr(err, "revoke", id)
 	}
 	s.log.InfoContext(ctx, "access grant revoked", "id", id, "user", r.User, "by", actor.User())
-	s.audit(ctx, AuditRevoke, actor.User(), id, "success", map[string]any{
+	s.audit(ctx, audit.TypeRequestRevoke, actor.User(), id, "success", map[string]any{
 		"requester": r.User, "roles": r.Roles, "reason": reason, "admin": actor.admin,
 	})
 	s.notify(ctx, notify.EventRevoked, r, actor.User())
-	s.changed(ctx, AuditRevoke, r.User)
+	s.changed(ctx, audit.TypeRequestRevoke, r.User)
 	return r, nil
 }
 

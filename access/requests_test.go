@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
@@ -97,7 +98,7 @@ func TestCreate(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrRefused) {
 					t.Fatalf("err = %v, want refusal containing %q", err, tt.wantErr)
 				}
-				if n := e.aud.count(AuditCreate); n != 0 {
+				if n := e.aud.count(audit.TypeRequestCreate); n != 0 {
 					t.Errorf("refused request audited as created %d times", n)
 				}
 				return
@@ -114,8 +115,8 @@ func TestCreate(t *testing.T) {
 				!got.Expires.Equal(t0.Add(24*time.Hour)) || !got.Created.Equal(t0) {
 				t.Errorf("stored %+v", got)
 			}
-			if e.aud.count(AuditCreate) != 1 {
-				t.Errorf("want one %s event", AuditCreate)
+			if e.aud.count(audit.TypeRequestCreate) != 1 {
+				t.Errorf("want one %s event", audit.TypeRequestCreate)
 			}
 			if len(e.notes.msgs) != 1 || e.notes.msgs[0].Event != "created" || e.notes.msgs[0].Link != "https://gh.example/requests/"+r.ID {
 				t.Errorf("notifications %+v", e.notes.msgs)
@@ -209,28 +210,28 @@ func TestStateMachine(t *testing.T) {
 				if got.GrantStart == nil || got.GrantEnd == nil || got.GrantEnd.Sub(*got.GrantStart) != 2*time.Hour {
 					t.Errorf("approved grant window %v..%v, want 2h", got.GrantStart, got.GrantEnd)
 				}
-				if e.aud.count(AuditApprove) != 1 {
-					t.Errorf("want one %s event", AuditApprove)
+				if e.aud.count(audit.TypeRequestApprove) != 1 {
+					t.Errorf("want one %s event", audit.TypeRequestApprove)
 				}
 			case storage.StateRevoked:
-				if got.GrantEnd == nil || !got.GrantEnd.Equal(e.clock.Now()) || e.aud.count(AuditRevoke) != 1 {
-					t.Errorf("revoked grant ends %v, want now; %d revoke events", got.GrantEnd, e.aud.count(AuditRevoke))
+				if got.GrantEnd == nil || !got.GrantEnd.Equal(e.clock.Now()) || e.aud.count(audit.TypeRequestRevoke) != 1 {
+					t.Errorf("revoked grant ends %v, want now; %d revoke events", got.GrantEnd, e.aud.count(audit.TypeRequestRevoke))
 				}
 			case storage.StateDenied:
-				if e.aud.count(AuditDeny) != 1 || got.GrantStart != nil {
-					t.Errorf("denied: %d deny events, grant start %v", e.aud.count(AuditDeny), got.GrantStart)
+				if e.aud.count(audit.TypeRequestDeny) != 1 || got.GrantStart != nil {
+					t.Errorf("denied: %d deny events, grant start %v", e.aud.count(audit.TypeRequestDeny), got.GrantStart)
 				}
 			case storage.StateExpired:
-				if e.aud.count(AuditExpire) != 1 {
-					t.Errorf("want one %s event", AuditExpire)
+				if e.aud.count(audit.TypeRequestExpire) != 1 {
+					t.Errorf("want one %s event", audit.TypeRequestExpire)
 				}
 			case storage.StateCancelled:
-				if e.aud.count(AuditCancel) != 1 {
-					t.Errorf("want one %s event", AuditCancel)
+				if e.aud.count(audit.TypeRequestCancel) != 1 {
+					t.Errorf("want one %s event", audit.TypeRequestCancel)
 				}
 			}
-			if n := e.aud.count(AuditReview); n != tt.wantRevs {
-				t.Errorf("%d %s events for %d reviews", n, AuditReview, tt.wantRevs)
+			if n := e.aud.count(audit.TypeRequestReview); n != tt.wantRevs {
+				t.Errorf("%d %s events for %d reviews", n, audit.TypeRequestReview, tt.wantRevs)
 			}
 			if got.State != storage.StatePending {
 				want := strings.ToLower(got.State) // notify's event names match the states
@@ -291,8 +292,8 @@ func TestConcurrentApprovals(t *testing.T) {
 	if ok != 2 || got.State != storage.StateApproved || len(got.Reviews) != 2 || got.Reviews[0].Reviewer == got.Reviews[1].Reviewer {
 		t.Fatalf("%d reviews accepted, state %s, reviews %+v; want 2 distinct and APPROVED", ok, got.State, got.Reviews)
 	}
-	if e.aud.count(AuditReview) != 2 || e.aud.count(AuditApprove) != 1 {
-		t.Errorf("audit: %d reviews, %d approvals; want 2 and 1", e.aud.count(AuditReview), e.aud.count(AuditApprove))
+	if e.aud.count(audit.TypeRequestReview) != 2 || e.aud.count(audit.TypeRequestApprove) != 1 {
+		t.Errorf("audit: %d reviews, %d approvals; want 2 and 1", e.aud.count(audit.TypeRequestReview), e.aud.count(audit.TypeRequestApprove))
 	}
 	if n := strings.Count(strings.Join(e.notes.events(), " "), "approved"); n != 1 {
 		t.Errorf("%d approved notifications, want 1", n)
@@ -459,11 +460,11 @@ func TestLockEndsGrantsAndRequests(t *testing.T) {
 			t.Errorf("request %s ended by %q with reason %q; want sam, and no lock reason", r.ID, r.StateBy, r.StateReason)
 		}
 	}
-	if n := e.aud.count(AuditRevoke); n != 1 {
-		t.Errorf("%d %s events, want 1", n, AuditRevoke)
+	if n := e.aud.count(audit.TypeRequestRevoke); n != 1 {
+		t.Errorf("%d %s events, want 1", n, audit.TypeRequestRevoke)
 	}
-	if n := e.aud.count(AuditCancel); n != 1 {
-		t.Errorf("%d %s events, want 1", n, AuditCancel)
+	if n := e.aud.count(audit.TypeRequestCancel); n != 1 {
+		t.Errorf("%d %s events, want 1", n, audit.TypeRequestCancel)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
@@ -47,8 +48,8 @@ func TestPendingExpiry(t *testing.T) {
 	if err != nil || got.State != storage.StateExpired {
 		t.Fatalf("at Expires the request is %s, %v; want EXPIRED", got.State, err)
 	}
-	if n := e.aud.count(AuditExpire); n != 1 {
-		t.Errorf("two bastions scanning wrote %d %s events, want exactly 1", n, AuditExpire)
+	if n := e.aud.count(audit.TypeRequestExpire); n != 1 {
+		t.Errorf("two bastions scanning wrote %d %s events, want exactly 1", n, audit.TypeRequestExpire)
 	}
 	if ev := e.notes.events(); strings.Count(strings.Join(ev, " "), "expired") != 1 {
 		t.Errorf("notifications %v, want one expired", ev)
@@ -167,7 +168,7 @@ func TestLocks(t *testing.T) {
 			t.Errorf("%s locks %q: %v, want %q", tt.actor, tt.user, err, tt.want)
 		}
 	}
-	if e.aud.count(AuditLock) != 0 {
+	if e.aud.count(audit.TypeUserLock) != 0 {
 		t.Fatal("refused locks were audited as placed")
 	}
 
@@ -221,8 +222,8 @@ func TestLocks(t *testing.T) {
 	if err := e.svc.Unlock(ctx, Admin(), "carol"); err != nil {
 		t.Fatal(err)
 	}
-	if e.aud.count(AuditLock) != 2 || e.aud.count(AuditUnlock) != 1 {
-		t.Errorf("audit: %d locks, %d unlocks; want 2 and 1", e.aud.count(AuditLock), e.aud.count(AuditUnlock))
+	if e.aud.count(audit.TypeUserLock) != 2 || e.aud.count(audit.TypeUserUnlock) != 1 {
+		t.Errorf("audit: %d locks, %d unlocks; want 2 and 1", e.aud.count(audit.TypeUserLock), e.aud.count(audit.TypeUserUnlock))
 	}
 }
 

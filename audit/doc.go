@@ -35,4 +35,14 @@
 // Two things close that gap: signed checkpoints (SignCheckpoint,
 // VerifyCheckpoint; Ed25519 key in a file outside the database), and the
 // JSON-line sink, shipped elsewhere as it is written.
+//
+// # Writing events
+//
+// events.go is the vocabulary: one Type constant for every event type the
+// code writes, with its fields, mirrored by the README's "Audit log" table
+// (tests hold the code, the constants and the table together). Every
+// package writes through Append, which has the one rule for cancellation:
+// an event outlives the context of the connection or request it is about,
+// bounded by AppendTimeout, and a failure is logged and returned to callers
+// that must fail closed.
 package audit

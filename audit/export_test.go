@@ -5,3 +5,7 @@ package audit
 func SegmentBounds(first, last int64, workers int) [][2]int64 {
 	return segmentBounds(first, last, workers)
 }
+
+// AppendWithin is Append with a limit other than AppendTimeout, so a test
+// of the limit need not wait a minute.
+var AppendWithin = appendWithin

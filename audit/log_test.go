@@ -100,7 +100,7 @@ func TestAppendFillsAndNormalises(t *testing.T) {
 	given := t0.Add(-time.Hour)
 	for _, ev := range []storage.Event{
 		{Type: audit.TypePortForward, Actor: "bob", Fields: map[string]any{"to": detail{Port: 5432, Host: "db-1"}, "big": uint64(1<<63 + 1)}},
-		{Type: audit.TypeLock, Actor: "sam", Time: given},
+		{Type: audit.TypeUserLock, Actor: "sam", Time: given},
 	} {
 		if err := l.Append(ctx, ev); err != nil {
 			t.Fatalf("Append: %v", err)

@@ -60,7 +60,7 @@ func TestWriteText(t *testing.T) {
 	evs := []storage.Event{
 		{Seq: 1, Time: tm, Type: audit.TypeAuthFailure, Actor: "bob", Target: "root@db-1", Outcome: "failure",
 			Fields: map[string]any{"method": "publickey", "key_fp": "SHA256:abc", "reason": "no such key"}},
-		{Seq: 12, Time: tm.Add(time.Second), Type: audit.TypeLock, Actor: "sam", Target: "evil\x1b[2Jname", Outcome: "success",
+		{Seq: 12, Time: tm.Add(time.Second), Type: audit.TypeUserLock, Actor: "sam", Target: "evil\x1b[2Jname", Outcome: "success",
 			Fields: map[string]any{"ttl": json.Number("3600"), "empty": "", "list": []any{"a", "b"}}},
 		{Seq: 13, Time: tm.Add(2 * time.Second), Type: audit.TypePolicyReload},
 	}
@@ -70,7 +70,7 @@ func TestWriteText(t *testing.T) {
 	}
 	want := strings.Join([]string{
 		`1   2025-06-01 12:00:00  ssh.auth.failure  bob  root@db-1          failure  key_fp=SHA256:abc method=publickey reason="no such key"`,
-		`12  2025-06-01 12:00:01  lock              sam  "evil\x1b[2Jname"  success  empty="" list=["a","b"] ttl=3600`,
+		`12  2025-06-01 12:00:01  user.lock         sam  "evil\x1b[2Jname"  success  empty="" list=["a","b"] ttl=3600`,
 		`13  2025-06-01 12:00:02  policy.reload     -    -                  -`,
 	}, "\n") + "\n"
 	if buf.String() != want {

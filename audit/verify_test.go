@@ -109,7 +109,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		}, 5, "does not link to event 4"},
 		{"insert in the middle", func(t *testing.T, db *sql.DB, evs []storage.Event) {
 			moveSeq(t, db, 4, 10, 1)
-			forge(t, db, storage.Event{Seq: 4, Time: evs[2].Time, Type: audit.TypeUnlock, Actor: "bob", Target: "bob", PrevHash: evs[2].Hash})
+			forge(t, db, storage.Event{Seq: 4, Time: evs[2].Time, Type: audit.TypeUserUnlock, Actor: "bob", Target: "bob", PrevHash: evs[2].Hash})
 		}, 5, "does not link to event 4"},
 		{"swap two events", func(t *testing.T, db *sql.DB, _ []storage.Event) {
 			sqlExec(t, db, `UPDATE events SET seq = -1 WHERE seq = 6`)

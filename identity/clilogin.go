@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/storage"
 	"golang.org/x/crypto/ssh"
 )
@@ -117,7 +118,7 @@ func (s *Service) handleCLILoginConfirm(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	if r.PostFormValue("action") == "cancel" {
-		_ = s.audit(ctx, "oidc.cli_login_refused", web.User, web.User, "cancelled", map[string]any{"key_fp": ssh.FingerprintSHA256(p.pub)})
+		_ = s.audit(ctx, audit.TypeOIDCCLILoginRefused, web.User, web.User, "cancelled", map[string]any{"key_fp": ssh.FingerprintSHA256(p.pub)})
 		s.page(w, http.StatusOK, "Sign-in cancelled", "The command-line sign-in was cancelled.", nil)
 		return
 	}
@@ -149,7 +150,7 @@ func (s *Service) handleCLIExchange(w http.ResponseWriter, r *http.Request) {
 	fp := ssh.FingerprintSHA256(pub)
 	val, err := s.opt.Store.TakeOneTime(ctx, "cli-code:"+req.Code, s.now())
 	if err != nil || req.Code == "" {
-		_ = s.audit(ctx, "oidc.cli_login_refused", "", fp, "refused", map[string]any{"reason": "unknown, used or expired code", "key_fp": fp})
+		_ = s.audit(ctx, audit.TypeOIDCCLILoginRefused, "", fp, "refused", map[string]any{"reason": "unknown, used or expired code", "key_fp": fp})
 		http.Error(w, "gatehouse: sign-in code expired or already used; run gatehouse login again", http.StatusForbidden)
 		return
 	}
@@ -159,7 +160,7 @@ func (s *Service) handleCLIExchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c.KeyFP != fp {
-		_ = s.audit(ctx, "oidc.cli_login_refused", c.User, fp, "refused", map[string]any{"reason": "code bound to another key", "key_fp": fp, "bound_key_fp": c.KeyFP})
+		_ = s.audit(ctx, audit.TypeOIDCCLILoginRefused, c.User, fp, "refused", map[string]any{"reason": "code bound to another key", "key_fp": fp, "bound_key_fp": c.KeyFP})
 		http.Error(w, "gatehouse: sign-in code was issued for a different key; run gatehouse login again", http.StatusForbidden)
 		return
 	}
@@ -181,7 +182,7 @@ func (s *Service) handleCLIExchange(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusServiceUnavailable, "sign-in failed: storage unavailable", "store CLI login", err)
 		return
 	}
-	if err := s.audit(ctx, "oidc.login", c.User, c.User, "success", map[string]any{
+	if err := s.audit(ctx, audit.TypeOIDCLogin, c.User, c.User, "success", map[string]any{
 		"kind": "cli", "login": l.ID, "key_fp": fp, "cert_serial": cert.Serial, "web_login": c.WebLogin,
 	}); err != nil {
 		_ = s.opt.Store.RevokeLogin(ctx, l.ID)
@@ -235,7 +236,7 @@ func (s *Service) handleCLIRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.checkRevoke(r, req); err != nil {
 		s.log.Warn("identity: CLI revoke refused", "login", req.LoginID, "err", err)
-		_ = s.audit(ctx, "oidc.logout_refused", "", req.LoginID, "refused", map[string]any{"kind": "cli", "reason": err.Error()})
+		_ = s.audit(ctx, audit.TypeOIDCLogoutRefused, "", req.LoginID, "refused", map[string]any{"kind": "cli", "reason": err.Error()})
 		http.Error(w, "gatehouse: logout refused: "+err.Error(), http.StatusForbidden)
 		return
 	}
@@ -244,7 +245,7 @@ func (s *Service) handleCLIRevoke(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusServiceUnavailable, "logout failed: storage unavailable", "revoke CLI login", err)
 		return
 	}
-	_ = s.audit(ctx, "oidc.logout", l.User, l.User, "success", map[string]any{"kind": "cli", "login": l.ID, "key_fp": l.KeyFP})
+	_ = s.audit(ctx, audit.TypeOIDCLogout, l.User, l.User, "success", map[string]any{"kind": "cli", "login": l.ID, "key_fp": l.KeyFP})
 	writeJSON(w, http.StatusOK, map[string]string{"revoked": req.LoginID})
 }
 

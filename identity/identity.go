@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/storage"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/oauth2"
@@ -166,16 +167,13 @@ func hashToken(prefix, secret string) string {
 	return base64.RawURLEncoding.EncodeToString(h[:])
 }
 
-// audit records ev; an error is returned so callers granting access can
-// fail closed when the audit log cannot take the event.
+// audit records an event of type typ (an audit.Type constant); an error is
+// returned so callers granting access can fail closed when the audit log
+// cannot take the event.
 func (s *Service) audit(ctx context.Context, typ, actor, target, outcome string, fields map[string]any) error {
 	s.log.Info("identity: "+typ, "actor", actor, "target", target, "outcome", outcome, "fields", fields)
-	if s.opt.Auditor == nil {
-		return nil
-	}
 	ev := storage.Event{Time: s.now(), Type: typ, Actor: actor, Target: target, Outcome: outcome, Fields: fields}
-	if err := s.opt.Auditor.Append(ctx, ev); err != nil {
-		s.log.Error("identity: audit append failed", "type", typ, "err", err)
+	if err := audit.Append(ctx, s.opt.Auditor, s.log, ev); err != nil {
 		return fmt.Errorf("audit %s: %w", typ, err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
@@ -87,7 +88,7 @@ func (s *Service) StartSSHLogin(ctx context.Context, keyFP, remoteAddr string) (
 	if err := s.opt.Store.PutOneTime(ctx, "ssh-login:"+code, val, exp); err != nil {
 		return nil, fmt.Errorf("store SSH login code: %w", err)
 	}
-	_ = s.audit(ctx, "oidc.ssh_login_started", "", keyFP, "pending", map[string]any{"code": code, "key_fp": keyFP, "remote_addr": remoteAddr})
+	_ = s.audit(ctx, audit.TypeOIDCSSHLoginStarted, "", keyFP, "pending", map[string]any{"code": code, "key_fp": keyFP, "remote_addr": remoteAddr})
 	return &SSHLogin{Code: code, URL: s.opt.PublicURL + "/ssh-login/" + code, Expires: exp}, nil
 }
 
@@ -166,7 +167,7 @@ func (s *Service) handleSSHLoginPage(w http.ResponseWriter, r *http.Request) {
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			s.log.Error("identity: read SSH login code", "err", err)
 		}
-		_ = s.audit(ctx, "oidc.ssh_login_refused", web.User, code, "refused", map[string]any{"reason": "unknown, used or expired code", "code": code})
+		_ = s.audit(ctx, audit.TypeOIDCSSHLoginRefused, web.User, code, "refused", map[string]any{"reason": "unknown, used or expired code", "code": code})
 		s.page(w, http.StatusGone, "Login link not valid", sshGone, nil)
 		return
 	}
@@ -183,7 +184,7 @@ func (s *Service) handleSSHLoginConfirm(w http.ResponseWriter, r *http.Request) 
 	ctx := r.Context()
 	web, _ := LoginFromContext(ctx)
 	if !s.CheckCSRF(r) {
-		_ = s.audit(ctx, "oidc.ssh_login_refused", web.User, "", "refused", map[string]any{"reason": "CSRF token missing or wrong"})
+		_ = s.audit(ctx, audit.TypeOIDCSSHLoginRefused, web.User, "", "refused", map[string]any{"reason": "CSRF token missing or wrong"})
 		http.Error(w, "gatehouse: confirmation refused: the form is stale or came from another site; reload the login link", http.StatusForbidden)
 		return
 	}
@@ -193,7 +194,7 @@ func (s *Service) handleSSHLoginConfirm(w http.ResponseWriter, r *http.Request) 
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			s.log.Error("identity: take SSH login code", "err", err)
 		}
-		_ = s.audit(ctx, "oidc.ssh_login_refused", web.User, code, "refused", map[string]any{"reason": "unknown, used or expired code", "code": code})
+		_ = s.audit(ctx, audit.TypeOIDCSSHLoginRefused, web.User, code, "refused", map[string]any{"reason": "unknown, used or expired code", "code": code})
 		s.page(w, http.StatusGone, "Login link not valid", sshGone, nil)
 		return
 	}
@@ -205,7 +206,7 @@ func (s *Service) handleSSHLoginConfirm(w http.ResponseWriter, r *http.Request) 
 	now := s.now()
 	if r.PostFormValue("action") == "cancel" {
 		s.putDone(ctx, code, sshDone{Denied: true, By: web.User})
-		_ = s.audit(ctx, "oidc.ssh_login_refused", web.User, p.KeyFP, "cancelled", map[string]any{"code": code, "key_fp": p.KeyFP, "remote_addr": p.RemoteAddr})
+		_ = s.audit(ctx, audit.TypeOIDCSSHLoginRefused, web.User, p.KeyFP, "cancelled", map[string]any{"code": code, "key_fp": p.KeyFP, "remote_addr": p.RemoteAddr})
 		s.page(w, http.StatusOK, "Sign-in cancelled", "The SSH sign-in was cancelled; the key was not bound.", nil)
 		return
 	}
@@ -213,7 +214,7 @@ func (s *Service) handleSSHLoginConfirm(w http.ResponseWriter, r *http.Request) 
 		ID: randomToken(18), User: web.User, Claims: web.Claims, Kind: "sshkey", KeyFP: p.KeyFP,
 		Created: now, Expires: now.Add(s.opt.KeyBindingTTL),
 	}
-	if err := s.audit(ctx, "oidc.login", web.User, web.User, "success", map[string]any{
+	if err := s.audit(ctx, audit.TypeOIDCLogin, web.User, web.User, "success", map[string]any{
 		"kind": "sshkey", "login": l.ID, "key_fp": p.KeyFP, "remote_addr": p.RemoteAddr, "code": code, "web_login": web.ID,
 	}); err != nil {
 		s.fail(w, http.StatusServiceUnavailable, "confirmation failed: audit log unavailable", "audit SSH login", err)

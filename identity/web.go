@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/storage"
 	"golang.org/x/oauth2"
 )
@@ -91,14 +92,14 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
 	if e := q.Get("error"); e != "" {
-		_ = s.audit(ctx, "oidc.login_failed", "", "", "refused", map[string]any{"reason": "provider error", "error": e})
+		_ = s.audit(ctx, audit.TypeOIDCLoginFailed, "", "", "refused", map[string]any{"reason": "provider error", "error": e})
 		s.page(w, http.StatusUnauthorized, "Sign-in failed", "The identity provider refused the sign-in ("+e+"). Start again from the page you wanted.", nil)
 		return
 	}
 	state := q.Get("state")
 	val, err := s.opt.Store.TakeOneTime(ctx, "oidc-state:"+state, s.now())
 	if err != nil || state == "" {
-		_ = s.audit(ctx, "oidc.login_failed", "", "", "refused", map[string]any{"reason": "unknown, expired or replayed state"})
+		_ = s.audit(ctx, audit.TypeOIDCLoginFailed, "", "", "refused", map[string]any{"reason": "unknown, expired or replayed state"})
 		s.page(w, http.StatusBadRequest, "Sign-in failed", "This sign-in has expired or was already used. Start again.", nil)
 		return
 	}
@@ -109,7 +110,7 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := r.Cookie(preLoginCookie)
 	if err != nil || subtle.ConstantTimeCompare([]byte(hashToken("prelogin", c.Value)), []byte(pl.BindHash)) != 1 {
-		_ = s.audit(ctx, "oidc.login_failed", "", "", "refused", map[string]any{"reason": "state not bound to this browser"})
+		_ = s.audit(ctx, audit.TypeOIDCLoginFailed, "", "", "refused", map[string]any{"reason": "state not bound to this browser"})
 		s.page(w, http.StatusBadRequest, "Sign-in failed", "This sign-in was started in another browser. Start again here.", nil)
 		return
 	}
@@ -118,14 +119,14 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 	tok, err := s.oauth.Exchange(s.clientCtx(ctx), q.Get("code"), oauth2.VerifierOption(pl.Verifier))
 	if err != nil {
 		s.log.Warn("identity: code exchange failed", "err", err)
-		_ = s.audit(ctx, "oidc.login_failed", "", "", "refused", map[string]any{"reason": "code exchange failed"})
+		_ = s.audit(ctx, audit.TypeOIDCLoginFailed, "", "", "refused", map[string]any{"reason": "code exchange failed"})
 		s.page(w, http.StatusBadGateway, "Sign-in failed", "The identity provider did not accept the sign-in code. Start again.", nil)
 		return
 	}
 	user, claims, err := s.signInClaims(ctx, tok, pl.Nonce)
 	if err != nil {
 		s.log.Warn("identity: sign-in refused", "err", err)
-		_ = s.audit(ctx, "oidc.login_failed", "", "", "refused", map[string]any{"reason": err.Error()})
+		_ = s.audit(ctx, audit.TypeOIDCLoginFailed, "", "", "refused", map[string]any{"reason": err.Error()})
 		s.page(w, http.StatusUnauthorized, "Sign-in failed", "Sign-in refused: "+err.Error()+".", nil)
 		return
 	}
@@ -139,7 +140,7 @@ func (s *Service) handleCallback(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusServiceUnavailable, "sign-in failed: storage unavailable", "store web login", err)
 		return
 	}
-	if err := s.audit(ctx, "oidc.login", user, user, "success", map[string]any{"kind": "web", "login": l.ID}); err != nil {
+	if err := s.audit(ctx, audit.TypeOIDCLogin, user, user, "success", map[string]any{"kind": "web", "login": l.ID}); err != nil {
 		_ = s.opt.Store.RevokeLogin(ctx, l.ID)
 		s.fail(w, http.StatusServiceUnavailable, "sign-in failed: audit log unavailable", "audit web login", err)
 		return
@@ -218,7 +219,7 @@ func (s *Service) handleLogout(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, http.StatusServiceUnavailable, "sign-out failed: storage unavailable", "revoke web login", err)
 			return
 		}
-		_ = s.audit(ctx, "oidc.logout", l.User, l.User, "success", map[string]any{"kind": "web", "login": l.ID})
+		_ = s.audit(ctx, audit.TypeOIDCLogout, l.User, l.User, "success", map[string]any{"kind": "web", "login": l.ID})
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: s.secure, SameSite: http.SameSiteLaxMode})
 	s.page(w, http.StatusOK, "Signed out", "You are signed out of Gatehouse.", nil)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/internal/mailpit"
 	"github.com/gatehouse-dev/gatehouse/storage"
@@ -151,7 +152,7 @@ func TestEmailThroughMailpitSTARTTLS(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if evs := aud.events(AuditFailure); len(evs) != 0 {
+	if evs := aud.events(audit.TypeNotifyFailure); len(evs) != 0 {
 		t.Fatalf("delivery failed: %+v", evs)
 	}
 	created := srv.WaitFor(t, "to the reviewers", func(m mailpit.Message) bool {
@@ -196,7 +197,7 @@ func TestEmailRefusesUnsafeTLS(t *testing.T) {
 			if err := d.Close(); err != nil {
 				t.Fatal(err)
 			}
-			evs := aud.events(AuditFailure)
+			evs := aud.events(audit.TypeNotifyFailure)
 			if len(evs) != 1 || evs[0].Fields["attempts"] != 2 {
 				t.Fatalf("want one audited failure after 2 attempts, got %+v", evs)
 			}
@@ -234,7 +235,7 @@ func TestEmailSMTPAuth(t *testing.T) {
 		if err := d.Close(); err != nil {
 			t.Fatal(err)
 		}
-		fails := aud.events(AuditFailure)
+		fails := aud.events(audit.TypeNotifyFailure)
 		if tc.delivered != (len(fails) == 0) {
 			t.Fatalf("password %q: audited failures %+v", tc.password, fails)
 		}
@@ -264,7 +265,7 @@ func TestEmailLoopbackDefault(t *testing.T) {
 			if err := d.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if evs := aud.events(AuditFailure); len(evs) != 0 {
+			if evs := aud.events(audit.TypeNotifyFailure); len(evs) != 0 {
 				t.Fatalf("delivery failed: %+v", evs)
 			}
 			srv.WaitFor(t, "about the expiry", func(m mailpit.Message) bool { return strings.Contains(m.Subject, "expired") })

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
@@ -26,12 +27,6 @@ const (
 	EventExpired   = "expired"
 	EventCancelled = "cancelled"
 	EventRevoked   = "revoked"
-)
-
-// Audit event types written by this package.
-const (
-	AuditFailure = "notify.failure"
-	AuditDropped = "notify.dropped"
 )
 
 // Notifier is what the access workflow calls. Implementations must not
@@ -177,7 +172,7 @@ func (d *Dispatcher) Notify(ctx context.Context, m Message) {
 		case w.queue <- m:
 		default:
 			d.log.ErrorContext(ctx, "notification queue full; message dropped", "target", w.name(), "event", m.Event, "request", m.Request.ID)
-			d.audit(AuditDropped, w, m, 0, errors.New("queue full"))
+			d.audit(audit.TypeNotifyDropped, w, m, 0, errors.New("queue full"))
 		}
 	}
 }
@@ -218,7 +213,7 @@ func (d *Dispatcher) run(w *worker) {
 		attempts, err := d.deliver(w, m)
 		if err != nil {
 			d.log.Error("notification failed", "target", w.name(), "event", m.Event, "request", m.Request.ID, "attempts", attempts, "err", err)
-			d.audit(AuditFailure, w, m, attempts, err)
+			d.audit(audit.TypeNotifyFailure, w, m, attempts, err)
 		}
 	}
 }
@@ -303,7 +298,7 @@ func redact(err error) error {
 func (d *Dispatcher) audit(typ string, w *worker, m Message, attempts int, cause error) {
 	if d.opts.Observer != nil {
 		reason := "failed"
-		if typ == AuditDropped {
+		if typ == audit.TypeNotifyDropped {
 			reason = "dropped"
 		}
 		d.opts.Observer.NotifyFailed(w.kind, reason)
@@ -311,10 +306,8 @@ func (d *Dispatcher) audit(typ string, w *worker, m Message, attempts int, cause
 	if d.aud == nil {
 		return
 	}
-	// The caller's context may be long gone (failures surface after
-	// retries), so the audit write gets its own short deadline.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	// Failures surface after retries, when the caller's context is long
+	// gone: audit.Append outlives it.
 	ev := storage.Event{
 		Time:    time.Now(),
 		Type:    typ,
@@ -329,9 +322,7 @@ func (d *Dispatcher) audit(typ string, w *worker, m Message, attempts int, cause
 			"error":    cause.Error(),
 		},
 	}
-	if err := d.aud.Append(ctx, ev); err != nil {
-		d.log.Error("audit notification failure", "type", typ, "request", m.Request.ID, "err", err)
-	}
+	_ = audit.Append(d.ctx, d.aud, d.log, ev)
 }
 
 // encode renders m for a target kind.

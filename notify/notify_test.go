@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
@@ -145,7 +146,7 @@ func TestSlackAndWebhookBodies(t *testing.T) {
 		got.Request.Reason != m.Request.Reason || got.Request.Duration != 2*time.Hour || len(got.Request.Roles) != 1 {
 		t.Errorf("webhook got %+v, want %+v", got, m)
 	}
-	if n := len(aud.events(AuditFailure)); n != 0 {
+	if n := len(aud.events(audit.TypeNotifyFailure)); n != 0 {
 		t.Errorf("%d failure events on a clean delivery", n)
 	}
 }
@@ -192,7 +193,7 @@ func TestRetriesThenSucceeds(t *testing.T) {
 			t.Errorf("retry %d sent a different body", i+1)
 		}
 	}
-	if n := len(aud.events(AuditFailure)); n != 0 {
+	if n := len(aud.events(audit.TypeNotifyFailure)); n != 0 {
 		t.Errorf("%d failure events although the third try succeeded", n)
 	}
 }
@@ -216,9 +217,9 @@ func TestAlwaysFailingIsAuditedAndOthersStillDelivered(t *testing.T) {
 	if calls, _ := good.snapshot(); calls != 2 {
 		t.Errorf("healthy endpoint saw %d posts, want 2", calls)
 	}
-	fails := aud.events(AuditFailure)
+	fails := aud.events(audit.TypeNotifyFailure)
 	if len(fails) != 2 {
-		t.Fatalf("got %d %s events, want 2", len(fails), AuditFailure)
+		t.Fatalf("got %d %s events, want 2", len(fails), audit.TypeNotifyFailure)
 	}
 	for _, ev := range fails {
 		if ev.Target != "abcde12345" || ev.Outcome != "failure" || ev.Fields["attempts"] != 5 {
@@ -243,9 +244,9 @@ func TestNotifyNeverBlocksAndDropsWhenFull(t *testing.T) {
 	<-rec.got
 	d.Notify(context.Background(), m) // waits in the queue
 	d.Notify(context.Background(), m) // queue full: dropped, and we got here, so Notify did not block
-	drops := aud.events(AuditDropped)
+	drops := aud.events(audit.TypeNotifyDropped)
 	if len(drops) != 1 {
-		t.Fatalf("got %d %s events, want 1", len(drops), AuditDropped)
+		t.Fatalf("got %d %s events, want 1", len(drops), audit.TypeNotifyDropped)
 	}
 	close(rec.hold)
 	if err := d.Close(); err != nil {
@@ -270,7 +271,7 @@ func TestCloseGivesUpAfterDrainTimeout(t *testing.T) {
 	if err := d.Close(); err == nil {
 		t.Fatal("Close returned nil although the endpoint never answered")
 	}
-	if n := len(aud.events(AuditFailure)); n != 2 {
+	if n := len(aud.events(audit.TypeNotifyFailure)); n != 2 {
 		t.Errorf("got %d failure events after abandoning 2 messages, want 2", n)
 	}
 	// After Close, Notify is a harmless no-op.

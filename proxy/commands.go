@@ -11,6 +11,7 @@ import (
 	gliderssh "github.com/gliderlabs/ssh"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
@@ -47,7 +48,7 @@ func (s *Server) bastionSession(sess gliderssh.Session) {
 		_ = sess.Exit(0)
 		return
 	}
-	s.audit(ctx, storage.Event{Type: "exec", Actor: id.User, Target: "bastion", Fields: map[string]any{"command": strings.Join(args, " ")}})
+	s.audit(ctx, storage.Event{Type: audit.TypeExec, Actor: id.User, Target: "bastion", Fields: map[string]any{"command": strings.Join(args, " ")}})
 	code := s.runCommand(ctx, id, args, sess, out, errw)
 	_ = outSafe.Flush()
 	_ = errSafe.Flush()

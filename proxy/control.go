@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
@@ -91,7 +92,7 @@ func (s *Server) Recheck(ctx context.Context, user, notice string) int {
 		}
 		if c.terminate(msg) {
 			closed++
-			ended = append(ended, storage.Event{Type: "session.terminated", Actor: "gatehouse", Target: c.node.Name,
+			ended = append(ended, storage.Event{Type: audit.TypeSessionTerminated, Actor: "gatehouse", Target: c.node.Name,
 				Fields: map[string]any{"user": c.ident.User, "login": c.login, "conn": c.id, "reason": v.Reason, "rule": v.Rule, "notice": msg}})
 		}
 	}
@@ -123,7 +124,7 @@ func (s *Server) Terminate(ctx context.Context, id, by string) bool {
 	}
 	msg := fmt.Sprintf("gatehouse: session terminated by %s", by)
 	if c.terminate(msg) {
-		s.audit(ctx, storage.Event{Type: "session.terminated", Actor: by, Target: c.node.Name,
+		s.audit(ctx, storage.Event{Type: audit.TypeSessionTerminated, Actor: by, Target: c.node.Name,
 			Fields: map[string]any{"session": id, "user": c.ident.User, "login": c.login, "conn": c.id}})
 	}
 	return true
@@ -136,7 +137,7 @@ func (s *Server) Join(ctx context.Context, id, by string) (<-chan []byte, func()
 	if !ok {
 		return nil, nil, false
 	}
-	s.audit(ctx, storage.Event{Type: "session.join", Actor: by, Target: c.node.Name, Fields: map[string]any{"session": id, "user": c.ident.User}})
+	s.audit(ctx, storage.Event{Type: audit.TypeSessionJoin, Actor: by, Target: c.node.Name, Fields: map[string]any{"session": id, "user": c.ident.User}})
 	ch, stop := lc.watch.subscribe()
 	return ch, stop, true
 }

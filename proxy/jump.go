@@ -15,6 +15,7 @@ import (
 	gliderssh "github.com/gliderlabs/ssh"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/storage"
@@ -50,14 +51,14 @@ func (s *Server) handleJump(_ *gliderssh.Server, conn *ssh.ServerConn, newCh ssh
 	}
 	node, ok := s.cfg.Node(req.Host)
 	if !ok {
-		s.audit(ctx, storage.Event{Type: "session.denied", Actor: id.User, Target: req.Host, Outcome: "denied",
+		s.audit(ctx, storage.Event{Type: audit.TypeSessionDenied, Actor: id.User, Target: req.Host, Outcome: "denied",
 			Fields: map[string]any{"reason": "unknown node", "remote": conn.RemoteAddr().String()}})
 		_ = newCh.Reject(ssh.Prohibited, fmt.Sprintf("gatehouse: unknown node %s (see: ssh %s@bastion nodes)", termsafe.Quote(req.Host), termsafe.String(id.User)))
 		return
 	}
 	adm, err := s.admitJump(ctx, id)
 	if err != nil {
-		s.audit(ctx, storage.Event{Type: "session.denied", Actor: id.User, Target: node.Name, Outcome: "denied", Fields: map[string]any{"reason": err.Error()}})
+		s.audit(ctx, storage.Event{Type: audit.TypeSessionDenied, Actor: id.User, Target: node.Name, Outcome: "denied", Fields: map[string]any{"reason": err.Error()}})
 		// The node is in the inventory, so the inner connection can be
 		// terminated with its host certificate and the refusal delivered
 		// as the session's only output: a rejected channel reaches an
@@ -216,7 +217,7 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 	if !v.Allowed {
 		// Refused: nothing left for a re-check to end.
 		s.live.remove(lc.id)
-		s.audit(ctx, storage.Event{Type: "session.denied", Actor: id.User, Target: node.Name, Outcome: "denied",
+		s.audit(ctx, storage.Event{Type: audit.TypeSessionDenied, Actor: id.User, Target: node.Name, Outcome: "denied",
 			Fields: seenAuth.addTo(map[string]any{"login": login, "rule": v.Rule, "remote": remote})})
 		s.refuseAll(inner, chans, greqs, refusal(id.User, login, node.Name, v))
 		return
@@ -235,7 +236,7 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 		s.live.remove(lc.id)
 		msg := fmt.Sprintf("gatehouse: cannot reach %s: %s", node.Name, userFacingDialError(res.err))
 		s.log.Warn("node dial failed", "user", id.User, "node", node.Name, "err", res.err)
-		s.audit(ctx, storage.Event{Type: "session.denied", Actor: id.User, Target: node.Name, Outcome: "error",
+		s.audit(ctx, storage.Event{Type: audit.TypeSessionDenied, Actor: id.User, Target: node.Name, Outcome: "error",
 			Fields: seenAuth.addTo(map[string]any{"login": login, "error": res.err.Error()})})
 		s.refuseAll(inner, chans, greqs, msg)
 		return
@@ -368,7 +369,7 @@ func (s *Server) relayGlobalRequests(ctx context.Context, lc *liveConn, reqs <-c
 		switch r.Type {
 		case "tcpip-forward", "cancel-tcpip-forward":
 			if !lc.currentVerdict().PortForwarding {
-				s.audit(ctx, storage.Event{Type: "port_forward", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "denied",
+				s.audit(ctx, storage.Event{Type: audit.TypePortForward, Actor: lc.ident.User, Target: lc.node.Name, Outcome: "denied",
 					Fields: map[string]any{"direction": "remote", "login": lc.login}})
 				_ = r.Reply(false, nil)
 				continue
@@ -424,7 +425,7 @@ func (s *Server) bridgeChannel(ctx context.Context, lc *liveConn, nc ssh.NewChan
 	// to the node's own sshd), so its target is on record before the
 	// first byte moves, not only when it closes; no record, no tunnel.
 	if !agent {
-		if err := s.auditAll(ctx, storage.Event{Type: "port_forward", Actor: lc.ident.User, Target: lc.node.Name, Fields: fields("open")}); err != nil {
+		if err := s.auditAll(ctx, storage.Event{Type: audit.TypePortForward, Actor: lc.ident.User, Target: lc.node.Name, Fields: fields("open")}); err != nil {
 			dst.Close()
 			_ = nc.Reject(ssh.Prohibited, "gatehouse: the audit log is unavailable; port forward refused")
 			return
@@ -442,7 +443,7 @@ func (s *Server) bridgeChannel(ctx context.Context, lc *liveConn, nc ssh.NewChan
 	}
 	f := fields("closed")
 	f["bytes_in"], f["bytes_out"], f["duration_ms"] = in, out, time.Since(start).Milliseconds()
-	s.audit(ctx, storage.Event{Type: "port_forward", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "success", Fields: f})
+	s.audit(ctx, storage.Event{Type: audit.TypePortForward, Actor: lc.ident.User, Target: lc.node.Name, Outcome: "success", Fields: f})
 }
 
 // channelConn adapts an SSH channel to net.Conn for the inner connection.

@@ -13,6 +13,7 @@ import (
 	gliderssh "github.com/gliderlabs/ssh"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/proxy/preauth"
 	"github.com/gatehouse-dev/gatehouse/storage"
@@ -272,7 +273,7 @@ func (s *Server) auditAuthSuccess(ctx gliderssh.Context, remote string) {
 		done := ctx.Err() != nil
 		if sc, ok := ctx.Value(gliderssh.ContextKeyConn).(*ssh.ServerConn); ok {
 			if id, ok := identityOf(sc); ok {
-				s.audit(context.Background(), storage.Event{Type: "ssh.auth.success", Actor: id.User, Target: "bastion",
+				s.audit(context.Background(), storage.Event{Type: audit.TypeAuthSuccess, Actor: id.User, Target: "bastion",
 					Fields: map[string]any{"method": id.Method, "key_fp": id.KeyFP, "login_id": id.LoginID,
 						"remote": remote, "client": string(sc.ClientVersion())}})
 			}
@@ -298,7 +299,7 @@ func (s *Server) penalised(imp *preauth.Imposed) {
 	src := preauth.FormatSource(imp.Source)
 	until := imp.Until.UTC().Truncate(time.Second)
 	s.log.Warn("refusing a source's connections for a while (per-source penalty)", "source", src, "after", imp.Outcome.String(), "until", until)
-	s.audit(context.Background(), storage.Event{Type: "ssh.preauth.penalty", Target: "bastion", Outcome: "failure",
+	s.audit(context.Background(), storage.Event{Type: audit.TypePreAuthPenalty, Target: "bastion", Outcome: "failure",
 		Fields: map[string]any{"source": src, "reason": imp.Outcome.String(), "until": until.Format(time.RFC3339)}})
 }
 
@@ -338,7 +339,7 @@ func (s *Server) flushPreAuthReport() {
 	}
 	s.log.Warn("unauthenticated connections refused", "dropped", r.Total, "by_reason", r.Dropped,
 		"penalties_imposed", r.PenaltiesImposed, "period", r.End.Sub(r.Start).Round(time.Second))
-	s.audit(context.Background(), storage.Event{Type: "ssh.preauth.dropped", Target: "bastion", Outcome: "failure", Fields: fields})
+	s.audit(context.Background(), storage.Event{Type: audit.TypePreAuthDropped, Target: "bastion", Outcome: "failure", Fields: fields})
 }
 
 // Stats are the Server's counters, for metrics.

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/session/sftp"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
@@ -101,7 +102,7 @@ func (s *Server) handleInnerChannel(ctx context.Context, lc *liveConn, nc ssh.Ne
 		var fwd directTCPIP
 		_ = ssh.Unmarshal(nc.ExtraData(), &fwd)
 		if !v.PortForwarding {
-			s.audit(ctx, storage.Event{Type: "port_forward", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "denied",
+			s.audit(ctx, storage.Event{Type: audit.TypePortForward, Actor: lc.ident.User, Target: lc.node.Name, Outcome: "denied",
 				Fields: map[string]any{"direction": "local", "login": lc.login, "host": fwd.Host, "port": fwd.Port}})
 			_ = nc.Reject(ssh.Prohibited, fmt.Sprintf("gatehouse: port forwarding is not allowed for %s as %s on %s", lc.ident.User, lc.login, lc.node.Name))
 			return
@@ -512,7 +513,7 @@ func (t *sessionTap) begin(kind, command string) error {
 			Title: fmt.Sprintf("%s@%s (%s)", lc.login, lc.node.Name, lc.ident.User), Start: rec.Start},
 			func(err error) { t.recordingFailed(err) })
 		if err != nil {
-			s.audit(t.ctx, storage.Event{Type: "recording.failure", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
+			s.audit(t.ctx, storage.Event{Type: audit.TypeRecordingFailure, Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
 				Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode}})
 			if s.cfg.Recording.Mode != "best-effort" {
 				return fmt.Errorf("cannot open recording")
@@ -527,7 +528,7 @@ func (t *sessionTap) begin(kind, command string) error {
 	if s.opt.RawRecorder != nil && !pty {
 		raw, err := s.opt.RawRecorder(t.id, t.rawCapped, func(err error) { t.recordingFailed(err) })
 		if err != nil {
-			s.audit(t.ctx, storage.Event{Type: "recording.failure", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
+			s.audit(t.ctx, storage.Event{Type: audit.TypeRecordingFailure, Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
 				Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode, "store": "raw"}})
 			if s.cfg.Recording.Mode != "best-effort" {
 				t.closeRecorder()
@@ -548,14 +549,14 @@ func (t *sessionTap) begin(kind, command string) error {
 		}
 	}
 	fields := lc.innerAuth.addTo(map[string]any{"session": t.id, "login": lc.login, "kind": kind, "remote": lc.remote, "roles": v.Roles, "requests": v.RequestIDs, "conn": lc.id})
-	evs := []storage.Event{{Type: "session.start", Actor: lc.ident.User, Target: lc.node.Name, Fields: fields}}
+	evs := []storage.Event{{Type: audit.TypeSessionStart, Actor: lc.ident.User, Target: lc.node.Name, Fields: fields}}
 	if command != "" {
-		evs = append(evs, storage.Event{Type: "exec", Actor: lc.ident.User, Target: lc.node.Name, Fields: map[string]any{"session": t.id, "login": lc.login, "command": command}})
+		evs = append(evs, storage.Event{Type: audit.TypeExec, Actor: lc.ident.User, Target: lc.node.Name, Fields: map[string]any{"session": t.id, "login": lc.login, "command": command}})
 	}
 	// One durable commit for both, in this order, before the command
 	// reaches the node; without it the command does not go (fail closed).
 	if err := s.auditAll(t.ctx, evs...); err != nil {
-		ictx, icancel := context.WithTimeout(context.WithoutCancel(t.ctx), auditTimeout)
+		ictx, icancel := context.WithTimeout(context.WithoutCancel(t.ctx), audit.AppendTimeout)
 		if ierr := s.opt.Sessions.EndSession(ictx, t.id, time.Now().UTC(), "refused", nil, 0, 0); ierr != nil {
 			s.log.Error("session index end", "session", t.id, "err", ierr)
 		}
@@ -575,7 +576,7 @@ func (t *sessionTap) recordingFailed(err error) {
 		return
 	}
 	s, lc := t.s, t.lc
-	s.audit(t.ctx, storage.Event{Type: "recording.failure", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
+	s.audit(t.ctx, storage.Event{Type: audit.TypeRecordingFailure, Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
 		Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode}})
 	if s.cfg.Recording.Mode != "best-effort" {
 		lc.terminate("gatehouse: session recording failed; session closed (recording.mode is strict)")
@@ -621,16 +622,13 @@ func (t *sessionTap) closeRaw() (sum RawSummary, ok bool) {
 // here on its bytes are only counted and hashed (in session.end).
 func (t *sessionTap) rawCapped(stored, max int64) {
 	s, lc := t.s, t.lc
-	s.audit(t.ctx, storage.Event{Type: "recording.cap_reached", Actor: lc.ident.User, Target: lc.node.Name,
+	s.audit(t.ctx, storage.Event{Type: audit.TypeRecordingCapReached, Actor: lc.ident.User, Target: lc.node.Name,
 		Fields: map[string]any{"session": t.id, "login": lc.login, "stored_bytes": stored, "max_raw_bytes": max}})
 }
 
 // errAuditUnavailable refuses a session whose start could not be written
 // to the audit log: nothing reaches a node off the record.
 var errAuditUnavailable = errors.New("the audit log is unavailable")
-
-// auditTimeout bounds one audit append (see Server.auditAll).
-const auditTimeout = time.Minute
 
 // finish closes the recording and the index entry.
 func (t *sessionTap) finish() {
@@ -693,10 +691,10 @@ func (t *sessionTap) finish() {
 		}
 		fields["raw_stored_bytes"], fields["raw_capped"] = raw.Stored, raw.Capped
 	}
-	s.audit(ctx, storage.Event{Type: "session.end", Actor: lc.ident.User, Target: lc.node.Name, Fields: fields})
+	s.audit(ctx, storage.Event{Type: audit.TypeSessionEnd, Actor: lc.ident.User, Target: lc.node.Name, Fields: fields})
 	if bin != nil {
 		// Binary stdout is a download whatever the command was called.
-		s.audit(ctx, storage.Event{Type: "file_transfer", Actor: lc.ident.User, Target: lc.node.Name,
+		s.audit(ctx, storage.Event{Type: audit.TypeFileTransfer, Actor: lc.ident.User, Target: lc.node.Name,
 			Fields: map[string]any{"session": t.id, "login": lc.login, "kind": kind, "command": command, "direction": "download",
 				"bytes_to_node": in, "bytes_from_node": out, "binary_output_bytes": bin.bytes, "sha256": fields["binary_output_sha256"]}})
 	}
@@ -707,7 +705,7 @@ func (t *sessionTap) finish() {
 		if hasRaw {
 			ft["sha256_to_node"], ft["sha256_from_node"] = raw.Streams[RawStdin].SHA256, raw.Streams[RawStdout].SHA256
 		}
-		s.audit(ctx, storage.Event{Type: "file_transfer", Actor: lc.ident.User, Target: lc.node.Name, Fields: ft})
+		s.audit(ctx, storage.Event{Type: audit.TypeFileTransfer, Actor: lc.ident.User, Target: lc.node.Name, Fields: ft})
 	}
 	// Last: closing compresses the recording, which takes a while for a
 	// large session; the index and the audit log are already up to date.
@@ -733,5 +731,5 @@ func (t *sessionTap) sftpOp(op sftp.Op) {
 	if !op.OK {
 		outcome = "failure"
 	}
-	t.sftpEvents <- storage.Event{Type: "sftp.op", Actor: t.lc.ident.User, Target: t.lc.node.Name, Outcome: outcome, Fields: fields}
+	t.sftpEvents <- storage.Event{Type: audit.TypeSFTPOp, Actor: t.lc.ident.User, Target: t.lc.node.Name, Outcome: outcome, Fields: fields}
 }

@@ -14,6 +14,7 @@ import (
 	gliderssh "github.com/gliderlabs/ssh"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/ca"
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/proxy/preauth"
@@ -180,7 +181,7 @@ func (s *Server) authPublicKey(ctx context.Context, meta ssh.ConnMetadata, key s
 	if err != nil && !errors.As(err, &partial) {
 		// x/crypto caches each key's result, so this is one event per key
 		// offered, not per round trip.
-		s.audit(ctx, storage.Event{Type: "ssh.auth.failure", Actor: meta.User(), Target: "bastion", Outcome: "failure",
+		s.audit(ctx, storage.Event{Type: audit.TypeAuthFailure, Actor: meta.User(), Target: "bastion", Outcome: "failure",
 			Fields: map[string]any{"method": "publickey", "key_fp": ssh.FingerprintSHA256(key), "key_type": key.Type(),
 				"remote": meta.RemoteAddr().String(), "reason": strings.TrimPrefix(err.Error(), "gatehouse: ")}})
 	}
@@ -350,42 +351,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
+// audit records ev; a failure is logged by audit.Append.
 func (s *Server) audit(ctx context.Context, ev storage.Event) { _ = s.auditAll(ctx, ev) }
 
-// batchAuditor is an Auditor that can append several events in one go
-// (audit.Log): they share a durable commit instead of waiting for one each.
-type batchAuditor interface {
-	AppendAll(ctx context.Context, evs ...storage.Event) error
-}
-
-// auditAll appends evs in order. On a session's setup path this is one
-// durable commit instead of one per event. It logs a failure and returns
-// it, for callers that must not go on without the record.
-//
-// The append does not end with ctx: most callers hold a connection's
-// context, which ends when the client hangs up, and what that client did
-// (a denial, its last SFTP operations) must be on record all the same.
-// auditTimeout bounds it instead.
+// auditAll appends evs in order (on a session's setup path, one durable
+// commit) and returns a failure, for callers that must not go on without
+// the record. It outlives ctx, bounded by audit.AppendTimeout.
 func (s *Server) auditAll(ctx context.Context, evs ...storage.Event) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
-	defer cancel()
-	for i := range evs {
-		if evs[i].Outcome == "" {
-			evs[i].Outcome = "success"
-		}
-	}
-	if ba, ok := s.opt.Audit.(batchAuditor); ok && len(evs) > 1 {
-		if err := ba.AppendAll(ctx, evs...); err != nil {
-			s.log.Error("audit append failed", "type", evs[0].Type, "events", len(evs), "err", err)
-			return err
-		}
-		return nil
-	}
-	for _, ev := range evs {
-		if err := s.opt.Audit.Append(ctx, ev); err != nil {
-			s.log.Error("audit append failed", "type", ev.Type, "err", err)
-			return err // the rest would be on record without what came before
-		}
-	}
-	return nil
+	return audit.Append(ctx, s.opt.Audit, s.log, evs...)
 }

@@ -269,7 +269,7 @@ func (b *Bastion) Serve(ctx context.Context) error {
 			case <-hup:
 				if err := b.Policy.Reload(); err != nil {
 					log.Error("policy reload failed; keeping the last good policy", "err", err)
-					b.audit(ctx, storage.Event{Type: "policy.reload", Actor: "operator", Target: cfg.RolesFile, Outcome: "failure", Fields: map[string]any{"error": err.Error(), "trigger": "SIGHUP"}})
+					b.audit(ctx, storage.Event{Type: audit.TypePolicyReload, Actor: "operator", Target: cfg.RolesFile, Outcome: "failure", Fields: map[string]any{"error": err.Error(), "trigger": "SIGHUP"}})
 				}
 			}
 		}
@@ -293,16 +293,11 @@ func (b *Bastion) keyLogins() proxy.KeyLogins {
 }
 
 func (b *Bastion) audit(ctx context.Context, ev storage.Event) {
-	if ev.Outcome == "" {
-		ev.Outcome = "success"
-	}
-	if err := b.Audit.Append(ctx, ev); err != nil {
-		b.Log.Error("audit append", "type", ev.Type, "err", err)
-	}
+	_ = audit.Append(ctx, b.Audit, b.Log, ev)
 }
 
 func (b *Bastion) policyChanged(ctx context.Context, cur *policy.Policy) {
-	b.audit(ctx, storage.Event{Type: "policy.reload", Actor: "operator", Target: b.Config.RolesFile, Fields: map[string]any{"digest": cur.Digest()}})
+	b.audit(ctx, storage.Event{Type: audit.TypePolicyReload, Actor: "operator", Target: b.Config.RolesFile, Fields: map[string]any{"digest": cur.Digest()}})
 	if b.Proxy != nil {
 		n := b.Proxy.Recheck(ctx, "", "")
 		b.Log.Info("policy reloaded", "digest", cur.Digest(), "sessions_closed", n)

@@ -146,7 +146,7 @@ func (h *Handler) verify(r *http.Request, v *viewer) verifyResult {
 	h.mu.Lock()
 	h.lastVerify = &res
 	h.mu.Unlock()
-	h.auditEvent(r, v, "audit.verify", "audit", map[string]any{"ok": rep.OK, "events": rep.Events, "bad_seq": rep.BadSeq, "outcome": outcome, "via": "web"})
+	h.auditEvent(r, v, audit.TypeAuditVerify, "audit", map[string]any{"ok": rep.OK, "events": rep.Events, "bad_seq": rep.BadSeq, "outcome": outcome, "via": "web"})
 	return res
 }
 

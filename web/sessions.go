@@ -214,7 +214,7 @@ func (h *Handler) apiRecording(w http.ResponseWriter, r *http.Request, v *viewer
 		return
 	}
 	defer rc.Close()
-	h.auditEvent(r, v, "session.play", s.Node, map[string]any{"session": s.ID, "user": s.User, "via": "web"})
+	h.auditEvent(r, v, audit.TypeSessionPlay, s.Node, map[string]any{"session": s.ID, "user": s.User, "via": "web"})
 	w.Header().Set("Content-Type", "application/x-asciicast")
 	w.Header().Set("Content-Disposition", `attachment; filename="`+s.ID+`.cast"`)
 	w.Header().Set("Content-Security-Policy", "sandbox; default-src 'none'")
@@ -362,11 +362,9 @@ func (h *Handler) apiTerminate(w http.ResponseWriter, r *http.Request, v *viewer
 	writeJSON(w, http.StatusOK, map[string]any{"terminated": s.ID})
 }
 
-// auditEvent records a security-relevant read; a failure is logged, not
-// shown, because the read itself already happened.
+// auditEvent records a security-relevant read of type typ (an audit.Type
+// constant); a failure is logged, not shown, because the read itself
+// already happened.
 func (h *Handler) auditEvent(r *http.Request, v *viewer, typ, target string, fields map[string]any) {
-	err := h.opt.Audit.Append(r.Context(), storage.Event{Time: time.Now().UTC(), Type: typ, Actor: v.User(), Target: target, Outcome: "success", Fields: fields})
-	if err != nil {
-		h.log.ErrorContext(r.Context(), "web: audit", "type", typ, "err", err)
-	}
+	_ = audit.Append(r.Context(), h.opt.Audit, h.log, storage.Event{Time: time.Now().UTC(), Type: typ, Actor: v.User(), Target: target, Outcome: "success", Fields: fields})
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/access"
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
@@ -20,13 +21,13 @@ import (
 // numbers are shared by every bastion on one store and only grow, so they
 // make event ids that any bastion can resume from.
 var watchKinds = map[string]string{
-	access.AuditCreate:  "created",
-	access.AuditReview:  "reviewed",
-	access.AuditApprove: "approved",
-	access.AuditDeny:    "denied",
-	access.AuditExpire:  "expired",
-	access.AuditCancel:  "cancelled",
-	access.AuditRevoke:  "revoked",
+	audit.TypeRequestCreate:  "created",
+	audit.TypeRequestReview:  "reviewed",
+	audit.TypeRequestApprove: "approved",
+	audit.TypeRequestDeny:    "denied",
+	audit.TypeRequestExpire:  "expired",
+	audit.TypeRequestCancel:  "cancelled",
+	audit.TypeRequestRevoke:  "revoked",
 }
 
 // watchEvent is the data of one event on GET /api/watch.

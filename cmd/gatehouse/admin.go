@@ -116,7 +116,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if !rep.OK {
 			outcome = "failure"
 		}
-		_ = b.Audit.Append(ctx, storage.Event{Type: "audit.verify", Actor: "operator", Target: "audit", Outcome: outcome,
+		_ = audit.Append(ctx, b.Audit, b.Log, storage.Event{Type: audit.TypeAuditVerify, Actor: "operator", Target: "audit", Outcome: outcome,
 			Fields: map[string]any{"events": rep.Events, "first_seq": rep.FirstSeq, "last_seq": rep.LastSeq, "bad_seq": rep.BadSeq, "problem": rep.Problem}})
 		if !rep.OK {
 			fmt.Fprintf(stdout, "audit log TAMPERED: first bad sequence number %d: %s\n", rep.BadSeq, rep.Problem)
