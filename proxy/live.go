@@ -34,11 +34,14 @@ type liveConn struct {
 
 // liveChannel is one recorded session channel inside a liveConn.
 type liveChannel struct {
-	id      string
-	kind    string
-	command string
-	ch      ssh.Channel
-	watch   *broadcaster
+	id    string
+	ch    ssh.Channel
+	watch *broadcaster
+
+	// kind and command are what the channel runs, known once its start
+	// request arrives; the owning liveConn's mu guards them (Live reads
+	// them while sessions start).
+	kind, command string
 
 	// eofMu orders our own messages on stderr (a termination notice, a
 	// refusal) against the relay's CloseWrite: x/crypto sets and reads a
@@ -65,6 +68,13 @@ func (lc *liveChannel) closeWrite() error {
 func (c *liveConn) addChannel(lc *liveChannel) {
 	c.mu.Lock()
 	c.channels[lc.id] = lc
+	c.mu.Unlock()
+}
+
+// describe records what channel lc runs, for Live.
+func (c *liveConn) describe(lc *liveChannel, kind, command string) {
+	c.mu.Lock()
+	lc.kind, lc.command = kind, command
 	c.mu.Unlock()
 }
 

@@ -454,7 +454,7 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 			}
 		}
 		kind := classify(r.Type, command, pty)
-		live.kind, live.command = kind, command
+		t.lc.describe(live, kind, command)
 		err := t.begin(kind, command)
 		t.markStarted()
 		if err != nil {
