@@ -57,10 +57,10 @@ func TestLiveWhileSessionsStart(t *testing.T) {
 		}
 	}()
 	for range 50 {
-		tap := &sessionTap{s: s, ctx: context.Background(), lc: c, id: newID(), watch: newBroadcaster(), startedCh: make(chan struct{})}
-		live := &liveChannel{id: tap.id, watch: tap.watch}
+		live := &liveChannel{id: newID(), watch: newBroadcaster()}
+		tap := newSessionTap(s, context.Background(), c, live)
 		c.addChannel(live)
-		tap.clientRequest(&ssh.Request{Type: "exec", Payload: ssh.Marshal(struct{ S string }{"uptime"})}, nil, live)
+		tap.clientRequest(&ssh.Request{Type: "exec", Payload: ssh.Marshal(struct{ S string }{"uptime"})}, nil)
 		c.removeChannel(tap.id)
 	}
 	close(stop)
