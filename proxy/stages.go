@@ -46,8 +46,12 @@ var discard io.Writer = writerFunc(func([]byte) {})
 // report them.
 type byteCounter struct{ in, out atomic.Int64 }
 
-func (c *byteCounter) stdin() io.Writer  { return writerFunc(func(p []byte) { c.in.Add(int64(len(p))) }) }
-func (c *byteCounter) output() io.Writer { return writerFunc(func(p []byte) { c.out.Add(int64(len(p))) }) }
+func (c *byteCounter) stdin() io.Writer {
+	return writerFunc(func(p []byte) { c.in.Add(int64(len(p))) })
+}
+func (c *byteCounter) output() io.Writer {
+	return writerFunc(func(p []byte) { c.out.Add(int64(len(p))) })
+}
 
 // binaryDetector passes a stream on as text until a chunk holds a NUL
 // byte, which terminal output and typed text do not contain; from that
