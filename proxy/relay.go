@@ -173,11 +173,19 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 		upCh.Close()
 		return
 	}
-	live := &liveChannel{id: newID(), ch: ch, watch: newBroadcaster()}
+	live := &liveChannel{id: newID(), ch: ch, watch: newBroadcaster(), delivered: make(chan struct{})}
 	t := newSessionTap(s, ctx, lc, live)
 	lc.addChannel(live)
 	defer lc.removeChannel(t.id)
 	defer live.watch.closeAll()
+	// This relay owns the channel, so it is the one to tell the client
+	// why, when the connection is terminated.
+	stopNotice := context.AfterFunc(lc.ctx, func() { live.deliverNotice(context.Cause(lc.ctx)) })
+	defer func() {
+		if stopNotice() {
+			live.markDelivered()
+		}
+	}()
 
 	outDone := make(chan struct{})
 	var copies sync.WaitGroup
@@ -420,7 +428,7 @@ func (t *sessionTap) recordingFailed(err error) {
 	s.audit(t.ctx, storage.Event{Type: "recording.failure", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
 		Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode}})
 	if s.cfg.Recording.Mode != "best-effort" {
-		lc.terminate("gatehouse: session recording failed; session closed (recording.mode is strict)")
+		lc.terminate(&UserError{Line: "gatehouse: session recording failed; session closed (recording.mode is strict)", Cause: err})
 	}
 }
 
