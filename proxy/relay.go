@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -310,19 +309,16 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel) bool {
 		}
 		kind := classify(r.Type, command, pty)
 		t.lc.describe(t.live, kind, command)
-		err := t.begin(kind, command)
+		refused := t.begin(kind, command)
 		t.markStarted()
-		if err != nil {
+		if refused != nil {
+			t.s.log.Warn("session refused", "session", t.id, "user", t.lc.ident.User, "node", t.lc.node.Name, "err", refused)
 			// Accept the request, then refuse in words: OpenSSH exits at
 			// once on a failed exec reply, before printing our stderr.
-			msg := "gatehouse: session recording is unavailable; session refused (" + err.Error() + ")"
-			if errors.Is(err, errAuditUnavailable) {
-				msg = "gatehouse: the audit log is unavailable; session refused"
-			}
 			if r.WantReply {
 				_ = r.Reply(true, nil)
 			}
-			t.live.writeStderr(msg + "\r\n")
+			t.live.writeStderr(refused.Line + "\r\n")
 			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{1}))
 			ch.Close()
 			return true
@@ -333,8 +329,8 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel) bool {
 
 // begin opens the session's stages and its index entry when it starts,
 // and puts its start on record; the session goes ahead only if it
-// returns nil.
-func (t *sessionTap) begin(kind, command string) error {
+// returns nil, else the user is told why.
+func (t *sessionTap) begin(kind, command string) *UserError {
 	s, lc := t.s, t.lc
 	t.mu.Lock()
 	t.shape.kind, t.shape.command = kind, command
@@ -360,7 +356,7 @@ func (t *sessionTap) begin(kind, command string) error {
 			s.audit(t.ctx, storage.Event{Type: "recording.failure", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
 				Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode}})
 			if s.cfg.Recording.Mode != "best-effort" {
-				return fmt.Errorf("cannot open recording")
+				return recordingUnavailable("cannot open recording", err)
 			}
 		} else {
 			cast = newCastStage(r)
@@ -374,7 +370,7 @@ func (t *sessionTap) begin(kind, command string) error {
 				Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode, "store": "raw"}})
 			if s.cfg.Recording.Mode != "best-effort" {
 				t.closeRecorder(cast)
-				return fmt.Errorf("cannot open raw recording")
+				return recordingUnavailable("cannot open raw recording", err)
 			}
 		} else {
 			st.raw = newRawStage(raw)
@@ -387,7 +383,7 @@ func (t *sessionTap) begin(kind, command string) error {
 	if err := s.opt.Sessions.CreateSession(t.ctx, rec); err != nil {
 		s.log.Error("session index", "session", t.id, "err", err)
 		if s.cfg.Recording.Mode != "best-effort" {
-			return fmt.Errorf("cannot index session")
+			return recordingUnavailable("cannot index session", err)
 		}
 	}
 	fields := lc.innerAuth.addTo(map[string]any{"session": t.id, "login": lc.login, "kind": kind, "remote": lc.remote, "roles": v.Roles, "requests": v.RequestIDs, "conn": lc.id})
@@ -403,7 +399,7 @@ func (t *sessionTap) begin(kind, command string) error {
 			s.log.Error("session index end", "session", t.id, "err", ierr)
 		}
 		icancel()
-		return errAuditUnavailable
+		return &UserError{Line: "gatehouse: the audit log is unavailable; session refused", Cause: err}
 	}
 	if kind == kindSFTP {
 		st.sftp = newSFTPStage(t.sftpEvent, func(ev storage.Event) {
@@ -471,9 +467,11 @@ func (t *sessionTap) rawCapped(stored, max int64) {
 		Fields: map[string]any{"session": t.id, "login": lc.login, "stored_bytes": stored, "max_raw_bytes": max}})
 }
 
-// errAuditUnavailable refuses a session whose start could not be written
-// to the audit log: nothing reaches a node off the record.
-var errAuditUnavailable = errors.New("the audit log is unavailable")
+// recordingUnavailable refuses a session that cannot be recorded (in
+// strict mode): what failed is in the line, why in the cause.
+func recordingUnavailable(what string, cause error) *UserError {
+	return &UserError{Line: "gatehouse: session recording is unavailable; session refused (" + what + ")", Cause: cause}
+}
 
 // auditTimeout bounds one audit append (see Server.auditAll).
 const auditTimeout = time.Minute
