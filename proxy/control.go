@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -78,22 +77,22 @@ func (s *Server) Recheck(ctx context.Context, user, notice string) int {
 			c.setVerdict(v)
 			continue
 		}
-		msg := notice
-		if msg == "" {
-			msg = fmt.Sprintf("gatehouse: access as %s on %s is no longer allowed (%s); session closed", c.login, c.node.Name, v.Reason)
+		why := &UserError{Line: notice}
+		if notice == "" {
+			why = userErrorf("access as %s on %s is no longer allowed (%s); session closed", c.login, c.node.Name, v.Reason)
 			if v.Rule == "lock" {
 				// Same words as the lock's change event, whichever comes first.
-				msg = fmt.Sprintf("gatehouse: your access was locked at %s; session closed", time.Now().Format("15:04"))
+				why = userErrorf("your access was locked at %s; session closed", time.Now().Format("15:04"))
 			} else if old := c.currentVerdict(); len(old.RequestIDs) > 0 {
 				// The safety net noticed before the grant's change event
 				// did: say what ended, as the event would have.
-				msg = fmt.Sprintf("gatehouse: access via request %s ended at %s; session closed", strings.Join(old.RequestIDs, ","), time.Now().Format("15:04"))
+				why = userErrorf("access via request %s ended at %s; session closed", strings.Join(old.RequestIDs, ","), time.Now().Format("15:04"))
 			}
 		}
-		if c.terminate(msg) {
+		if c.terminate(why) {
 			closed++
 			ended = append(ended, storage.Event{Type: audit.TypeSessionTerminated, Actor: "gatehouse", Target: c.node.Name,
-				Fields: map[string]any{"user": c.ident.User, "login": c.login, "conn": c.id, "reason": v.Reason, "rule": v.Rule, "notice": msg}})
+				Fields: map[string]any{"user": c.ident.User, "login": c.login, "conn": c.id, "reason": v.Reason, "rule": v.Rule, "notice": why.Line}})
 		}
 	}
 	// Cut every session first, then record them all at once: appended
@@ -122,8 +121,7 @@ func (s *Server) Terminate(ctx context.Context, id, by string) bool {
 	if !ok {
 		return false
 	}
-	msg := fmt.Sprintf("gatehouse: session terminated by %s", by)
-	if c.terminate(msg) {
+	if c.terminate(userErrorf("session terminated by %s", by)) {
 		s.audit(ctx, storage.Event{Type: audit.TypeSessionTerminated, Actor: by, Target: c.node.Name,
 			Fields: map[string]any{"session": id, "user": c.ident.User, "login": c.login, "conn": c.id}})
 	}

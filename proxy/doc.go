@@ -3,10 +3,9 @@
 // (presenting a host certificate for the requested node name), asks an
 // Authorizer whether the authenticated user may use the requested login on
 // that node, dials the node with a freshly minted short-lived certificate,
-// and relays every channel both ways through composable taps (recording,
-// byte counting, live viewing). It also answers the bastion's own commands
-// (`ssh bob@bastion whoami`) and ends live sessions when the decision that
-// allowed them no longer holds. Before a connection authenticates, package
+// and relays every channel both ways. It also answers the bastion's own
+// commands (`ssh bob@bastion whoami`) and ends live sessions when the
+// decision that allowed them no longer holds. Before a connection authenticates, package
 // preauth decides whether it is taken on at all (per-source caps, random
 // early drop, penalties), so no one source can lock everyone else out.
 //
@@ -14,4 +13,35 @@
 // proved: the public-key callback returns fresh Permissions per key and the
 // handlers read ServerConn.Permissions, never state left over from earlier
 // callback invocations (see CVE-2024-45337).
+//
+// # Session stages
+//
+// A session channel's three streams (stdin, stdout, stderr) pass through
+// stages, small io.Writers with one job and their own state each
+// (stages.go): byteCounter, binaryDetector, castStage (the asciicast
+// recording), rawStage (the raw store), liveStage (watchers who join) and
+// sftpStage (SFTP operations into the audit log). Once a session's start
+// request says what it is, sessionStages.compose chains them for that
+// session:
+//
+//	stdin:  sftp, count, raw, [binary detector ->] cast
+//	stdout: sftp, count, raw, [binary detector ->] cast, live
+//	stderr: count, raw, cast, live
+//
+// Which stages a session gets depends only on protocol facts (classify:
+// the request type, the exact command line, whether a pty was asked
+// for), never on anything the user can shape; a binary detector only
+// decides whether bytes that are in the raw store anyway also go into
+// the cast. sessionTap (relay.go) owns the lifecycle: it opens the stages
+// and puts the start on record before the command reaches the node, and
+// closes them and records the end.
+//
+// # Refusals and endings
+//
+// What a user is told is a UserError: the one line they see and, apart,
+// the cause for the log. A live connection is ended by cancelling its
+// context with a UserError as the cause (liveConn.terminate); each
+// session channel's relay, which owns the channel, writes the line and the
+// exit status, and the connection is closed once they are out (or after
+// noticeTimeout, for a client that stopped reading).
 package proxy

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	gliderssh "github.com/gliderlabs/ssh"
@@ -64,7 +65,7 @@ func (s *Server) handleJump(_ *gliderssh.Server, conn *ssh.ServerConn, newCh ssh
 		// as the session's only output: a rejected channel reaches an
 		// OpenSSH user as "open failed ... stdio forwarding failed" and
 		// the client's own kex errors after it.
-		adm = refusedAdmission{msg: "gatehouse: " + err.Error()}
+		adm = refusedAdmission{err: asUserError(err)}
 	}
 	ch, reqs, err := newCh.Accept()
 	if err != nil {
@@ -79,11 +80,11 @@ func (s *Server) handleJump(_ *gliderssh.Server, conn *ssh.ServerConn, newCh ssh
 }
 
 // refusedAdmission is a jump refused before any login was asked for (a
-// locked user, a store that cannot be read); msg is the line the user sees.
-type refusedAdmission struct{ msg string }
+// locked user, a store that cannot be read); err says so to the user.
+type refusedAdmission struct{ err *UserError }
 
 func (r refusedAdmission) Authorize(context.Context, string, config.Node) (Verdict, error) {
-	return Verdict{}, errors.New(r.msg)
+	return Verdict{}, r.err
 }
 
 // Extension keys of the inner connection's Permissions. They record how the
@@ -187,8 +188,10 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 	defer inner.Close()
 	login := inner.User()
 	seenAuth := innerAuthOf(inner)
+	lctx, end := context.WithCancelCause(ctx)
+	defer end(nil)
 	lc := &liveConn{id: newID(), ident: id, login: login, node: node, start: time.Now(), remote: remote, inner: inner,
-		innerAuth: seenAuth, channels: map[string]*liveChannel{}}
+		innerAuth: seenAuth, channels: map[string]*liveChannel{}, ctx: lctx, end: end}
 	// Registered before the first decision, so that every lock or
 	// revocation announced from here on re-checks this connection too; one
 	// announced while the node was being dialled used to go unseen until
@@ -199,7 +202,7 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 	if r, ok := adm.(refusedAdmission); ok {
 		s.live.remove(lc.id)
 		s.observer().Decision("denied")
-		s.refuseAll(inner, chans, greqs, r.msg)
+		s.refuseAll(inner, chans, greqs, r.err)
 		return
 	}
 	v, err := adm.Authorize(ctx, login, node)
@@ -219,7 +222,7 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 		s.live.remove(lc.id)
 		s.audit(ctx, storage.Event{Type: audit.TypeSessionDenied, Actor: id.User, Target: node.Name, Outcome: "denied",
 			Fields: seenAuth.addTo(map[string]any{"login": login, "rule": v.Rule, "remote": remote})})
-		s.refuseAll(inner, chans, greqs, refusal(id.User, login, node.Name, v))
+		s.refuseAll(inner, chans, greqs, &UserError{Line: refusal(id.User, login, node.Name, v)})
 		return
 	}
 
@@ -234,25 +237,30 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 	res := <-upc
 	if res.err != nil {
 		s.live.remove(lc.id)
-		msg := fmt.Sprintf("gatehouse: cannot reach %s: %s", node.Name, userFacingDialError(res.err))
+		refused := &UserError{Line: fmt.Sprintf("gatehouse: cannot reach %s: %s", node.Name, userFacingDialError(res.err)), Cause: res.err}
 		s.log.Warn("node dial failed", "user", id.User, "node", node.Name, "err", res.err)
 		s.audit(ctx, storage.Event{Type: audit.TypeSessionDenied, Actor: id.User, Target: node.Name, Outcome: "error",
 			Fields: seenAuth.addTo(map[string]any{"login": login, "error": res.err.Error()})})
-		s.refuseAll(inner, chans, greqs, msg)
+		s.refuseAll(inner, chans, greqs, refused)
 		return
 	}
 	up := res.up
 	defer up.conn.Close()
 	if lc.isClosed() {
 		// A re-check ended the connection while the node was dialled.
-		s.refuseAll(inner, chans, greqs, "gatehouse: your access changed while connecting; session closed")
+		s.refuseAll(inner, chans, greqs, userErrorf("your access changed while connecting; session closed"))
 		return
 	}
+
+	// From here on a termination is delivered by each session channel's
+	// relay, which owns the channel; then the connection is closed.
+	stopClose := context.AfterFunc(lctx, lc.closeAfterNotices)
+	defer stopClose()
 
 	var ttl *time.Timer
 	if v.MaxSessionTTL > 0 {
 		ttl = time.AfterFunc(v.MaxSessionTTL, func() {
-			lc.terminate(fmt.Sprintf("gatehouse: maximum session length %s reached; session closed", v.MaxSessionTTL))
+			lc.terminate(userErrorf("maximum session length %s reached; session closed", v.MaxSessionTTL))
 		})
 		defer ttl.Stop()
 	}
@@ -302,7 +310,7 @@ func userFacingDialError(err error) string {
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) {
-		if strings.Contains(opErr.Err.Error(), "refused") {
+		if errors.Is(opErr.Err, syscall.ECONNREFUSED) {
 			return "connection refused"
 		}
 		return opErr.Err.Error()
@@ -329,9 +337,11 @@ func refusal(user, login, node string, v Verdict) string {
 	return msg
 }
 
-// refuseAll answers every session channel with msg on stderr and exit status
-// 1, rejects everything else, and ends the connection.
-func (s *Server) refuseAll(inner *ssh.ServerConn, chans <-chan ssh.NewChannel, greqs <-chan *ssh.Request, msg string) {
+// refuseAll answers every session channel with the refusal's line on
+// stderr and exit status 1, rejects everything else, and ends the
+// connection.
+func (s *Server) refuseAll(inner *ssh.ServerConn, chans <-chan ssh.NewChannel, greqs <-chan *ssh.Request, refused *UserError) {
+	msg := refused.Line
 	go ssh.DiscardRequests(greqs)
 	done := time.AfterFunc(10*time.Second, func() { inner.Close() })
 	defer done.Stop()

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"sort"
 	"sync"
 	"time"
@@ -27,6 +29,11 @@ type liveConn struct {
 	// (audit only; the identity is ident, from the outer connection).
 	innerAuth innerAuth
 
+	// ctx ends when the connection is terminated, with the UserError
+	// its users are told as the cause; end cancels it.
+	ctx context.Context
+	end context.CancelCauseFunc
+
 	mu       sync.Mutex
 	closed   bool
 	channels map[string]*liveChannel // session id -> channel
@@ -34,11 +41,19 @@ type liveConn struct {
 
 // liveChannel is one recorded session channel inside a liveConn.
 type liveChannel struct {
-	id      string
-	kind    string
-	command string
-	ch      ssh.Channel
-	watch   *broadcaster
+	id    string
+	ch    ssh.Channel
+	watch *broadcaster
+
+	// delivered is closed once the channel's relay has delivered a
+	// termination notice or ended.
+	delivered     chan struct{}
+	deliveredOnce sync.Once
+
+	// kind and command are what the channel runs, known once its start
+	// request arrives; the owning liveConn's mu guards them (Live reads
+	// them while sessions start).
+	kind, command string
 
 	// eofMu orders our own messages on stderr (a termination notice, a
 	// refusal) against the relay's CloseWrite: x/crypto sets and reads a
@@ -68,6 +83,13 @@ func (c *liveConn) addChannel(lc *liveChannel) {
 	c.mu.Unlock()
 }
 
+// describe records what channel lc runs, for Live.
+func (c *liveConn) describe(lc *liveChannel, kind, command string) {
+	c.mu.Lock()
+	lc.kind, lc.command = kind, command
+	c.mu.Unlock()
+}
+
 func (c *liveConn) removeChannel(id string) {
 	c.mu.Lock()
 	delete(c.channels, id)
@@ -86,53 +108,65 @@ func (c *liveConn) currentVerdict() Verdict {
 	return c.verdict
 }
 
-// terminate writes notice to every open session channel's stderr and closes
-// the connection 200 ms later, so that the client prints the notice first.
-// The notices are written on goroutines of their own: a client that
-// stopped reading (a full channel window) must not hold back the close,
-// which is what a revocation is for. Safe to call more than once.
-func (c *liveConn) terminate(notice string) bool {
+// terminate ends the connection with why: it cancels the connection's
+// context with why as the cause, and each session channel's relay
+// delivers why's line (see deliverNotice); then the connection closes. It
+// reports whether this call ended it: only the first does.
+func (c *liveConn) terminate(why *UserError) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return false
 	}
 	c.closed = true
+	c.mu.Unlock()
+	c.end(why)
+	return true
+}
+
+// closeAfterNotices closes the connection once every session channel has
+// delivered its termination notice, or after noticeTimeout: a client
+// that stopped reading (a full channel window) must not hold back the
+// close, which is what a revocation is for. The notices went out on the
+// connection before its close, so the client reads them first.
+func (c *liveConn) closeAfterNotices() {
+	c.mu.Lock()
 	chans := make([]*liveChannel, 0, len(c.channels))
 	for _, lc := range c.channels {
 		chans = append(chans, lc)
 	}
 	c.mu.Unlock()
-	notified := make(chan struct{})
-	var wg sync.WaitGroup
+	t := time.NewTimer(noticeTimeout)
+	defer t.Stop()
 	for _, lc := range chans {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			lc.writeStderr("\r\n" + notice + "\r\n")
-			// Ask the client to close so the notice is shown before the
-			// transport goes away. No CloseWrite here: the relay sends EOF
-			// once the node's side is gone.
-			_, _ = lc.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{255}))
-		}()
-	}
-	go func() { wg.Wait(); close(notified) }()
-	go func() {
-		t := time.NewTimer(noticeTimeout)
-		defer t.Stop()
 		select {
-		case <-notified:
-		case <-t.C: // the client is not reading: cut without the notice
+		case <-lc.delivered:
+		case <-t.C:
+			_ = c.inner.Close()
+			return
 		}
-		// Give the client a moment to print the notice, then cut.
-		time.Sleep(200 * time.Millisecond)
-		_ = c.inner.Close()
-	}()
-	return true
+	}
+	_ = c.inner.Close()
 }
 
-// noticeTimeout bounds how long terminate waits for its notices to be
-// written before it closes the connection anyway.
+// deliverNotice tells the channel's client why its connection ended, if
+// it was ended by terminate, and asks the client to close with exit
+// status 255. No CloseWrite here: the relay sends EOF once the node's side
+// is gone.
+func (lc *liveChannel) deliverNotice(cause error) {
+	defer lc.markDelivered()
+	var why *UserError
+	if !errors.As(cause, &why) {
+		return // the connection went away on its own: nobody to tell
+	}
+	lc.writeStderr("\r\n" + why.Line + "\r\n")
+	_, _ = lc.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{255}))
+}
+
+func (lc *liveChannel) markDelivered() { lc.deliveredOnce.Do(func() { close(lc.delivered) }) }
+
+// noticeTimeout bounds how long a termination waits for its notices to be
+// delivered before it closes the connection anyway.
 const noticeTimeout = time.Second
 
 // registry holds every live connection of this bastion.
@@ -181,10 +215,10 @@ func (r *registry) channel(id string) (*liveConn, *liveChannel, bool) {
 
 // closeAll terminates every live connection and reports how many it
 // terminated.
-func (r *registry) closeAll(notice string) int {
+func (r *registry) closeAll(why *UserError) int {
 	n := 0
 	for _, c := range r.snapshot() {
-		if c.terminate(notice) {
+		if c.terminate(why) {
 			n++
 		}
 	}

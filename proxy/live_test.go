@@ -1,8 +1,12 @@
 package proxy
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -14,6 +18,22 @@ import (
 // channelPair returns the two ends of one session channel over an
 // in-memory SSH connection.
 func channelPair(t *testing.T) (server, client ssh.Channel) {
+	t.Helper()
+	p := connPair(t)
+	go ssh.DiscardRequests(p.clientReqs)
+	return p.server, p.client
+}
+
+// pair is one session channel over a loopback SSH connection: the server
+// connection, both ends of the channel, and the requests the client gets
+// on it.
+type pair struct {
+	conn           *ssh.ServerConn
+	server, client ssh.Channel
+	clientReqs     <-chan *ssh.Request
+}
+
+func connPair(t *testing.T) pair {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -42,8 +62,10 @@ func channelPair(t *testing.T) (server, client ssh.Channel) {
 	scfg := &ssh.ServerConfig{NoClientAuth: true}
 	scfg.AddHostKey(signer)
 	got := make(chan ssh.Channel, 1)
+	var sconn *ssh.ServerConn
 	go func() {
-		_, chans, reqs, err := ssh.NewServerConn(sc, scfg)
+		conn, chans, reqs, err := ssh.NewServerConn(sc, scfg)
+		sconn = conn
 		if err != nil {
 			close(got)
 			return
@@ -76,12 +98,11 @@ func channelPair(t *testing.T) (server, client ssh.Channel) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go ssh.DiscardRequests(creqs)
 	server, ok := <-got
 	if !ok {
 		t.Fatal("server side of the channel failed")
 	}
-	return server, client
+	return pair{conn: sconn, server: server, client: client, clientReqs: creqs}
 }
 
 // A termination notice and the relay's EOF come from different goroutines
@@ -153,5 +174,63 @@ func TestLiveOmitsTerminatedConnection(t *testing.T) {
 	c.mu.Unlock()
 	if got := s.Live(); len(got) != 0 {
 		t.Fatalf("Live after terminate = %+v, want none", got)
+	}
+}
+
+// A terminated connection's session channel gets the notice, then the
+// exit status, then the close, in that order on the connection, with no
+// pause in between; a second terminate does nothing.
+func TestTerminateDeliversNoticeThenCloses(t *testing.T) {
+	p := connPair(t)
+	ctx, end := context.WithCancelCause(context.Background())
+	defer end(nil)
+	c := &liveConn{id: "c1", inner: p.conn, channels: map[string]*liveChannel{}, ctx: ctx, end: end}
+	live := &liveChannel{id: "s1", ch: p.server, delivered: make(chan struct{})}
+	c.addChannel(live)
+	// What relaySession and serveInner register.
+	context.AfterFunc(ctx, func() { live.deliverNotice(context.Cause(ctx)) })
+	context.AfterFunc(ctx, c.closeAfterNotices)
+
+	status := make(chan uint32, 1)
+	go func() {
+		for r := range p.clientReqs {
+			if r.Type == "exit-status" && len(r.Payload) == 4 {
+				status <- binary.BigEndian.Uint32(r.Payload)
+			}
+		}
+		close(status)
+	}()
+	why := userErrorf("session terminated by %s", "alice")
+	if !c.terminate(why) || c.terminate(userErrorf("again")) {
+		t.Fatal("only the first terminate ends the connection")
+	}
+	got, _ := io.ReadAll(p.client.Stderr())
+	if string(got) != "\r\ngatehouse: session terminated by alice\r\n" {
+		t.Fatalf("client read %q", got)
+	}
+	if s, ok := <-status; !ok || s != 255 {
+		t.Fatalf("exit status %d (%v)", s, ok)
+	}
+	if err := p.conn.Wait(); err == nil {
+		t.Fatal("connection still open")
+	}
+	if cause := context.Cause(ctx); cause != why {
+		t.Fatalf("cause %v", cause)
+	}
+}
+
+func TestUserError(t *testing.T) {
+	cause := errors.New("dial tcp: connection refused")
+	e := &UserError{Line: "gatehouse: cannot reach db-1: connection refused", Cause: cause}
+	if !errors.Is(e, cause) || e.Error() != e.Line+": "+cause.Error() {
+		t.Fatalf("%v", e)
+	}
+	wrapped := fmt.Errorf("authorize: %w", userErrorf("you are locked"))
+	if got := asUserError(wrapped); got.Line != "gatehouse: you are locked" {
+		t.Fatalf("asUserError kept %q", got.Line)
+	}
+	plain := errors.New("your access is locked")
+	if got := asUserError(plain); got.Line != "gatehouse: your access is locked" || !errors.Is(got, plain) {
+		t.Fatalf("asUserError of a plain error: %+v", got)
 	}
 }

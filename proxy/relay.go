@@ -1,14 +1,9 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -113,200 +108,53 @@ func (s *Server) handleInnerChannel(ctx context.Context, lc *liveConn, nc ssh.Ne
 	}
 }
 
-// sessionTap observes one session channel: what kind it is, the terminal
-// size, output for the recording and for live watchers, and byte counts.
+// sessionTap is one session channel (shell, exec, subsystem) on its way
+// through the relay: what the session is (settled by its start request),
+// its stages (see stages.go), and its start and end on record.
 type sessionTap struct {
-	s       *Server
-	ctx     context.Context
-	lc      *liveConn
-	id      string
-	mu      sync.Mutex
-	rec     Recorder
-	kind    string
-	command string
-	term    string
-	pty     bool
-	cols    int
-	rows    int
-	started bool
-	begun   bool // the index entry and session.start exist
-	exit    *int
-	watch   *broadcaster
+	s    *Server
+	ctx  context.Context
+	lc   *liveConn
+	id   string
+	live *liveChannel
+
+	stages sessionStages
+	// streams is what each stream goes through: counting and live
+	// watching until the session starts, then what compose builds.
+	streams atomic.Pointer[streams]
+
+	mu    sync.Mutex
+	shape sessionShape
+
 	failed  atomic.Bool
-	sftp    *sftp.Watcher // set for sftp subsystem sessions
-	onlcr   onlcr         // for live watchers of a session without a pty
-	replies sync.Mutex    // held while a client request is forwarded and answered
-	binary  *binaryStream // set once stdout turned binary
-	// raw keeps every byte of a session without a pty; binaryIn is set
-	// once its stdin turned binary and stopped going into the cast.
-	raw      RawRecorder
-	binaryIn bool
+	replies sync.Mutex // held while a client request is forwarded and answered
 	// startedCh is closed once the session's start (shell, exec, subsystem)
 	// has been handled or can no longer come: client data waits for it.
 	startedCh   chan struct{}
 	startedOnce sync.Once
-	// sftpEvents decouples the relay from durable audit appends.
-	sftpEvents chan storage.Event
-	sftpDone   chan struct{}
-
-	bytesIn, bytesOut atomic.Int64
 }
 
-func (t *sessionTap) output(p []byte) {
-	if w := t.sftpWatcher(); w != nil {
-		w.FromServer(p)
-	}
-	t.record(p, true)
+// sessionShape is what the client's requests said about a session.
+type sessionShape struct {
+	kind, command, term string
+	pty                 bool
+	cols, rows          int
+	started             bool // a start request arrived
+	begun               bool // the index entry and session.start exist
+	exit                *int
 }
 
-func (t *sessionTap) sftpWatcher() *sftp.Watcher {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.sftp
+func newSessionTap(s *Server, ctx context.Context, lc *liveConn, live *liveChannel) *sessionTap {
+	t := &sessionTap{s: s, ctx: ctx, lc: lc, id: live.id, live: live, startedCh: make(chan struct{})}
+	t.stages.live = newLiveStage(live.watch, false)
+	out := tee{t.stages.count.output(), t.stages.live}
+	t.streams.Store(&streams{stdin: t.stages.count.stdin(), stdout: out, stderr: out})
+	return t
 }
 
-// stderr taps output that is not part of a subsystem's protocol stream.
-func (t *sessionTap) stderr(p []byte) { t.record(p, false) }
-
-// binaryMarker is the "m" event where a recording's text stops: from there
-// on the session's stdout is binary; it is in the raw store, and its byte
-// count and SHA-256 are in the audit log, like a file transfer's.
-const binaryMarker = "gatehouse: binary output from here on is not recorded as text (raw bytes: sessions export --stream stdout; bytes and sha256 in the session.end audit event)"
-
-// binaryInputMarker is the same for stdin of a session without a pty.
-const binaryInputMarker = "gatehouse: binary input from here on is not recorded as text (raw bytes: sessions export --stream stdin)"
-
-// record hands output to the raw store, the recording and live watchers.
-// The recorders copy p and encode it on goroutines of their own, so this
-// costs the relay a copy each. Stdout of a session without a pty that
-// turns binary (a NUL byte, which terminal output does not contain), such
-// as `ssh node cat db.dump > db.dump`, stops going into the cast, where it
-// would be U+FFFD noise costing several times the transfer in CPU and
-// disk: it is counted and hashed, and kept in the raw store like every
-// byte of a session without a pty. A user who prints a NUL to get out of
-// the cast gets into the raw store.
-func (t *sessionTap) record(p []byte, stdout bool) {
-	t.bytesOut.Add(int64(len(p)))
-	t.mu.Lock()
-	rec, pty, raw := t.rec, t.pty, t.raw
-	turned := false
-	if stdout && t.binary == nil && !pty && !isTransfer(t.kind) && bytes.IndexByte(p, 0) >= 0 {
-		t.binary = newBinaryStream()
-		turned = true
-	}
-	bin := t.binary
-	t.mu.Unlock()
-	if raw != nil {
-		if stdout {
-			raw.Write(RawStdout, p)
-		} else {
-			raw.Write(RawStderr, p)
-		}
-	}
-	if turned {
-		// Outside the lock: a full recording queue may make Marker wait.
-		if rec != nil {
-			rec.Marker(binaryMarker)
-		}
-		t.watch.write([]byte("\r\n[" + binaryMarker + "]\r\n"))
-	}
-	if stdout && bin != nil {
-		// Only the stdout relay goroutine touches the stream.
-		_, _ = bin.q.Write(p) // a hash does not fail
-		bin.bytes += int64(len(p))
-		return
-	}
-	if rec != nil {
-		rec.Output(p) // the recorder applies ONLCR itself when there is no pty
-	}
-	// The broadcaster keeps recent output for watchers who join later, so
-	// it sees every write, watched or not.
-	if !pty {
-		// Without a pty the user's own terminal turned \n into \r\n
-		// (ONLCR); watchers see what the user saw. One stream converts
-		// at a time: the buffer is shared.
-		t.mu.Lock()
-		t.watch.write(t.onlcr.apply(p))
-		t.mu.Unlock()
-		return
-	}
-	t.watch.write(p)
-}
-
-// binaryStream is binary stdout kept out of the recording. It is hashed
-// on a goroutine of its own: SHA-256 (1.5 GB/s here) on the relay
-// goroutine was the largest single cost of a download.
-type binaryStream struct {
-	hash  hash.Hash
-	q     *queuedWriter // into hash
-	bytes int64
-}
-
-func newBinaryStream() *binaryStream {
-	h := sha256.New()
-	q := newQueuedWriter(h)
-	q.startAt = queueMax * 3 / 4 // nobody waits for the hash until the session ends
-	return &binaryStream{hash: h, q: q}
-}
-
-// sum is the SHA-256 of every byte written, once the queue has drained.
-func (b *binaryStream) sum() string {
-	_ = b.q.Flush()
-	return hex.EncodeToString(b.hash.Sum(nil))
-}
-
-// onlcr converts lone \n to \r\n across chunk boundaries. It reuses its
-// buffer, so the result is valid until the next call.
-type onlcr struct {
-	lastCR bool
-	buf    []byte
-}
-
-func (o *onlcr) apply(p []byte) []byte {
-	if bytes.IndexByte(p, '\n') < 0 {
-		if len(p) > 0 {
-			o.lastCR = p[len(p)-1] == '\r'
-		}
-		return p
-	}
-	o.buf = o.buf[:0]
-	for _, c := range p {
-		if c == '\n' && !o.lastCR {
-			o.buf = append(o.buf, '\r')
-		}
-		o.buf = append(o.buf, c)
-		o.lastCR = c == '\r'
-	}
-	return o.buf
-}
-
-func (t *sessionTap) input(p []byte) {
-	if w := t.sftpWatcher(); w != nil {
-		w.FromClient(p)
-	}
-	t.bytesIn.Add(int64(len(p)))
-	t.mu.Lock()
-	rec, pty, raw := t.rec, t.pty, t.raw
-	// Stdin of a session without a pty is recorded whatever
-	// record_input says (it is not keystrokes echoed by a terminal but
-	// what the user fed the command): as text in the cast until it turns
-	// binary, and all of it in the raw store.
-	turned := rec != nil && !pty && !t.binaryIn && bytes.IndexByte(p, 0) >= 0
-	if turned {
-		t.binaryIn = true
-	}
-	toCast := rec != nil && (pty || !t.binaryIn)
-	t.mu.Unlock()
-	if raw != nil {
-		raw.Write(RawStdin, p)
-	}
-	if turned {
-		rec.Marker(binaryInputMarker)
-	}
-	if toCast {
-		rec.Input(p)
-	}
-}
+func (t *sessionTap) output(p []byte) { _, _ = t.streams.Load().stdout.Write(p) }
+func (t *sessionTap) stderr(p []byte) { _, _ = t.streams.Load().stderr.Write(p) }
+func (t *sessionTap) input(p []byte)  { _, _ = t.streams.Load().stdin.Write(p) }
 
 // inputDrainWait bounds how long a session's end waits for the client's
 // last input.
@@ -325,11 +173,19 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 		upCh.Close()
 		return
 	}
-	t := &sessionTap{s: s, ctx: ctx, lc: lc, id: newID(), watch: newBroadcaster(), startedCh: make(chan struct{})}
-	live := &liveChannel{id: t.id, ch: ch, watch: t.watch}
+	live := &liveChannel{id: newID(), ch: ch, watch: newBroadcaster(), delivered: make(chan struct{})}
+	t := newSessionTap(s, ctx, lc, live)
 	lc.addChannel(live)
 	defer lc.removeChannel(t.id)
-	defer t.watch.closeAll()
+	defer live.watch.closeAll()
+	// This relay owns the channel, so it is the one to tell the client
+	// why, when the connection is terminated.
+	stopNotice := context.AfterFunc(lc.ctx, func() { live.deliverNotice(context.Cause(lc.ctx)) })
+	defer func() {
+		if stopNotice() {
+			live.markDelivered()
+		}
+	}()
 
 	outDone := make(chan struct{})
 	var copies sync.WaitGroup
@@ -352,7 +208,7 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 	reqDone := make(chan struct{})
 	go func() {
 		defer close(reqDone)
-		forwardRequests(reqs, upCh, func(r *ssh.Request) bool { return t.clientRequest(r, ch, live) }, &t.replies)
+		forwardRequests(reqs, upCh, func(r *ssh.Request) bool { return t.clientRequest(r, ch) }, &t.replies)
 		// The client closed the channel.
 		t.markStarted()
 		upCh.Close()
@@ -371,7 +227,7 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 			if len(r.Payload) >= 4 {
 				code := int(binary.BigEndian.Uint32(r.Payload))
 				t.mu.Lock()
-				t.exit = &code
+				t.shape.exit = &code
 				t.mu.Unlock()
 			}
 			<-outDone
@@ -403,7 +259,7 @@ func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChann
 func (t *sessionTap) markStarted() { t.startedOnce.Do(func() { close(t.startedCh) }) }
 
 // clientRequest inspects (and may answer) a request from the client.
-func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveChannel) bool {
+func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel) bool {
 	switch r.Type {
 	case "pty-req":
 		var p struct {
@@ -416,8 +272,8 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 			// How the session is recorded is settled when it starts: a
 			// pty requested later does not turn an exec's recording into
 			// a terminal's.
-			if !t.started {
-				t.term, t.cols, t.rows, t.pty = p.Term, int(p.Cols), int(p.Rows), true
+			if !t.shape.started {
+				t.shape.term, t.shape.cols, t.shape.rows, t.shape.pty = p.Term, int(p.Cols), int(p.Rows), true
 			}
 			t.mu.Unlock()
 		}
@@ -425,12 +281,10 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 		var p struct{ Cols, Rows, W, H uint32 }
 		if ssh.Unmarshal(r.Payload, &p) == nil {
 			t.mu.Lock()
-			t.cols, t.rows = int(p.Cols), int(p.Rows)
-			rec := t.rec
+			t.shape.cols, t.shape.rows = int(p.Cols), int(p.Rows)
+			cast := t.stages.cast
 			t.mu.Unlock()
-			if rec != nil {
-				rec.Resize(int(p.Cols), int(p.Rows))
-			}
+			cast.resize(int(p.Cols), int(p.Rows))
 		}
 	case "auth-agent-req@openssh.com":
 		if !t.lc.currentVerdict().AgentForwarding {
@@ -441,8 +295,8 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 		}
 	case "shell", "exec", "subsystem":
 		t.mu.Lock()
-		already, pty := t.started, t.pty
-		t.started = true
+		already, pty := t.shape.started, t.shape.pty
+		t.shape.started = true
 		t.mu.Unlock()
 		if already {
 			return false // the node refuses a second one
@@ -455,20 +309,17 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 			}
 		}
 		kind := classify(r.Type, command, pty)
-		live.kind, live.command = kind, command
-		err := t.begin(kind, command)
+		t.lc.describe(t.live, kind, command)
+		refused := t.begin(kind, command)
 		t.markStarted()
-		if err != nil {
+		if refused != nil {
+			t.s.log.Warn("session refused", "session", t.id, "user", t.lc.ident.User, "node", t.lc.node.Name, "err", refused)
 			// Accept the request, then refuse in words: OpenSSH exits at
 			// once on a failed exec reply, before printing our stderr.
-			msg := "gatehouse: session recording is unavailable; session refused (" + err.Error() + ")"
-			if errors.Is(err, errAuditUnavailable) {
-				msg = "gatehouse: the audit log is unavailable; session refused"
-			}
 			if r.WantReply {
 				_ = r.Reply(true, nil)
 			}
-			live.writeStderr(msg + "\r\n")
+			t.live.writeStderr(refused.Line + "\r\n")
 			_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{1}))
 			ch.Close()
 			return true
@@ -477,75 +328,63 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 	return false
 }
 
-// begin opens the recording and the index entry when the session starts.
-func (t *sessionTap) begin(kind, command string) error {
+// begin opens the session's stages and its index entry when it starts,
+// and puts its start on record; the session goes ahead only if it
+// returns nil, else the user is told why.
+func (t *sessionTap) begin(kind, command string) *UserError {
 	s, lc := t.s, t.lc
 	t.mu.Lock()
-	t.kind, t.command = kind, command
-	cols, rows, term, pty := t.cols, t.rows, t.term, t.pty
+	t.shape.kind, t.shape.command = kind, command
+	sh := t.shape
 	t.mu.Unlock()
-	if cols == 0 {
-		cols, rows = 80, 24
+	if sh.cols == 0 {
+		sh.cols, sh.rows = 80, 24
 	}
 	v := lc.currentVerdict()
-	if kind == "sftp" {
-		w := sftp.NewWatcher(func(op sftp.Op) { t.sftpOp(op) })
-		t.sftpEvents, t.sftpDone = make(chan storage.Event, 1024), make(chan struct{})
-		go func() {
-			defer close(t.sftpDone)
-			// The batch's last operations may still be queued when the
-			// client hangs up; s.audit outlives t.ctx for them.
-			for ev := range t.sftpEvents {
-				s.audit(t.ctx, ev)
-			}
-		}()
-		t.mu.Lock()
-		t.sftp = w
-		t.mu.Unlock()
-	}
+	st := &t.stages
+	st.live = newLiveStage(t.live.watch, sh.pty)
 	rec := storage.Session{
 		ID: t.id, User: lc.ident.User, Login: lc.login, Node: lc.node.Name, Kind: kind, Command: command,
 		Roles: v.Roles, RequestIDs: v.RequestIDs, ClientAddr: lc.remote, Bastion: s.cfg.BastionID,
 		Start: time.Now().UTC(), Status: "live",
 	}
+	var cast *castStage
 	if s.opt.Recorder != nil && !isTransfer(kind) {
-		r, path, err := s.opt.Recorder(t.id, RecordingHeader{Width: cols, Height: rows, Term: term, PTY: pty, Command: command,
+		r, path, err := s.opt.Recorder(t.id, RecordingHeader{Width: sh.cols, Height: sh.rows, Term: sh.term, PTY: sh.pty, Command: command,
 			Title: fmt.Sprintf("%s@%s (%s)", lc.login, lc.node.Name, lc.ident.User), Start: rec.Start},
 			func(err error) { t.recordingFailed(err) })
 		if err != nil {
 			s.audit(t.ctx, storage.Event{Type: audit.TypeRecordingFailure, Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
 				Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode}})
 			if s.cfg.Recording.Mode != "best-effort" {
-				return fmt.Errorf("cannot open recording")
+				return recordingUnavailable("cannot open recording", err)
 			}
 		} else {
-			t.mu.Lock()
-			t.rec = r
-			t.mu.Unlock()
+			cast = newCastStage(r)
 			rec.Recording = path
 		}
 	}
-	if s.opt.RawRecorder != nil && !pty {
+	if s.opt.RawRecorder != nil && !sh.pty {
 		raw, err := s.opt.RawRecorder(t.id, t.rawCapped, func(err error) { t.recordingFailed(err) })
 		if err != nil {
 			s.audit(t.ctx, storage.Event{Type: audit.TypeRecordingFailure, Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
 				Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode, "store": "raw"}})
 			if s.cfg.Recording.Mode != "best-effort" {
-				t.closeRecorder()
-				return fmt.Errorf("cannot open raw recording")
+				t.closeRecorder(cast)
+				return recordingUnavailable("cannot open raw recording", err)
 			}
 		} else {
-			t.mu.Lock()
-			t.raw = raw
-			t.mu.Unlock()
+			st.raw = newRawStage(raw)
 		}
 	}
+	// Once the stages exist, finish closes them whatever happens next.
+	t.mu.Lock()
+	st.cast = cast
+	t.mu.Unlock()
 	if err := s.opt.Sessions.CreateSession(t.ctx, rec); err != nil {
 		s.log.Error("session index", "session", t.id, "err", err)
 		if s.cfg.Recording.Mode != "best-effort" {
-			t.closeRecorder()
-			t.closeRaw()
-			return fmt.Errorf("cannot index session")
+			return recordingUnavailable("cannot index session", err)
 		}
 	}
 	fields := lc.innerAuth.addTo(map[string]any{"session": t.id, "login": lc.login, "kind": kind, "remote": lc.remote, "roles": v.Roles, "requests": v.RequestIDs, "conn": lc.id})
@@ -561,12 +400,19 @@ func (t *sessionTap) begin(kind, command string) error {
 			s.log.Error("session index end", "session", t.id, "err", ierr)
 		}
 		icancel()
-		t.closeRecorder()
-		t.closeRaw()
-		return errAuditUnavailable
+		return &UserError{Line: "gatehouse: the audit log is unavailable; session refused", Cause: err}
 	}
+	if kind == kindSFTP {
+		st.sftp = newSFTPStage(t.sftpEvent, func(ev storage.Event) {
+			// The batch's last operations may still be queued when the
+			// client hangs up; s.audit outlives t.ctx for them.
+			s.audit(t.ctx, ev)
+		})
+	}
+	composed := st.compose(kind, sh.pty)
+	t.streams.Store(&composed)
 	t.mu.Lock()
-	t.begun = true
+	t.shape.begun = true
 	t.mu.Unlock()
 	return nil
 }
@@ -579,35 +425,31 @@ func (t *sessionTap) recordingFailed(err error) {
 	s.audit(t.ctx, storage.Event{Type: audit.TypeRecordingFailure, Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
 		Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode}})
 	if s.cfg.Recording.Mode != "best-effort" {
-		lc.terminate("gatehouse: session recording failed; session closed (recording.mode is strict)")
+		lc.terminate(&UserError{Line: "gatehouse: session recording failed; session closed (recording.mode is strict)", Cause: err})
 	}
 }
 
-func (t *sessionTap) closeRecorder() {
-	t.mu.Lock()
-	rec := t.rec
-	t.rec = nil
-	t.mu.Unlock()
-	if rec != nil {
-		// Closing compresses the file: CPU-heavy for a big session. A
-		// few at a time, so a thousand sessions ending together (a lock,
-		// a shutdown) don't starve the live ones and the bookkeeping.
-		t.s.finalizers <- struct{}{}
-		err := rec.Close()
-		<-t.s.finalizers
-		if err != nil {
-			t.recordingFailed(err)
-		}
+// closeRecorder closes the cast stage's recorder, if it still has one.
+func (t *sessionTap) closeRecorder(cast *castStage) {
+	rec := cast.close()
+	if rec == nil {
+		return
+	}
+	// Closing compresses the file: CPU-heavy for a big session. A few at
+	// a time, so a thousand sessions ending together (a lock, a shutdown)
+	// don't starve the live ones and the bookkeeping.
+	t.s.finalizers <- struct{}{}
+	err := rec.Close()
+	<-t.s.finalizers
+	if err != nil {
+		t.recordingFailed(err)
 	}
 }
 
 // closeRaw closes the raw store, if the session has one, and returns its
 // summary (ok=false without one).
 func (t *sessionTap) closeRaw() (sum RawSummary, ok bool) {
-	t.mu.Lock()
-	raw := t.raw
-	t.raw = nil
-	t.mu.Unlock()
+	raw := t.stages.raw.close()
 	if raw == nil {
 		return sum, false
 	}
@@ -626,35 +468,34 @@ func (t *sessionTap) rawCapped(stored, max int64) {
 		Fields: map[string]any{"session": t.id, "login": lc.login, "stored_bytes": stored, "max_raw_bytes": max}})
 }
 
-// errAuditUnavailable refuses a session whose start could not be written
-// to the audit log: nothing reaches a node off the record.
-var errAuditUnavailable = errors.New("the audit log is unavailable")
+// recordingUnavailable refuses a session that cannot be recorded (in
+// strict mode): what failed is in the line, why in the cause.
+func recordingUnavailable(what string, cause error) *UserError {
+	return &UserError{Line: "gatehouse: session recording is unavailable; session refused (" + what + ")", Cause: cause}
+}
 
-// finish closes the recording and the index entry.
+// finish closes the session's stages and its index entry. The relay is
+// done with every stream when it is called (the input's last chunk at
+// most inputDrainWait late).
 func (t *sessionTap) finish() {
 	t.mu.Lock()
-	begun, kind, command, exit, bin := t.begun, t.kind, t.command, t.exit, t.binary
+	sh, cast := t.shape, t.stages.cast
 	t.mu.Unlock()
-	if !begun {
+	if !sh.begun {
 		// Never started (refused before the index entry was written):
 		// session.denied/recording.failure already tell the story.
-		t.closeRecorder()
+		t.closeRecorder(cast)
 		t.closeRaw()
 		return
 	}
-	if w := t.sftpWatcher(); w != nil {
-		w.Close()
-		close(t.sftpEvents)
-		<-t.sftpDone
-	}
+	t.stages.sftp.close()
 	s, lc := t.s, t.lc
 	status := "ended"
-	lc.mu.Lock()
-	if lc.closed {
+	if lc.isClosed() {
 		status = "terminated"
 	}
-	lc.mu.Unlock()
-	in, out := t.bytesIn.Load(), t.bytesOut.Load()
+	in, out := t.stages.count.in.Load(), t.stages.count.out.Load()
+	bin := t.stages.binOut.binary()
 	// Before the audit events, which carry its hashes; the relay is done
 	// with it, so what is left to write is at most one queue.
 	raw, hasRaw := t.closeRaw()
@@ -665,7 +506,7 @@ func (t *sessionTap) finish() {
 	defer cancel()
 	end := time.Now().UTC()
 	for attempt := 1; ; attempt++ {
-		err := s.opt.Sessions.EndSession(ctx, t.id, end, status, exit, in, out)
+		err := s.opt.Sessions.EndSession(ctx, t.id, end, status, sh.exit, in, out)
 		if err == nil {
 			break
 		}
@@ -676,9 +517,10 @@ func (t *sessionTap) finish() {
 		}
 		time.Sleep(time.Duration(attempt) * 500 * time.Millisecond)
 	}
+	kind, command := sh.kind, sh.command
 	fields := map[string]any{"session": t.id, "login": lc.login, "kind": kind, "bytes_in": in, "bytes_out": out, "status": status}
-	if exit != nil {
-		fields["exit_status"] = *exit
+	if sh.exit != nil {
+		fields["exit_status"] = *sh.exit
 	}
 	if bin != nil {
 		fields["binary_output_bytes"] = bin.bytes
@@ -709,11 +551,11 @@ func (t *sessionTap) finish() {
 	}
 	// Last: closing compresses the recording, which takes a while for a
 	// large session; the index and the audit log are already up to date.
-	t.closeRecorder()
+	t.closeRecorder(cast)
 }
 
-// sftpOp audits one SFTP file operation with its path.
-func (t *sessionTap) sftpOp(op sftp.Op) {
+// sftpEvent is the audit event of one SFTP file operation.
+func (t *sessionTap) sftpEvent(op sftp.Op) storage.Event {
 	fields := map[string]any{"session": t.id, "login": t.lc.login, "op": op.Op, "path": op.Path, "ok": op.OK}
 	if op.Target != "" {
 		fields["target"] = op.Target
@@ -731,5 +573,5 @@ func (t *sessionTap) sftpOp(op sftp.Op) {
 	if !op.OK {
 		outcome = "failure"
 	}
-	t.sftpEvents <- storage.Event{Type: audit.TypeSFTPOp, Actor: t.lc.ident.User, Target: t.lc.node.Name, Outcome: outcome, Fields: fields}
+	return storage.Event{Type: audit.TypeSFTPOp, Actor: t.lc.ident.User, Target: t.lc.node.Name, Outcome: outcome, Fields: fields}
 }

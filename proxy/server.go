@@ -183,32 +183,34 @@ func (s *Server) authPublicKey(ctx context.Context, meta ssh.ConnMetadata, key s
 		// offered, not per round trip.
 		s.audit(ctx, storage.Event{Type: audit.TypeAuthFailure, Actor: meta.User(), Target: "bastion", Outcome: "failure",
 			Fields: map[string]any{"method": "publickey", "key_fp": ssh.FingerprintSHA256(key), "key_type": key.Type(),
-				"remote": meta.RemoteAddr().String(), "reason": strings.TrimPrefix(err.Error(), "gatehouse: ")}})
+				"remote": meta.RemoteAddr().String(), "reason": err.Error()}})
 	}
 	return perms, err
 }
 
+// checkPublicKey's errors go to the log and the audit log only: SSH tells
+// a client no more than that a key was not accepted.
 func (s *Server) checkPublicKey(ctx context.Context, meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 	fp := ssh.FingerprintSHA256(key)
 	if cert, ok := key.(*ssh.Certificate); ok {
 		if _, err := s.opt.CA.CheckUserCert(cert, meta.User()); err != nil {
 			s.log.Info("certificate refused", "user", meta.User(), "key", fp, "remote", meta.RemoteAddr().String(), "err", err)
-			return nil, fmt.Errorf("gatehouse: %w", err)
+			return nil, err
 		}
 		if err := ca.CheckSourceAddress(cert, meta.RemoteAddr()); err != nil {
-			return nil, fmt.Errorf("gatehouse: %w", err)
+			return nil, err
 		}
 		loginID := keyIDField(cert.KeyId, "login")
 		if loginID != "" {
 			if s.opt.KeyLogins == nil {
-				return nil, errors.New("gatehouse: OIDC login certificates are not accepted (no oidc configured)")
+				return nil, errors.New("OIDC login certificates are not accepted (no oidc configured)")
 			}
 			id, ok, err := s.opt.KeyLogins.CertLogin(ctx, loginID)
 			if err != nil {
-				return nil, fmt.Errorf("gatehouse: check login %s: %w", loginID, err)
+				return nil, fmt.Errorf("check login %s: %w", loginID, err)
 			}
 			if !ok || id.User != meta.User() {
-				return nil, fmt.Errorf("gatehouse: login %s was revoked or has expired", loginID)
+				return nil, fmt.Errorf("login %s was revoked or has expired", loginID)
 			}
 			id.LoginID, id.KeyFP, id.Method = loginID, ssh.FingerprintSHA256(cert.Key), "certificate"
 			return identityPerms(id), nil
@@ -216,11 +218,11 @@ func (s *Server) checkPublicKey(ctx context.Context, meta ssh.ConnMetadata, key 
 		return identityPerms(Identity{User: meta.User(), KeyFP: ssh.FingerprintSHA256(cert.Key), Method: "certificate"}), nil
 	}
 	if s.opt.KeyLogins == nil {
-		return nil, errors.New("gatehouse: only Gatehouse certificates are accepted")
+		return nil, errors.New("only Gatehouse certificates are accepted")
 	}
 	id, ok, err := s.opt.KeyLogins.LoginByKey(ctx, fp)
 	if err != nil {
-		return nil, fmt.Errorf("gatehouse: look up key: %w", err)
+		return nil, fmt.Errorf("look up key: %w", err)
 	}
 	if ok {
 		id.KeyFP, id.Method = fp, "oidc-key"
@@ -233,7 +235,7 @@ func (s *Server) checkPublicKey(ctx context.Context, meta ssh.ConnMetadata, key 
 		KeyboardInteractiveCallback: func(meta ssh.ConnMetadata, challenge ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
 			prompt, wait, err := s.opt.KeyLogins.StartLogin(ctx, fp, remote)
 			if err != nil {
-				return nil, fmt.Errorf("gatehouse: start login: %w", err)
+				return nil, fmt.Errorf("start login: %w", err)
 			}
 			// A person is now logging in in a browser: give them the
 			// code's lifetime, not the login grace time.
@@ -247,7 +249,7 @@ func (s *Server) checkPublicKey(ctx context.Context, meta ssh.ConnMetadata, key 
 			}
 			id, err := wait(ctx)
 			if err != nil {
-				return nil, fmt.Errorf("gatehouse: login: %w", err)
+				return nil, fmt.Errorf("login: %w", err)
 			}
 			id.KeyFP, id.Method = fp, "oidc-key"
 			_, _ = challenge("", "gatehouse: logged in as "+id.User+"\n", nil, nil)
@@ -303,6 +305,9 @@ func (s *Server) connFailed(conn net.Conn, err error) {
 // before it cuts the connections that are left.
 const shutdownGrace = 500 * time.Millisecond
 
+// shuttingDown ends every live session when the bastion stops.
+func shuttingDown() *UserError { return userErrorf("bastion shutting down; session closed") }
+
 // Serve accepts connections on ln until ctx is cancelled.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// The last summary of refused connections is written when Serve
@@ -320,9 +325,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		<-ctx.Done()
 		// Tell live sessions first: closing the server cuts every
 		// connection at once, and the notice would never arrive.
-		if s.live.closeAll("gatehouse: bastion shutting down; session closed") > 0 {
-			// terminate closes each connection after 200 ms; Shutdown
-			// stops accepting and gives clients that long and a bit to go.
+		if s.live.closeAll(shuttingDown()) > 0 {
+			// Each connection closes once its notices are out; Shutdown
+			// stops accepting and gives clients a moment to go.
 			sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 			_ = s.srv.Shutdown(sctx)
 			cancel()
@@ -337,7 +342,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	// Connections that got in while the notices went out were cut
 	// without one; mark them closed.
-	s.live.closeAll("gatehouse: bastion shutting down; session closed")
+	s.live.closeAll(shuttingDown())
 	// Sessions end at once; finishing their recordings (compression) may
 	// take longer. Don't hold shutdown hostage: an unfinished recording
 	// stays complete as a plain .cast and is compressed on the next start.
