@@ -504,7 +504,7 @@ func (t *sessionTap) begin(kind, command string) error {
 	}
 	rec := storage.Session{
 		ID: t.id, User: lc.ident.User, Login: lc.login, Node: lc.node.Name, Kind: kind, Command: command,
-		Roles: v.Roles, RequestIDs: v.RequestIDs, ClientAddr: lc.remote, Bastion: s.cfg.BastionID,
+		Roles: v.Roles, RequestIDs: v.RequestIDs, ClientAddr: lc.remote, Bastion: s.opt.BastionID,
 		Start: time.Now().UTC(), Status: "live",
 	}
 	if s.opt.Recorder != nil && !isTransfer(kind) {
@@ -513,8 +513,8 @@ func (t *sessionTap) begin(kind, command string) error {
 			func(err error) { t.recordingFailed(err) })
 		if err != nil {
 			s.audit(t.ctx, storage.Event{Type: "recording.failure", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
-				Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode}})
-			if s.cfg.Recording.Mode != "best-effort" {
+				Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.opt.RecordingMode}})
+			if s.opt.RecordingMode != RecordingBestEffort {
 				return fmt.Errorf("cannot open recording")
 			}
 		} else {
@@ -528,8 +528,8 @@ func (t *sessionTap) begin(kind, command string) error {
 		raw, err := s.opt.RawRecorder(t.id, t.rawCapped, func(err error) { t.recordingFailed(err) })
 		if err != nil {
 			s.audit(t.ctx, storage.Event{Type: "recording.failure", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
-				Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode, "store": "raw"}})
-			if s.cfg.Recording.Mode != "best-effort" {
+				Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.opt.RecordingMode, "store": "raw"}})
+			if s.opt.RecordingMode != RecordingBestEffort {
 				t.closeRecorder()
 				return fmt.Errorf("cannot open raw recording")
 			}
@@ -541,7 +541,7 @@ func (t *sessionTap) begin(kind, command string) error {
 	}
 	if err := s.opt.Sessions.CreateSession(t.ctx, rec); err != nil {
 		s.log.Error("session index", "session", t.id, "err", err)
-		if s.cfg.Recording.Mode != "best-effort" {
+		if s.opt.RecordingMode != RecordingBestEffort {
 			t.closeRecorder()
 			t.closeRaw()
 			return fmt.Errorf("cannot index session")
@@ -576,8 +576,8 @@ func (t *sessionTap) recordingFailed(err error) {
 	}
 	s, lc := t.s, t.lc
 	s.audit(t.ctx, storage.Event{Type: "recording.failure", Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
-		Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode}})
-	if s.cfg.Recording.Mode != "best-effort" {
+		Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.opt.RecordingMode}})
+	if s.opt.RecordingMode != RecordingBestEffort {
 		lc.terminate("gatehouse: session recording failed; session closed (recording.mode is strict)")
 	}
 }
