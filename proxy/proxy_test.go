@@ -184,6 +184,12 @@ func (b *bastion) userSigner(t testing.TB, user string) ssh.Signer {
 // does, in process; close ends both.
 func (b *bastion) dialInner(t testing.TB, user, login string) (inner *ssh.Client, close func(), err error) {
 	t.Helper()
+	return b.dialNode(t, user, login, "web-1")
+}
+
+// dialNode is dialInner to any node name.
+func (b *bastion) dialNode(t testing.TB, user, login, node string) (inner *ssh.Client, close func(), err error) {
+	t.Helper()
 	hostCA := b.auth.HostCAKey().Marshal()
 	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), hostCA) }}
 	outer, err := ssh.Dial("tcp", b.addr, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(b.userSigner(t, user))},
@@ -191,12 +197,12 @@ func (b *bastion) dialInner(t testing.TB, user, login string) (inner *ssh.Client
 	if err != nil {
 		return nil, nil, fmt.Errorf("bastion: %w", err)
 	}
-	tunnel, err := outer.Dial("tcp", "web-1:22")
+	tunnel, err := outer.Dial("tcp", node+":22")
 	if err != nil {
 		outer.Close()
 		return nil, nil, fmt.Errorf("direct-tcpip: %w", err)
 	}
-	c, chans, reqs, err := ssh.NewClientConn(tunnel, "web-1:22", &ssh.ClientConfig{User: login,
+	c, chans, reqs, err := ssh.NewClientConn(tunnel, node+":22", &ssh.ClientConfig{User: login,
 		HostKeyCallback: checker.CheckHostKey, HostKeyAlgorithms: []string{ssh.CertAlgoED25519v01}})
 	if err != nil {
 		outer.Close()
