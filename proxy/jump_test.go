@@ -299,8 +299,10 @@ func TestRecheckLoopEndsRevokedSession(t *testing.T) {
 		rule   string
 	}{
 		{
-			name:   "role removed",
-			revoke: func(az *proxytest.Authorizer) { az.Set("bob", "ubuntu", "web-1", proxy.Verdict{Reason: "no role allows login ubuntu"}) },
+			name: "role removed",
+			revoke: func(az *proxytest.Authorizer) {
+				az.Set("bob", "ubuntu", "web-1", proxy.Verdict{Reason: "no role allows login ubuntu"})
+			},
 			notice: `gatehouse: access as ubuntu on web-1 is no longer allowed \(no role allows login ubuntu\); session closed`,
 		},
 		{
@@ -310,9 +312,11 @@ func TestRecheckLoopEndsRevokedSession(t *testing.T) {
 			rule:   "lock",
 		},
 		{
-			name:   "grant ended",
-			allow:  proxy.Verdict{RequestIDs: []string{"req-7"}},
-			revoke: func(az *proxytest.Authorizer) { az.Set("bob", "ubuntu", "web-1", proxy.Verdict{Reason: "request req-7 expired"}) },
+			name:  "grant ended",
+			allow: proxy.Verdict{RequestIDs: []string{"req-7"}},
+			revoke: func(az *proxytest.Authorizer) {
+				az.Set("bob", "ubuntu", "web-1", proxy.Verdict{Reason: "request req-7 expired"})
+			},
 			notice: `gatehouse: access via request req-7 ended at ` + hhmm + `; session closed`,
 		},
 	}
