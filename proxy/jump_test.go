@@ -442,3 +442,47 @@ func TestJumpAuditTrail(t *testing.T) {
 		}
 	}
 }
+
+// An interactive shell on a pty goes through the jump both ways: what
+// the user types reaches the node and its echo comes back.
+func TestInteractiveShellThroughJump(t *testing.T) {
+	az := proxytest.NewAuthorizer()
+	az.Allow("bob", "ubuntu", "web-1", proxy.Verdict{})
+	b := fakeBastion(t, az, nil)
+	inner, closeAll, err := b.dialInner(t, "bob", "ubuntu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll()
+	sess, err := inner.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.RequestPty("xterm", 24, 80, ssh.TerminalModes{}); err != nil {
+		t.Fatal(err)
+	}
+	stdin, _ := sess.StdinPipe()
+	stdout, _ := sess.StdoutPipe()
+	if err := sess.Shell(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(stdin, "hello node\r"); err != nil {
+		t.Fatal(err)
+	}
+	want := "hello node\r\n"
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(stdout, got); err != nil || string(got) != want {
+		t.Fatalf("echo %q, %v; want %q", got, err, want)
+	}
+	_, _ = stdin.Write([]byte{0x04})
+	if err := sess.Wait(); err != nil {
+		t.Fatalf("shell ended with %v", err)
+	}
+	start := b.audit.Wait(t, "session.start", 1)[0]
+	if start.Fields["kind"] != "shell" || start.Fields["login"] != "ubuntu" {
+		t.Errorf("session.start: %+v", start.Fields)
+	}
+	if _, ok := b.node.Logins()[0].Extensions["permit-pty"]; !ok {
+		t.Error("the node's certificate does not permit a pty")
+	}
+}
