@@ -77,21 +77,16 @@ func loadOrCreate(path string) (ssh.Signer, error) {
 			return nil, fmt.Errorf("encode key %s: %w", path, merr)
 		}
 		data = pem.EncodeToMemory(block)
-		// O_EXCL: two commands racing to create the same CA must not end up
-		// with different keys; the loser reads the winner's file.
-		f, oerr := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(oerr, os.ErrExist) {
+		// Two commands racing to create the same CA must not end up with
+		// different keys: the key is written whole to a file of its own,
+		// then linked into place, which fails if a key is already there;
+		// the loser reads the winner's key, never a half-written file.
+		won, werr := publishKey(path, data)
+		if werr != nil {
+			return nil, werr
+		}
+		if !won {
 			return loadOrCreate(path)
-		}
-		if oerr != nil {
-			return nil, fmt.Errorf("create key %s: %w", path, oerr)
-		}
-		if _, werr := f.Write(data); werr != nil {
-			f.Close()
-			return nil, fmt.Errorf("write key %s: %w", path, werr)
-		}
-		if cerr := f.Close(); cerr != nil {
-			return nil, fmt.Errorf("write key %s: %w", path, cerr)
 		}
 	} else if err != nil {
 		return nil, fmt.Errorf("read key %s: %w", path, err)
@@ -101,6 +96,33 @@ func loadOrCreate(path string) (ssh.Signer, error) {
 		return nil, fmt.Errorf("parse key %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// publishKey writes data to path unless path exists; won is false when it
+// did.
+func publishKey(path string, data []byte) (won bool, err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".new-*") // mode 0600
+	if err != nil {
+		return false, fmt.Errorf("create key %s: %w", path, err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return false, fmt.Errorf("write key %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return false, fmt.Errorf("write key %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return false, fmt.Errorf("write key %s: %w", path, err)
+	}
+	if err := os.Link(f.Name(), path); errors.Is(err, os.ErrExist) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("create key %s: %w", path, err)
+	}
+	return true, nil
 }
 
 // UserCAKey is the user CA public key (for nodes' TrustedUserCAKeys).

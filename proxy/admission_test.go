@@ -79,10 +79,10 @@ func TestLockDuringSetupEndsConnection(t *testing.T) {
 	if r.err == nil || strings.Contains(r.out, "ran") {
 		t.Errorf("command ran on a connection locked during setup: %q, %v", r.out, r.err)
 	}
-	if n := b.audit.count("session.start"); n != 0 {
+	if n := b.audit.Count("session.start"); n != 0 {
 		t.Errorf("%d session.start events for a connection locked during setup", n)
 	}
-	if n := b.audit.count("session.terminated"); n != 1 {
+	if n := b.audit.Count("session.terminated"); n != 1 {
 		t.Errorf("%d session.terminated events, want 1", n)
 	}
 	if n := g.admitted.Load(); n != 1 {

@@ -52,7 +52,8 @@ func BenchmarkRelayDownload(b *testing.B) {
 		if recording == "on" {
 			rec = recorderFactory(dir)
 		}
-		bst := startBastion(b, nil, rec)
+		mem := &memAudit{}
+		bst := harness{az: allowUbuntu{}, rec: rec, aud: mem, mem: mem, realSSHD: true}.start(b)
 		for _, kind := range []string{"text", "binary"} {
 			b.Run(fmt.Sprintf("recording=%s/%s", recording, kind), func(b *testing.B) {
 				b.SetBytes(size)

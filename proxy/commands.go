@@ -115,7 +115,7 @@ func (s *Server) whoami(ctx context.Context, id Identity, stdout, stderr io.Writ
 }
 
 func (s *Server) nodes(ctx context.Context, id Identity, stdout, stderr io.Writer) int {
-	na, err := s.opt.Authorizer.Nodes(ctx, id, s.cfg.Nodes)
+	na, err := s.opt.Authorizer.Nodes(ctx, id, s.opt.Nodes)
 	if err != nil {
 		fmt.Fprintf(stderr, "gatehouse: cannot look up your access right now\n")
 		s.log.Error("nodes", "user", id.User, "err", err)
@@ -164,6 +164,6 @@ func (s *Server) banner(ctx context.Context, id Identity, w io.Writer) {
 	if s.nodes(ctx, id, w, w) != 0 {
 		return
 	}
-	host := s.cfg.SSH.Listen
+	host := s.opt.Address
 	fmt.Fprintf(w, "\nConnect with: ssh -J %s@%s LOGIN@NODE\n", termsafe.String(id.User), host)
 }

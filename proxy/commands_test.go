@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"testing"
@@ -14,7 +13,6 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse-dev/gatehouse/ca"
-	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/internal/termsafe/termsafetest"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/storage/sqlite"
@@ -26,10 +24,6 @@ import (
 func TestBastionCommandOutputIsEscaped(t *testing.T) {
 	dir := t.TempDir()
 	auth, err := ca.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse(filepath.Join(dir, "gatehouse.yaml"), []byte(fmt.Sprintf("data_dir: %s\nssh: {listen: 127.0.0.1:0}\n", dir)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,8 +39,10 @@ func TestBastionCommandOutputIsEscaped(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv, err := proxy.New(proxy.Options{Config: cfg, CA: auth, Authorizer: allowUbuntu{}, Sessions: st, Audit: &memAudit{},
-		Commands: map[string]proxy.Command{"raw": raw}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	opt := testOptions()
+	opt.CA, opt.Authorizer, opt.Sessions, opt.Audit = auth, allowUbuntu{}, st, &memAudit{}
+	opt.Commands = map[string]proxy.Command{"raw": raw}
+	srv, err := proxy.New(opt)
 	if err != nil {
 		t.Fatal(err)
 	}

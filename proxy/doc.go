@@ -44,4 +44,23 @@
 // session channel's relay, which owns the channel, writes the line and the
 // exit status, and the connection is closed once they are out (or after
 // noticeTimeout, for a client that stopped reading).
+//
+// The proxy reads nothing from gatehouse.yaml itself: Options carries the
+// inventory, the bastion's names, the recording mode, the timeouts and the
+// pre-authentication limits, and package server fills them from the file.
+//
+// # Testing without root
+//
+// `go test -race ./proxy/...` runs as any user, with no sshd and no local
+// accounts. The tests start a bastion in the test process with a node
+// from package internal/sshtest (an x/crypto SSH server on a loopback port
+// that checks the certificate the proxy presents like sshd's
+// TrustedUserCAKeys, records the login, and runs built-in commands such as
+// `echo`, `id -un`, `cat` and `sleep`), an Authorizer from
+// proxy/internal/proxytest whose table of verdicts a test changes while a
+// session runs (revocation, a lock, a store that fails), and an in-memory
+// audit log from the same package. jump_test.go shows the pattern. The
+// relay benchmark alone uses a real sshd (root); the end-to-end suite in
+// internal/e2e runs the real binary against real OpenSSH nodes and
+// clients.
 package proxy

@@ -70,14 +70,7 @@ func TestPortForwardAuditedWhenItOpens(t *testing.T) {
 		if _, err := c.Read(buf); err != nil || string(buf) != "hello\n" {
 			t.Fatalf("read through the tunnel: %q, %v", buf, err)
 		}
-		aud.mu.Lock()
-		var open []storage.Event
-		for _, ev := range aud.evs {
-			if ev.Type == "port_forward" {
-				open = append(open, ev)
-			}
-		}
-		aud.mu.Unlock()
+		open := aud.Events("port_forward")
 		if len(open) != 1 || open[0].Fields["state"] != "open" || open[0].Fields["host"] != host ||
 			strconv.Itoa(int(open[0].Fields["port"].(uint32))) != port || open[0].Actor != "bob" || open[0].Target != "web-1" {
 			t.Fatalf("while the tunnel is open, want one port_forward event (state open, bob, web-1, %s:%s), got %+v", host, port, open)

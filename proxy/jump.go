@@ -50,7 +50,7 @@ func (s *Server) handleJump(_ *gliderssh.Server, conn *ssh.ServerConn, newCh ssh
 		_ = newCh.Reject(ssh.ConnectionFailed, "gatehouse: malformed direct-tcpip request")
 		return
 	}
-	node, ok := s.cfg.Node(req.Host)
+	node, ok := s.opt.Nodes.Node(req.Host)
 	if !ok {
 		s.audit(ctx, storage.Event{Type: audit.TypeSessionDenied, Actor: id.User, Target: req.Host, Outcome: "denied",
 			Fields: map[string]any{"reason": "unknown node", "remote": conn.RemoteAddr().String()}})
@@ -171,7 +171,7 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 	cfg := innerServerConfig()
 	cfg.AddHostKey(hostSigner)
 	handshakeDone := make(chan struct{})
-	grace := time.AfterFunc(s.cfg.SSH.LoginGraceTime.D(), func() {
+	grace := time.AfterFunc(s.opt.Timeouts.LoginGrace, func() {
 		select {
 		case <-handshakeDone:
 		default:

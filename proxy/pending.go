@@ -14,7 +14,6 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse-dev/gatehouse/audit"
-	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/proxy/preauth"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
@@ -35,27 +34,13 @@ const (
 	penaltyEventsPerReport = 20
 )
 
-// newLimiter builds the admission limiter from the ssh: config.
-func newLimiter(c config.SSHConfig) (*preauth.Limiter, error) {
-	start, rate, full := c.Startups()
-	pc := c.PerSourcePenalties
-	d := func(v *config.Duration) time.Duration {
-		if v == nil {
-			return 0
-		}
-		return v.D()
+// newLimiter builds the admission limiter; how many penalties get an
+// audit event of their own follows the report period, so it is set here.
+func newLimiter(c preauth.Config) (*preauth.Limiter, error) {
+	if c.PenaltyEvents == 0 {
+		c.PenaltyEvents = penaltyEventsPerReport
 	}
-	l, err := preauth.New(preauth.Config{
-		Start: start, Rate: rate, Full: full,
-		PerSource: c.PerSourceMaxUnauthenticated,
-		Penalties: preauth.Penalties{
-			Disabled: pc.Enabled != nil && !*pc.Enabled,
-			AuthFail: d(pc.AuthFail), NoAuth: d(pc.NoAuth), GraceExceeded: d(pc.GraceExceeded), Invalid: d(pc.Invalid),
-			Min: d(pc.Min), Max: d(pc.Max), MaxSources: pc.MaxSources,
-		},
-		Exempt:        c.ExemptPrefixes(),
-		PenaltyEvents: penaltyEventsPerReport,
-	})
+	l, err := preauth.New(c)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: pre-authentication limits: %w", err)
 	}
@@ -135,11 +120,7 @@ func (s *Server) connCallback(ctx gliderssh.Context, conn net.Conn) net.Conn {
 			return nil
 		}
 	}
-	grace := s.cfg.SSH.LoginGraceTime.D()
-	version := s.cfg.SSH.VersionDeadline.D()
-	if version <= 0 || version > grace {
-		version = grace
-	}
+	grace, version := s.opt.Timeouts.LoginGrace, s.opt.Timeouts.Version
 	p := &pendingConn{s: s, ctx: ctx, ticket: ac.ticket, raw: ac.Conn, start: time.Now(), grace: grace}
 	ctx.SetValue(ctxKeyPending, p)
 	p.mu.Lock()

@@ -13,8 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse-dev/gatehouse/ca"
-	"github.com/gatehouse-dev/gatehouse/config"
-	"github.com/gatehouse-dev/gatehouse/storage"
+	"github.com/gatehouse-dev/gatehouse/proxy"
 )
 
 // dialFrom opens a TCP connection to the bastion from a loopback source
@@ -79,18 +78,6 @@ func foreignSigner(t *testing.T, user string) ssh.Signer {
 	return cs
 }
 
-func (m *memAudit) events(typ string) []storage.Event {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []storage.Event
-	for _, e := range m.evs {
-		if e.Type == typ {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // TestPreAuthPerSource: one source can hold only its share of the
 // unauthenticated slots, a connection that sends no version line is cut at
 // the version deadline (not the grace time), and sources whose connections
@@ -98,9 +85,9 @@ func (m *memAudit) events(typ string) []storage.Event {
 // everyone else logs in all along, and the audit log gets one event per
 // penalty and one summary of what was refused.
 func TestPreAuthPerSource(t *testing.T) {
-	b := startBastion(t, func(c *config.Config) {
-		c.SSH.PerSourceMaxUnauthenticated = 3
-		c.SSH.VersionDeadline = config.Duration(300 * time.Millisecond)
+	b := startBastion(t, func(o *proxy.Options) {
+		o.PreAuth.PerSource = 3
+		o.Timeouts.Version = 300 * time.Millisecond
 	}, nil)
 
 	// 127.0.0.1 fills its three slots with silent connections...
@@ -126,7 +113,7 @@ func TestPreAuthPerSource(t *testing.T) {
 	}
 	// Two timeouts (10 s each) are past the 15 s minimum: 127.0.0.1 is
 	// refused, even with a good certificate.
-	waitFor(t, func() bool { return len(b.audit.events("ssh.preauth.penalty")) == 1 })
+	waitFor(t, func() bool { return len(b.audit.Events("ssh.preauth.penalty")) == 1 })
 	if err := loginFrom(t, b, "127.0.0.1", "bob", b.userSigner(t, "bob")); err == nil {
 		t.Fatal("a penalised source could still log in")
 	}
@@ -144,9 +131,9 @@ func TestPreAuthPerSource(t *testing.T) {
 			t.Fatal("a foreign certificate was accepted")
 		}
 	}
-	waitFor(t, func() bool { return len(b.audit.events("ssh.preauth.penalty")) == 3 }, func() string { return fmt.Sprint(b.audit.events("ssh.preauth.penalty"), b.srv.Stats()) })
+	waitFor(t, func() bool { return len(b.audit.Events("ssh.preauth.penalty")) == 3 }, func() string { return fmt.Sprint(b.audit.Events("ssh.preauth.penalty"), b.srv.Stats()) })
 	got := map[string]string{}
-	for _, ev := range b.audit.events("ssh.preauth.penalty") {
+	for _, ev := range b.audit.Events("ssh.preauth.penalty") {
 		got[fmt.Sprint(ev.Fields["source"])] = fmt.Sprint(ev.Fields["reason"])
 	}
 	want := map[string]string{"127.0.0.1": "version_timeout", "127.0.0.3": "invalid", "127.0.0.4": "authfail"}
@@ -160,7 +147,7 @@ func TestPreAuthPerSource(t *testing.T) {
 	if err := loginFrom(t, b, "127.0.0.5", "bob", b.userSigner(t, "bob")); err != nil {
 		t.Fatalf("login from 127.0.0.5: %v", err)
 	}
-	waitFor(t, func() bool { return b.audit.count("ssh.auth.success") == 2 })
+	waitFor(t, func() bool { return b.audit.Count("ssh.auth.success") == 2 })
 
 	st := b.srv.Stats().PreAuth
 	if st.Dropped["per_source"] != 1 || st.Dropped["penalty"] < 2 || st.Ended["version_timeout"] != 3 ||
@@ -171,7 +158,7 @@ func TestPreAuthPerSource(t *testing.T) {
 
 	// The refusals are summarised in one event when the server stops.
 	b.stop()
-	sums := b.audit.events("ssh.preauth.dropped")
+	sums := b.audit.Events("ssh.preauth.dropped")
 	if len(sums) != 1 {
 		t.Fatalf("want one ssh.preauth.dropped summary, got %d", len(sums))
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -25,7 +26,10 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ca"
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/internal/e2e"
+	"github.com/gatehouse-dev/gatehouse/internal/sshtest"
 	"github.com/gatehouse-dev/gatehouse/proxy"
+	"github.com/gatehouse-dev/gatehouse/proxy/internal/proxytest"
+	"github.com/gatehouse-dev/gatehouse/proxy/preauth"
 	"github.com/gatehouse-dev/gatehouse/storage"
 	"github.com/gatehouse-dev/gatehouse/storage/sqlite"
 )
@@ -49,45 +53,37 @@ func (allowUbuntu) Describe(context.Context, proxy.Identity) (string, error) {
 	return "roles: dev\n", nil
 }
 
-type memAudit struct {
-	mu  sync.Mutex
-	evs []storage.Event
-}
-
-func (m *memAudit) Append(_ context.Context, ev storage.Event) error {
-	m.mu.Lock()
-	m.evs = append(m.evs, ev)
-	m.mu.Unlock()
-	return nil
-}
-
-func (m *memAudit) count(typ string) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	n := 0
-	for _, e := range m.evs {
-		if e.Type == typ {
-			n++
-		}
-	}
-	return n
-}
+// memAudit keeps the audit log in memory.
+type memAudit = proxytest.Auditor
 
 type bastion struct {
 	addr   string
 	auth   *ca.Authority
 	audit  *memAudit
 	srv    *proxy.Server
+	node   *sshtest.Node // nil on a real sshd node
 	cancel context.CancelFunc
 	done   chan error
 }
 
-func startBastion(t testing.TB, mutate func(*config.Config), rec proxy.RecorderFactory) *bastion {
+// testOptions are gatehouse.yaml's defaults for what the harness does not
+// set itself.
+func testOptions() proxy.Options {
+	return proxy.Options{
+		Address: "127.0.0.1:2222",
+		PreAuth: preauth.Config{Start: 50, Rate: 30, Full: 100, PerSource: 10, Penalties: preauth.Penalties{
+			AuthFail: 5 * time.Second, NoAuth: time.Second, GraceExceeded: 10 * time.Second, Invalid: 10 * time.Second,
+			Min: 15 * time.Second, Max: 10 * time.Minute, MaxSources: 65536}},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+func startBastion(t testing.TB, mutate func(*proxy.Options), rec proxy.RecorderFactory) *bastion {
 	t.Helper()
 	return startBastionWith(t, allowUbuntu{}, mutate, rec)
 }
 
-func startBastionWith(t testing.TB, az proxy.Authorizer, mutate func(*config.Config), rec proxy.RecorderFactory) *bastion {
+func startBastionWith(t testing.TB, az proxy.Authorizer, mutate func(*proxy.Options), rec proxy.RecorderFactory) *bastion {
 	t.Helper()
 	mem := &memAudit{}
 	return startBastionFull(t, az, mutate, rec, mem, mem)
@@ -95,38 +91,59 @@ func startBastionWith(t testing.TB, az proxy.Authorizer, mutate func(*config.Con
 
 // startBastionFull is startBastionWith with the audit log given: aud
 // receives the events, mem is what the tests read.
-func startBastionFull(t testing.TB, az proxy.Authorizer, mutate func(*config.Config), rec proxy.RecorderFactory, aud proxy.Auditor, mem *memAudit) *bastion {
+func startBastionFull(t testing.TB, az proxy.Authorizer, mutate func(*proxy.Options), rec proxy.RecorderFactory, aud proxy.Auditor, mem *memAudit) *bastion {
+	t.Helper()
+	return harness{az: az, mutate: mutate, rec: rec, aud: aud, mem: mem}.start(t)
+}
+
+// harness starts a bastion with one node, web-1: by default the
+// in-process node of package sshtest, which needs neither root nor sshd.
+type harness struct {
+	az     proxy.Authorizer
+	mutate func(*proxy.Options)
+	rec    proxy.RecorderFactory
+	aud    proxy.Auditor
+	mem    *memAudit
+	// realSSHD runs web-1 as a real OpenSSH sshd with the account
+	// ubuntu (root only; the test is skipped otherwise), for benchmarks
+	// that measure what a node really costs.
+	realSSHD bool
+}
+
+func (h harness) start(t testing.TB) *bastion {
 	t.Helper()
 	dir := t.TempDir()
 	auth, err := ca.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	caFile := filepath.Join(dir, "user_ca.pub")
-	if err := os.WriteFile(caFile, []byte(ca.AuthorizedLine(auth.UserCAKey(), "")+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	e2e.RequireAccount(t, "ubuntu")
-	node := e2e.StartNode(t, "web-1", e2e.NodeOptions{TrustedUserCAKeys: caFile})
-	cfg, err := config.Parse(filepath.Join(dir, "gatehouse.yaml"), []byte(fmt.Sprintf(`
-data_dir: %s
-ssh: {listen: 127.0.0.1:0}
-nodes:
-  - {name: web-1, address: %q, labels: {env: staging}, host_key: %q}
-`, dir, node.Addr, node.HostKeyLine)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mutate != nil {
-		mutate(cfg)
+	b := &bastion{auth: auth, audit: h.mem, done: make(chan error, 1)}
+	web1 := config.Node{Name: "web-1", Labels: map[string]string{"env": "staging"}}
+	if h.realSSHD {
+		caFile := filepath.Join(dir, "user_ca.pub")
+		if err := os.WriteFile(caFile, []byte(ca.AuthorizedLine(auth.UserCAKey(), "")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e2e.RequireSystem(t)
+		e2e.RequireAccount(t, "ubuntu")
+		node := e2e.StartNode(t, "web-1", e2e.NodeOptions{TrustedUserCAKeys: caFile})
+		web1.Address, web1.HostKey = node.Addr, node.HostKeyLine
+	} else {
+		b.node = sshtest.Start(t, sshtest.Options{UserCA: auth.UserCAKey(), Logins: []string{"ubuntu", "root", "deploy"}})
+		web1.Address, web1.HostKey = b.node.Addr, b.node.HostKeyLine
 	}
 	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "gh.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv, err := proxy.New(proxy.Options{Config: cfg, CA: auth, Authorizer: az, Sessions: st, Audit: aud, Recorder: rec,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	opt := testOptions()
+	opt.Nodes = proxy.Inventory{web1}
+	opt.CA, opt.Authorizer, opt.Sessions, opt.Audit, opt.Recorder = auth, h.az, st, h.aud, h.rec
+	if h.mutate != nil {
+		h.mutate(&opt)
+	}
+	srv, err := proxy.New(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +152,7 @@ nodes:
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &bastion{addr: ln.Addr().String(), auth: auth, audit: mem, srv: srv, cancel: cancel, done: make(chan error, 1)}
+	b.addr, b.srv, b.cancel = ln.Addr().String(), srv, cancel
 	go func() { b.done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(b.stop)
 	return b
@@ -167,6 +184,12 @@ func (b *bastion) userSigner(t testing.TB, user string) ssh.Signer {
 // does, in process; close ends both.
 func (b *bastion) dialInner(t testing.TB, user, login string) (inner *ssh.Client, close func(), err error) {
 	t.Helper()
+	return b.dialNode(t, user, login, "web-1")
+}
+
+// dialNode is dialInner to any node name.
+func (b *bastion) dialNode(t testing.TB, user, login, node string) (inner *ssh.Client, close func(), err error) {
+	t.Helper()
 	hostCA := b.auth.HostCAKey().Marshal()
 	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), hostCA) }}
 	outer, err := ssh.Dial("tcp", b.addr, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(b.userSigner(t, user))},
@@ -174,12 +197,12 @@ func (b *bastion) dialInner(t testing.TB, user, login string) (inner *ssh.Client
 	if err != nil {
 		return nil, nil, fmt.Errorf("bastion: %w", err)
 	}
-	tunnel, err := outer.Dial("tcp", "web-1:22")
+	tunnel, err := outer.Dial("tcp", node+":22")
 	if err != nil {
 		outer.Close()
 		return nil, nil, fmt.Errorf("direct-tcpip: %w", err)
 	}
-	c, chans, reqs, err := ssh.NewClientConn(tunnel, "web-1:22", &ssh.ClientConfig{User: login,
+	c, chans, reqs, err := ssh.NewClientConn(tunnel, node+":22", &ssh.ClientConfig{User: login,
 		HostKeyCallback: checker.CheckHostKey, HostKeyAlgorithms: []string{ssh.CertAlgoED25519v01}})
 	if err != nil {
 		outer.Close()
@@ -280,19 +303,18 @@ func TestJumpAndNoGoroutineLeak(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Fatalf("goroutines: %d before, %d after 11 sessions\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
-	if got := b.audit.count("session.start"); got != 11 {
+	if got := b.audit.Count("session.start"); got != 11 {
 		t.Errorf("session.start events: want 11, got %d", got)
 	}
 }
 
 func TestPreAuthLimits(t *testing.T) {
-	b := startBastion(t, func(c *config.Config) {
-		c.SSH.LoginGraceTime = config.Duration(500 * time.Millisecond)
-		c.SSH.MaxUnauthorized = 2
-		c.SSH.MaxStartups = "2" // no random early drop: the test counts slots
+	b := startBastion(t, func(o *proxy.Options) {
+		o.Timeouts.LoginGrace = 500 * time.Millisecond
+		o.PreAuth.Start, o.PreAuth.Full = 2, 2 // no random early drop: the test counts slots
 		// The silent connections would earn 127.0.0.1 a penalty, and the
 		// last login comes from there (TestPreAuthPerSource tests those).
-		c.SSH.PenaltyExempt = []string{"127.0.0.0/8"}
+		o.PreAuth.Exempt = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	}, nil)
 	readClosed := func(c net.Conn, within time.Duration) bool {
 		_ = c.SetReadDeadline(time.Now().Add(within))
@@ -542,13 +564,13 @@ func TestSFTPOpsOutliveTheClient(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // the connection's context is done by now
 	close(aud.gate)
 	deadline := time.Now().Add(10 * time.Second)
-	for aud.count("session.end") == 0 && time.Now().Before(deadline) {
+	for aud.Count("session.end") == 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if aud.count("session.end") == 0 {
+	if aud.Count("session.end") == 0 {
 		t.Fatal("no session.end within 10 s")
 	}
-	if n := aud.count("sftp.op"); n != 1 {
+	if n := aud.Count("sftp.op"); n != 1 {
 		t.Fatalf("sftp.op events on record: %d, want 1 (the mkdir)", n)
 	}
 }
@@ -575,7 +597,7 @@ func TestSessionRefusedWhenItsStartCannotBeAudited(t *testing.T) {
 	if !strings.Contains(out, "gatehouse: the audit log is unavailable; session refused") {
 		t.Errorf("want the refusal in words, got %q", out)
 	}
-	if n := aud.count("exec"); n != 0 {
+	if n := aud.Count("exec"); n != 0 {
 		t.Errorf("%d exec events on record without their session.start", n)
 	}
 }

@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
@@ -38,7 +37,7 @@ func (nopAudit) Append(context.Context, storage.Event) error { return nil }
 // Live, from different goroutines. Under -race this fails if the two are
 // not ordered by a lock.
 func TestLiveWhileSessionsStart(t *testing.T) {
-	s := &Server{opt: Options{Sessions: nopSessions{}, Audit: nopAudit{}}, cfg: &config.Config{},
+	s := &Server{opt: Options{Sessions: nopSessions{}, Audit: nopAudit{}},
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)), live: newRegistry(), finalizers: make(chan struct{}, 2)}
 	c := &liveConn{id: "c1", channels: map[string]*liveChannel{}}
 	s.live.add(c)

@@ -345,7 +345,7 @@ func (t *sessionTap) begin(kind, command string) *UserError {
 	st.live = newLiveStage(t.live.watch, sh.pty)
 	rec := storage.Session{
 		ID: t.id, User: lc.ident.User, Login: lc.login, Node: lc.node.Name, Kind: kind, Command: command,
-		Roles: v.Roles, RequestIDs: v.RequestIDs, ClientAddr: lc.remote, Bastion: s.cfg.BastionID,
+		Roles: v.Roles, RequestIDs: v.RequestIDs, ClientAddr: lc.remote, Bastion: s.opt.BastionID,
 		Start: time.Now().UTC(), Status: "live",
 	}
 	var cast *castStage
@@ -355,8 +355,8 @@ func (t *sessionTap) begin(kind, command string) *UserError {
 			func(err error) { t.recordingFailed(err) })
 		if err != nil {
 			s.audit(t.ctx, storage.Event{Type: audit.TypeRecordingFailure, Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
-				Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode}})
-			if s.cfg.Recording.Mode != "best-effort" {
+				Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.opt.RecordingMode}})
+			if s.opt.RecordingMode != RecordingBestEffort {
 				return recordingUnavailable("cannot open recording", err)
 			}
 		} else {
@@ -368,8 +368,8 @@ func (t *sessionTap) begin(kind, command string) *UserError {
 		raw, err := s.opt.RawRecorder(t.id, t.rawCapped, func(err error) { t.recordingFailed(err) })
 		if err != nil {
 			s.audit(t.ctx, storage.Event{Type: audit.TypeRecordingFailure, Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
-				Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode, "store": "raw"}})
-			if s.cfg.Recording.Mode != "best-effort" {
+				Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.opt.RecordingMode, "store": "raw"}})
+			if s.opt.RecordingMode != RecordingBestEffort {
 				t.closeRecorder(cast)
 				return recordingUnavailable("cannot open raw recording", err)
 			}
@@ -383,7 +383,7 @@ func (t *sessionTap) begin(kind, command string) *UserError {
 	t.mu.Unlock()
 	if err := s.opt.Sessions.CreateSession(t.ctx, rec); err != nil {
 		s.log.Error("session index", "session", t.id, "err", err)
-		if s.cfg.Recording.Mode != "best-effort" {
+		if s.opt.RecordingMode != RecordingBestEffort {
 			return recordingUnavailable("cannot index session", err)
 		}
 	}
@@ -423,8 +423,8 @@ func (t *sessionTap) recordingFailed(err error) {
 	}
 	s, lc := t.s, t.lc
 	s.audit(t.ctx, storage.Event{Type: audit.TypeRecordingFailure, Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
-		Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.cfg.Recording.Mode}})
-	if s.cfg.Recording.Mode != "best-effort" {
+		Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.opt.RecordingMode}})
+	if s.opt.RecordingMode != RecordingBestEffort {
 		lc.terminate(&UserError{Line: "gatehouse: session recording failed; session closed (recording.mode is strict)", Cause: err})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,9 +22,28 @@ import (
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
-// Options wires a Server.
+// Options wires a Server: what the proxy needs, not the whole
+// gatehouse.yaml (package server maps the file onto it).
 type Options struct {
-	Config     *config.Config
+	// Nodes is the inventory: the only nodes a jump may reach.
+	Nodes Inventory
+	// HostNames are the names and addresses the bastion is reached by; its
+	// host certificate lists them all, and localhost and 127.0.0.1.
+	HostNames []string
+	// Address is the bastion's SSH address as users type it, for the
+	// banner's "Connect with" line.
+	Address string
+	// BastionID names this bastion in the session index.
+	BastionID string
+	// RecordingMode is RecordingStrict (a session whose recording cannot
+	// be written ends) or RecordingBestEffort (it goes on, and the failure
+	// is audited); empty means strict.
+	RecordingMode string
+	Timeouts      Timeouts
+	// PreAuth limits connections that have not authenticated yet.
+	// Required: Full must be at least 1.
+	PreAuth preauth.Config
+
 	CA         *ca.Authority
 	Authorizer Authorizer
 	Sessions   storage.SessionStore
@@ -46,10 +66,59 @@ type Options struct {
 	Observer Observer
 }
 
+// Recording modes (recording.mode in gatehouse.yaml).
+const (
+	RecordingStrict     = "strict"
+	RecordingBestEffort = "best-effort"
+)
+
+// Timeouts bound the stages of a connection. A zero field takes its
+// default.
+type Timeouts struct {
+	// LoginGrace is how long a connection has to authenticate, and a
+	// jump's inner connection to finish its handshake; default 30s.
+	LoginGrace time.Duration
+	// Version is how long a new connection has to send its SSH version
+	// line; default 10s, at most LoginGrace.
+	Version time.Duration
+	// NodeDial bounds connecting to a node and the SSH handshake with it;
+	// default 10s.
+	NodeDial time.Duration
+	// NodeCertTTL is the validity of the certificate presented to a node;
+	// default 5m.
+	NodeCertTTL time.Duration
+}
+
+func (t Timeouts) withDefaults() Timeouts {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&t.LoginGrace, 30*time.Second)
+	def(&t.Version, min(10*time.Second, t.LoginGrace))
+	t.Version = min(t.Version, t.LoginGrace)
+	def(&t.NodeDial, 10*time.Second)
+	def(&t.NodeCertTTL, 5*time.Minute)
+	return t
+}
+
+// Inventory is the nodes a jump may reach.
+type Inventory []config.Node
+
+// Node returns the inventory entry named name.
+func (inv Inventory) Node(name string) (config.Node, bool) {
+	for _, n := range inv {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return config.Node{}, false
+}
+
 // Server is the bastion's SSH side.
 type Server struct {
 	opt   Options
-	cfg   *config.Config
 	log   *slog.Logger
 	srv   *gliderssh.Server
 	live  *registry
@@ -93,22 +162,29 @@ const (
 
 // New builds a Server; call Serve to accept connections.
 func New(opt Options) (*Server, error) {
-	if opt.Config == nil || opt.CA == nil || opt.Authorizer == nil || opt.Audit == nil || opt.Sessions == nil {
-		return nil, errors.New("proxy: Config, CA, Authorizer, Sessions and Audit are required")
+	if opt.CA == nil || opt.Authorizer == nil || opt.Audit == nil || opt.Sessions == nil {
+		return nil, errors.New("proxy: CA, Authorizer, Sessions and Audit are required")
 	}
+	switch opt.RecordingMode {
+	case "":
+		opt.RecordingMode = RecordingStrict
+	case RecordingStrict, RecordingBestEffort:
+	default:
+		return nil, fmt.Errorf("proxy: recording mode %q: want %s or %s", opt.RecordingMode, RecordingStrict, RecordingBestEffort)
+	}
+	opt.Timeouts = opt.Timeouts.withDefaults()
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
 	if opt.PreAuthReportEvery <= 0 {
 		opt.PreAuthReportEvery = preAuthReportEvery
 	}
-	limit, err := newLimiter(opt.Config.SSH)
+	limit, err := newLimiter(opt.PreAuth)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opt: opt, cfg: opt.Config, log: opt.Logger, live: newRegistry(), limit: limit, finalizers: make(chan struct{}, 2)}
-	names := bastionNames(opt.Config)
-	hostSigner, err := opt.CA.BastionSigner(names)
+	s := &Server{opt: opt, log: opt.Logger, live: newRegistry(), limit: limit, finalizers: make(chan struct{}, 2)}
+	hostSigner, err := opt.CA.BastionSigner(bastionNames(opt.HostNames))
 	if err != nil {
 		return nil, err
 	}
@@ -132,32 +208,16 @@ func New(opt Options) (*Server, error) {
 	return s, nil
 }
 
-func bastionNames(cfg *config.Config) []string {
+// bastionNames is names without repeats, then localhost and 127.0.0.1.
+func bastionNames(names []string) []string {
 	seen := map[string]bool{}
 	var out []string
-	add := func(n string) {
+	for _, n := range append(slices.Clip(names), "localhost", "127.0.0.1") {
 		if n != "" && !seen[n] {
 			seen[n] = true
 			out = append(out, n)
 		}
 	}
-	if h, _, err := net.SplitHostPort(cfg.SSH.Listen); err == nil {
-		add(h)
-	}
-	if u := cfg.Web.PublicURL; u != "" {
-		u = strings.TrimPrefix(strings.TrimPrefix(u, "https://"), "http://")
-		u, _, _ = strings.Cut(u, "/")
-		if h, _, err := net.SplitHostPort(u); err == nil {
-			add(h)
-		} else {
-			add(u)
-		}
-	}
-	for _, n := range cfg.SSH.HostNames {
-		add(n)
-	}
-	add("localhost")
-	add("127.0.0.1")
 	return out
 }
 

@@ -47,7 +47,7 @@ func (s *Server) dialNode(ctx context.Context, id Identity, login string, node c
 		Key:        signer.PublicKey(),
 		Principals: []string{login},
 		KeyID:      fmt.Sprintf("gatehouse user=%s session=%s node=%s", id.User, sessID, node.Name),
-		TTL:        s.cfg.SSH.NodeCertTTL.D(),
+		TTL:        s.opt.Timeouts.NodeCertTTL,
 		Extensions: ext,
 	})
 	if err != nil {
@@ -68,9 +68,9 @@ func (s *Server) dialNode(ctx context.Context, id Identity, login string, node c
 		HostKeyCallback:   hostKeyCB,
 		HostKeyAlgorithms: algos,
 		ClientVersion:     "SSH-2.0-Gatehouse",
-		Timeout:           s.cfg.SSH.NodeDialTimeout.D(),
+		Timeout:           s.opt.Timeouts.NodeDial,
 	}
-	dctx, cancel := context.WithTimeout(ctx, s.cfg.SSH.NodeDialTimeout.D())
+	dctx, cancel := context.WithTimeout(ctx, s.opt.Timeouts.NodeDial)
 	defer cancel()
 	var d net.Dialer
 	tcp, err := d.DialContext(dctx, "tcp", node.Address)

@@ -186,11 +186,11 @@ func (b *Bastion) Serve(ctx context.Context) error {
 		log.Warn("sessions interrupted by the last shutdown", "count", n)
 	}
 	b.finalizeRecordings(ctx)
-	px, err := proxy.New(proxy.Options{
-		Config: cfg, CA: b.CA, Authorizer: b.Authorizer(), Sessions: b.Store, Audit: b.Audit,
-		Recorder: b.observeRecorders(b.recorder()), RawRecorder: b.rawRecorder(), Commands: b.sshCommands(), KeyLogins: b.keyLogins(), Logger: log,
-		Observer: b.Metrics,
-	})
+	opt := proxyOptions(cfg)
+	opt.CA, opt.Authorizer, opt.Sessions, opt.Audit = b.CA, b.Authorizer(), b.Store, b.Audit
+	opt.Recorder, opt.RawRecorder = b.observeRecorders(b.recorder()), b.rawRecorder()
+	opt.Commands, opt.KeyLogins, opt.Logger, opt.Observer = b.sshCommands(), b.keyLogins(), log, b.Metrics
+	px, err := proxy.New(opt)
 	if err != nil {
 		return err
 	}
