@@ -129,7 +129,7 @@ func (b *Bastion) Close() error {
 // AdminEffective is the identity of the operator running CLI commands with
 // the server's config.
 func (b *Bastion) Authorizer() proxy.Authorizer {
-	return &authorizer{policy: b.Policy, access: b.Access, now: time.Now}
+	return &authorizer{access: b.Access, now: time.Now}
 }
 
 func (b *Bastion) recorder() proxy.RecorderFactory {
