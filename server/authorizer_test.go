@@ -107,3 +107,26 @@ func TestAuthorizerPassesTheDecision(t *testing.T) {
 		t.Errorf("Nodes of locked bob = %+v, %v; want none", na, err)
 	}
 }
+
+// A review on someone's behalf sees the claims of their latest login: the
+// bastion hands package access the same claims policy check reads.
+func TestLatestClaimsFeedReviewsOnBehalf(t *testing.T) {
+	env := newAuthorizerEnv(t)
+	ctx := context.Background()
+	src := latestClaims{env.b.Store}
+	if c, err := src.LatestClaims(ctx, "alice"); err != nil || c != nil {
+		t.Fatalf("claims of a user who never logged in = %v, %v; want none", c, err)
+	}
+	now := time.Now()
+	for _, l := range []storage.Login{
+		{ID: "a1", User: "alice", Kind: "web", Claims: map[string][]string{"groups": {"old"}}, Created: now.Add(-time.Hour), Expires: now},
+		{ID: "a2", User: "alice", Kind: "cli", Claims: map[string][]string{"groups": {"security"}}, Created: now, Expires: now.Add(time.Hour)},
+	} {
+		if err := env.b.Store.PutLogin(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := src.LatestClaims(ctx, "alice"); err != nil || len(c["groups"]) != 1 || c["groups"][0] != "security" {
+		t.Errorf("LatestClaims(alice) = %v, %v; want the latest login's groups", c, err)
+	}
+}
