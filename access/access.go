@@ -202,6 +202,9 @@ type Effective struct {
 	Grants  []storage.Request // active grants (APPROVED, within their window)
 	Lock    *storage.Lock     // set when the user is locked
 	admin   bool
+	// pol is the policy Base was computed under; Decide answers from it,
+	// so one answer never mixes two policies.
+	pol *policy.Policy
 }
 
 // Admin is the server-side CLI's identity: it may lock, unlock, revoke and
@@ -253,6 +256,7 @@ func (s *Service) Effective(ctx context.Context, user string, claims map[string]
 	e := Effective{
 		Subject: policy.Subject{User: user, Claims: claims},
 		Base:    p.BaseRoles(user, claims),
+		pol:     p,
 	}
 	l, err := s.store.ActiveLock(ctx, user, now)
 	switch {

@@ -22,6 +22,21 @@ func BenchmarkEffective(b *testing.B) {
 	}
 }
 
+// BenchmarkAuthorize is one decision for a new jump: the standing read
+// (one lock and one grant lookup in SQLite) and the policy's answer.
+func BenchmarkAuthorize(b *testing.B) {
+	e := newEnv(b)
+	r := e.create(b, "bob", "web")
+	e.review(b, "dave", r.ID, true)
+	ctx := context.Background()
+	bob := Identity{User: "bob"}
+	for b.Loop() {
+		if v, err := e.svc.Authorize(ctx, bob, "www", webNode); err != nil || !v.Allowed {
+			b.Fatal(v, err)
+		}
+	}
+}
+
 // BenchmarkRequestApprove is one whole workflow: create, two reviews.
 func BenchmarkRequestApprove(b *testing.B) {
 	e := newEnv(b)

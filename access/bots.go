@@ -169,7 +169,7 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Effective, er
 
 func (s *Service) botEffective(ctx context.Context, b storage.Bot) (Effective, error) {
 	user := BotUser(b.Name)
-	e := Effective{Subject: policy.Subject{User: user}, Base: slices.Clone(b.Roles)}
+	e := Effective{Subject: policy.Subject{User: user}, Base: slices.Clone(b.Roles), pol: s.pol.Current()}
 	l, err := s.store.ActiveLock(ctx, user, s.now())
 	switch {
 	case err == nil:

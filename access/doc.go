@@ -2,9 +2,14 @@
 // while with a reason, reviewers approve or deny, approved requests become
 // time-boxed grants, and security can revoke a grant or lock a user out.
 //
-// Its central answer is Effective: the roles a user holds at this moment,
-// computed from the policy's static and claim-mapped roles plus active
-// grants, minus everything when the user is locked. Every state change goes
+// Its central answer is Authorize (decide.go): may this identity use this
+// login on this node now. It reads the user's standing (Effective: the
+// roles from users: and claims_to_roles plus active grants, minus
+// everything when the user is locked) and decides on it with the policy:
+// the lock's one line, the rule, the grants the access depends on and the
+// hint on a refusal. The proxy's jumps and re-checks, node lists, bastion
+// commands and `gatehouse policy check` all answer through it, so there is
+// no second decision path to drift. Every state change goes
 // through the store's compare-and-set UpdateRequest, so several bastions
 // sharing one database agree on each request's fate, and every change is
 // audited and announced through package notify.

@@ -20,6 +20,7 @@ import (
 const testRoles = `
 claims_to_roles:
   - {claim: groups, value: security, roles: [security]}
+  - {claim: groups, value: "data-*", roles: [dba]}
 users:
   - {name: bob, roles: [dev]}
   - {name: carol, roles: [dev]}

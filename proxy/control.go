@@ -107,9 +107,9 @@ func (s *Server) Recheck(ctx context.Context, user, notice string) int {
 	return closed
 }
 
-// recheckOne asks Authorize alone: it refuses locked users with a verdict,
-// and reports a store outage as an error, which keeps the session (Admit
-// would turn an outage into a refusal, right for new sessions only).
+// recheckOne asks Authorize, the same question a new jump asks: a locked
+// user is a refusing verdict, a store outage an error (which keeps the
+// session).
 func (s *Server) recheckOne(ctx context.Context, c *liveConn) (Verdict, error) {
 	return s.opt.Authorizer.Authorize(ctx, c.ident, c.login, c.node)
 }

@@ -57,16 +57,10 @@ func (s *Server) handleJump(_ *gliderssh.Server, conn *ssh.ServerConn, newCh ssh
 		_ = newCh.Reject(ssh.Prohibited, fmt.Sprintf("gatehouse: unknown node %s (see: ssh %s@bastion nodes)", termsafe.Quote(req.Host), termsafe.String(id.User)))
 		return
 	}
-	adm, err := s.admitJump(ctx, id)
-	if err != nil {
-		s.audit(ctx, storage.Event{Type: audit.TypeSessionDenied, Actor: id.User, Target: node.Name, Outcome: "denied", Fields: map[string]any{"reason": err.Error()}})
-		// The node is in the inventory, so the inner connection can be
-		// terminated with its host certificate and the refusal delivered
-		// as the session's only output: a rejected channel reaches an
-		// OpenSSH user as "open failed ... stdio forwarding failed" and
-		// the client's own kex errors after it.
-		adm = refusedAdmission{err: asUserError(err)}
-	}
+	// Even a refusal that needs no login (a locked user) is decided after
+	// the inner handshake and delivered as the session's only output: a
+	// rejected channel reaches an OpenSSH user as "open failed ... stdio
+	// forwarding failed" and the client's own kex errors after it.
 	ch, reqs, err := newCh.Accept()
 	if err != nil {
 		return
@@ -75,16 +69,8 @@ func (s *Server) handleJump(_ *gliderssh.Server, conn *ssh.ServerConn, newCh ssh
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.serveInner(ctx, id, adm, node, conn.RemoteAddr().String(), &channelConn{Channel: ch, local: conn.LocalAddr(), remote: conn.RemoteAddr()})
+		s.serveInner(ctx, id, node, conn.RemoteAddr().String(), &channelConn{Channel: ch, local: conn.LocalAddr(), remote: conn.RemoteAddr()})
 	}()
-}
-
-// refusedAdmission is a jump refused before any login was asked for (a
-// locked user, a store that cannot be read); err says so to the user.
-type refusedAdmission struct{ err *UserError }
-
-func (r refusedAdmission) Authorize(context.Context, string, config.Node) (Verdict, error) {
-	return Verdict{}, r.err
 }
 
 // Extension keys of the inner connection's Permissions. They record how the
@@ -161,7 +147,7 @@ func (a innerAuth) addTo(fields map[string]any) map[string]any {
 }
 
 // serveInner runs the terminated SSH connection for one jump.
-func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, node config.Node, remote string, transport net.Conn) {
+func (s *Server) serveInner(ctx context.Context, id Identity, node config.Node, remote string, transport net.Conn) {
 	defer transport.Close()
 	hostSigner, err := s.opt.CA.HostSigner(node.Name)
 	if err != nil {
@@ -192,20 +178,13 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 	defer end(nil)
 	lc := &liveConn{id: newID(), ident: id, login: login, node: node, start: time.Now(), remote: remote, inner: inner,
 		innerAuth: seenAuth, channels: map[string]*liveChannel{}, ctx: lctx, end: end}
-	// Registered before the first decision, so that every lock or
-	// revocation announced from here on re-checks this connection too; one
-	// announced while the node was being dialled used to go unseen until
-	// the next safety-net pass. The admission answers for what came before.
+	// Registered before the decision, so that every lock or revocation
+	// announced from here on re-checks this connection too, and the
+	// decision's own read of the store covers everything before.
 	s.live.add(lc)
 	defer s.live.remove(lc.id)
 
-	if r, ok := adm.(refusedAdmission); ok {
-		s.live.remove(lc.id)
-		s.observer().Decision("denied")
-		s.refuseAll(inner, chans, greqs, r.err)
-		return
-	}
-	v, err := adm.Authorize(ctx, login, node)
+	v, err := s.opt.Authorizer.Authorize(ctx, id, login, node)
 	if err != nil {
 		// Fail closed: no decision, no access.
 		s.log.Error("authorize", "user", id.User, "login", login, "node", node.Name, "err", err)
@@ -221,7 +200,7 @@ func (s *Server) serveInner(ctx context.Context, id Identity, adm Admission, nod
 		// Refused: nothing left for a re-check to end.
 		s.live.remove(lc.id)
 		s.audit(ctx, storage.Event{Type: audit.TypeSessionDenied, Actor: id.User, Target: node.Name, Outcome: "denied",
-			Fields: seenAuth.addTo(map[string]any{"login": login, "rule": v.Rule, "remote": remote})})
+			Fields: seenAuth.addTo(map[string]any{"login": login, "rule": v.Rule, "reason": v.Reason, "remote": remote})})
 		s.refuseAll(inner, chans, greqs, &UserError{Line: refusal(id.User, login, node.Name, v)})
 		return
 	}
@@ -330,6 +309,9 @@ func isTimeout(err error) bool {
 // client sent (`ssh -J bastion $'\e]0;x\a'@db-1`), so it is escaped.
 func refusal(user, login, node string, v Verdict) string {
 	f := termsafe.String
+	if v.Notice != "" {
+		return "gatehouse: " + f(v.Notice)
+	}
 	msg := fmt.Sprintf("gatehouse: %s may not log in as %s on %s (%s)", f(user), f(login), f(node), f(v.Reason))
 	if v.Hint != "" {
 		msg += "; " + f(v.Hint)

@@ -22,7 +22,8 @@ type Identity struct {
 type Verdict struct {
 	Allowed         bool
 	Reason          string // user-facing, no other users' roles or nodes
-	Rule            string // the rule that decided
+	Rule            string // the rule that decided ("lock" for a locked user)
+	Notice          string // set on a refusal worded whole (a lock): the line after "gatehouse: "
 	Hint            string // what the user can do about a refusal
 	Roles           []string
 	RequestIDs      []string // grants the access depends on
@@ -38,11 +39,15 @@ type NodeAccess struct {
 }
 
 // Authorizer answers the proxy's access questions from the user's current
-// roles. Implementations must fail closed: an error means "no".
+// standing, read afresh at every call. Implementations must fail closed: an
+// error means "no" for anything new.
 type Authorizer interface {
-	// Admit is asked once per new connection: a locked user gets an error
-	// whose text is shown to them.
+	// Admit gates the bastion's own commands (`ssh bob@bastion whoami`): a
+	// locked user gets an error whose text is shown to them.
 	Admit(ctx context.Context, id Identity) error
+	// Authorize decides one login on one node: asked once for every jump,
+	// after the connection is registered for re-checks, and again by every
+	// re-check of a live session.
 	Authorize(ctx context.Context, id Identity, login string, node config.Node) (Verdict, error)
 	Nodes(ctx context.Context, id Identity, nodes []config.Node) ([]NodeAccess, error)
 	// Describe is the "who am I" text: roles and grants.

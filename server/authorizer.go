@@ -2,8 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -14,140 +14,45 @@ import (
 	"github.com/gatehouse-dev/gatehouse/proxy"
 )
 
-// authorizer answers the proxy's questions from the current policy and the
-// user's current roles (base + active grants − locks), recomputed at every
-// call: nothing is cached past a change. The one reuse is a jump's
-// admission deciding that same jump's login (see AdmitJump).
+// authorizer is the proxy's view of package access: every answer comes
+// from access.Service.Authorize or from the standing it decides on
+// (Effective), read afresh at every call. It only translates types.
 type authorizer struct {
-	policy *policy.Engine
 	access *access.Service
 	now    func() time.Time
 }
 
-type effective = access.Effective
-
 func toPolicyNode(n config.Node) policy.Node { return policy.Node{Name: n.Name, Labels: n.Labels} }
 
-// Admit refuses locked users, and fails closed when the store cannot be
-// read. (Live sessions are re-checked through Authorize alone, which keeps
-// them through a short database outage.)
-func (a *authorizer) Admit(ctx context.Context, id proxy.Identity) error {
-	_, err := a.AdmitJump(ctx, id)
-	return err
+func toAccessIdentity(id proxy.Identity) access.Identity {
+	return access.Identity{User: id.User, Claims: id.Claims}
 }
 
-// admissionReuse bounds how long an admission's reading of the user may
-// decide the jump's login: the inner handshake normally takes milliseconds,
-// and a client that stalls it gets a fresh read instead.
-const admissionReuse = time.Second
+// errUnchecked is what a user sees when their standing cannot be read: a
+// bastion command fails closed.
+var errUnchecked = errors.New("access could not be checked right now; try again")
 
-// AdmitJump is Admit for a jump (proxy.JumpAdmitter): the admission it
-// returns decides the jump's login from what Admit read, so a new session
-// reads the user's lock and grants once instead of twice.
-func (a *authorizer) AdmitJump(ctx context.Context, id proxy.Identity) (proxy.Admission, error) {
-	// Taken before the read: a change counted after this point, even one
-	// racing the read, makes the admission read again.
-	gen, pol, at := a.access.Generation(), a.policy.Current(), a.now()
+// Admit gates the bastion's own commands: a locked user gets the lock's
+// one line, and a store that cannot be read refuses.
+func (a *authorizer) Admit(ctx context.Context, id proxy.Identity) error {
 	eff, err := a.access.Effective(ctx, id.User, id.Claims)
 	if err != nil {
-		return nil, fmt.Errorf("access could not be checked right now; try again")
+		return errUnchecked
 	}
-	if eff.Lock != nil {
-		// The reason stays with the security team: it may be about an
-		// investigation the user should not learn of.
-		msg := fmt.Sprintf("%s is locked", id.User)
-		if eff.Lock.Expires != nil {
-			msg += fmt.Sprintf(" until %s", eff.Lock.Expires.Local().Format("2006-01-02 15:04 MST"))
-		}
-		return nil, fmt.Errorf("%s; contact your security team", msg)
+	if n := eff.LockNotice(); n != "" {
+		return errors.New(n)
 	}
-	return &admission{a: a, id: id, eff: eff, gen: gen, pol: pol, at: at}, nil
-}
-
-// admission is one jump's reading of its user, kept for that jump's first
-// decision. It is never consulted again: live sessions are re-checked with
-// fresh reads, and the proxy registers the connection for those re-checks
-// before it asks.
-type admission struct {
-	a   *authorizer
-	id  proxy.Identity
-	eff effective
-	gen uint64
-	pol *policy.Policy
-	at  time.Time
-}
-
-// Authorize decides from the admission's reading while nothing can have
-// changed it: no access change counted since (a lock or revocation in this
-// process, or one a scan noticed), the same policy, no grant run out, and
-// at most admissionReuse old. Otherwise it reads afresh.
-func (ad *admission) Authorize(ctx context.Context, login string, node config.Node) (proxy.Verdict, error) {
-	a := ad.a
-	now := a.now()
-	if a.access.Generation() != ad.gen || a.policy.Current() != ad.pol || now.Sub(ad.at) > admissionReuse ||
-		now.Before(ad.at) || expiredSince(ad.eff, now) {
-		return a.Authorize(ctx, ad.id, login, node)
-	}
-	return a.decide(ad.eff, ad.id, login, node), nil
-}
-
-// expiredSince reports whether a grant of eff has ended by now; eff was
-// read with only the grants active at that time.
-func expiredSince(eff effective, now time.Time) bool {
-	for _, g := range eff.Grants {
-		if g.GrantEnd != nil && !now.Before(*g.GrantEnd) {
-			return true
-		}
-	}
-	return false
+	return nil
 }
 
 func (a *authorizer) Authorize(ctx context.Context, id proxy.Identity, login string, node config.Node) (proxy.Verdict, error) {
-	eff, err := a.access.Effective(ctx, id.User, id.Claims)
+	v, err := a.access.Authorize(ctx, toAccessIdentity(id), login, toPolicyNode(node))
 	if err != nil {
-		return proxy.Verdict{}, fmt.Errorf("effective roles of %s: %w", id.User, err)
+		return proxy.Verdict{}, err
 	}
-	return a.decide(eff, id, login, node), nil
-}
-
-// decide is the verdict for login on node given the user's standing eff.
-func (a *authorizer) decide(eff effective, id proxy.Identity, login string, node config.Node) proxy.Verdict {
-	if eff.Lock != nil {
-		return proxy.Verdict{Allowed: false, Reason: fmt.Sprintf("%s is locked", id.User), Rule: "lock"}
-	}
-	d := a.policy.Current().Decide(eff.Subject, login, toPolicyNode(node))
-	v := proxy.Verdict{Allowed: d.Allowed, Rule: d.Rule, Reason: d.Rule, Roles: d.Roles,
-		PortForwarding: d.Options.PortForwarding, AgentForwarding: d.Options.AgentForwarding, MaxSessionTTL: d.Options.MaxSessionTTL}
-	if d.Allowed {
-		// The session depends on grants only when no base role allows it.
-		base := map[string]bool{}
-		for _, r := range eff.Base {
-			base[r] = true
-		}
-		dependsOnGrant := true
-		for _, r := range d.Roles {
-			if base[r] {
-				dependsOnGrant = false
-			}
-		}
-		if dependsOnGrant {
-			seen := map[string]bool{}
-			for _, r := range d.Roles {
-				for _, gid := range eff.GrantsFor(r) {
-					if !seen[gid] {
-						seen[gid] = true
-						v.RequestIDs = append(v.RequestIDs, gid)
-					}
-				}
-			}
-			sort.Strings(v.RequestIDs)
-		}
-		return v
-	}
-	if roles, _, _ := a.policy.Current().Requestable(eff.Subject); len(roles) > 0 {
-		v.Hint = fmt.Sprintf("request one with: ssh bastion request %s --reason ...", strings.Join(roles, ","))
-	}
-	return v
+	return proxy.Verdict{Allowed: v.Allowed, Reason: v.Reason, Rule: v.Rule, Notice: v.Notice, Hint: v.Hint,
+		Roles: v.Roles, RequestIDs: v.RequestIDs, PortForwarding: v.Options.PortForwarding,
+		AgentForwarding: v.Options.AgentForwarding, MaxSessionTTL: v.Options.MaxSessionTTL}, nil
 }
 
 func (a *authorizer) Nodes(ctx context.Context, id proxy.Identity, nodes []config.Node) ([]proxy.NodeAccess, error) {
@@ -155,13 +60,9 @@ func (a *authorizer) Nodes(ctx context.Context, id proxy.Identity, nodes []confi
 	if err != nil {
 		return nil, fmt.Errorf("effective roles of %s: %w", id.User, err)
 	}
-	if eff.Lock != nil {
-		return nil, nil
-	}
-	p := a.policy.Current()
 	var out []proxy.NodeAccess
 	for _, n := range nodes {
-		if logins := p.Logins(eff.Subject, toPolicyNode(n)); len(logins) > 0 {
+		if logins := eff.Logins(toPolicyNode(n)); len(logins) > 0 {
 			out = append(out, proxy.NodeAccess{Node: n, Logins: logins})
 		}
 	}

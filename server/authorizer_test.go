@@ -39,7 +39,7 @@ type authorizerEnv struct {
 
 // newAuthorizerEnv builds a bastion on SQLite (without serving) and an
 // authorizer over a counting store, with a clock the test moves.
-func newAuthorizerEnv(t *testing.T) *authorizerEnv {
+func newAuthorizerEnv(t testing.TB) *authorizerEnv {
 	t.Helper()
 	dir := t.TempDir()
 	env := &authorizerEnv{roles: filepath.Join(dir, "roles.yaml")}
@@ -61,7 +61,7 @@ func newAuthorizerEnv(t *testing.T) *authorizerEnv {
 	clock := func() time.Time { return *env.clock.Load() }
 	env.b, env.store = b, &countingStore{Store: b.Store}
 	env.svc = access.New(env.store, b.Policy, b.Audit, nil, access.Options{Clock: clock, Logger: slog.New(slog.DiscardHandler)})
-	env.az = &authorizer{policy: b.Policy, access: env.svc, now: clock}
+	env.az = &authorizer{access: env.svc, now: clock}
 	return env
 }
 
@@ -75,106 +75,58 @@ var (
 	authzNode = config.Node{Name: "web-1", Labels: map[string]string{"env": "staging"}}
 )
 
-// A jump's admission decides its login from the one reading Admit made.
-func TestAdmissionReadsTheUserOnce(t *testing.T) {
+// The adapter hands the proxy access.Authorize's answer: a refusal of a
+// locked user carries the one line the user sees, and every decision reads
+// the user's standing afresh.
+func TestAuthorizerPassesTheDecision(t *testing.T) {
 	env := newAuthorizerEnv(t)
 	ctx := context.Background()
-	adm, err := env.az.AdmitJump(ctx, authzBob)
-	if err != nil {
-		t.Fatalf("AdmitJump: %v", err)
+	v, err := env.az.Authorize(ctx, authzBob, "ubuntu", authzNode)
+	if err != nil || !v.Allowed || len(v.Roles) != 1 || v.Roles[0] != "dev" || !v.PortForwarding {
+		t.Fatalf("Authorize = %+v, %v; want allowed by role dev with port forwarding", v, err)
 	}
-	v, err := adm.Authorize(ctx, "ubuntu", authzNode)
-	if err != nil || !v.Allowed || len(v.Roles) != 1 || v.Roles[0] != "dev" {
-		t.Fatalf("Authorize = %+v, %v; want allowed by role dev", v, err)
+	if v, _ := env.az.Authorize(ctx, authzBob, "root", authzNode); v.Allowed || v.Notice != "" {
+		t.Errorf("root: %+v, want a policy refusal", v)
 	}
-	if v, _ := adm.Authorize(ctx, "root", authzNode); v.Allowed {
-		t.Errorf("root allowed: %+v", v)
+	if n := env.store.lockReads.Load(); n != 2 {
+		t.Errorf("%d readings of bob's standing for two decisions, want 2", n)
 	}
-	if n := env.store.lockReads.Load(); n != 1 {
-		t.Errorf("%d readings of bob's standing for one jump, want 1", n)
+	exp := env.clock.Load().Add(time.Hour)
+	if err := env.b.Store.PutLock(ctx, storage.Lock{User: "bob", Reason: "investigation", By: "admin", Created: *env.clock.Load(), Expires: &exp}); err != nil {
+		t.Fatal(err)
 	}
-}
-
-// Whatever may have changed the user's standing since the admission makes
-// its Authorize read again, and decide from what it reads.
-func TestAdmissionReadsAgainAfterChanges(t *testing.T) {
-	tests := []struct {
-		name        string
-		change      func(t *testing.T, env *authorizerEnv)
-		wantAllowed bool
-		wantRule    string
-	}{
-		{"lock placed in this process", func(t *testing.T, env *authorizerEnv) {
-			if _, err := env.svc.Lock(context.Background(), access.Admin(), "bob", "investigation", 0); err != nil {
-				t.Fatal(err)
-			}
-		}, false, "lock"},
-		{"lock placed by another process and scanned", func(t *testing.T, env *authorizerEnv) {
-			l := storage.Lock{User: "bob", Reason: "investigation", By: "admin", Created: *env.clock.Load()}
-			if err := env.b.Store.PutLock(context.Background(), l); err != nil {
-				t.Fatal(err)
-			}
-			if err := env.svc.Scan(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-		}, false, "lock"},
-		{"policy reloaded without the user", func(t *testing.T, env *authorizerEnv) {
-			roles := "users: []\nroles:\n  - name: dev\n    allow:\n      logins: [ubuntu]\n      node_labels: {env: staging}\n"
-			if err := os.WriteFile(env.roles, []byte(roles), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			if err := env.b.Policy.Reload(); err != nil {
-				t.Fatal(err)
-			}
-		}, false, ""},
-		{"admission too old", func(t *testing.T, env *authorizerEnv) {
-			env.advance(admissionReuse + time.Millisecond)
-		}, true, ""},
+	v, err = env.az.Authorize(ctx, authzBob, "ubuntu", authzNode)
+	want := "bob is locked until " + exp.Local().Format("2006-01-02 15:04 MST") + "; contact your security team"
+	if err != nil || v.Allowed || v.Rule != access.RuleLock || v.Notice != want || v.Reason != "bob is locked" {
+		t.Errorf("locked: %+v, %v; want rule lock, notice %q", v, err, want)
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			env := newAuthorizerEnv(t)
-			ctx := context.Background()
-			adm, err := env.az.AdmitJump(ctx, authzBob)
-			if err != nil {
-				t.Fatalf("AdmitJump: %v", err)
-			}
-			// Prime the scan's memory of locks, as a running bastion's is.
-			if err := env.svc.Scan(ctx); err != nil {
-				t.Fatal(err)
-			}
-			tc.change(t, env)
-			before := env.store.lockReads.Load()
-			v, err := adm.Authorize(ctx, "ubuntu", authzNode)
-			if err != nil {
-				t.Fatalf("Authorize: %v", err)
-			}
-			if v.Allowed != tc.wantAllowed || (tc.wantRule != "" && v.Rule != tc.wantRule) {
-				t.Errorf("Authorize = %+v; want allowed %v, rule %q", v, tc.wantAllowed, tc.wantRule)
-			}
-			if env.store.lockReads.Load() == before {
-				t.Errorf("Authorize decided from the admission's reading")
-			}
-		})
+	if err := env.az.Admit(ctx, authzBob); err == nil || err.Error() != want {
+		t.Errorf("Admit of locked bob = %v, want %q", err, want)
+	}
+	if na, err := env.az.Nodes(ctx, authzBob, []config.Node{authzNode}); err != nil || len(na) != 0 {
+		t.Errorf("Nodes of locked bob = %+v, %v; want none", na, err)
 	}
 }
 
-func TestExpiredSince(t *testing.T) {
-	now := time.Unix(1700000000, 0)
-	at := func(d time.Duration) *time.Time { t := now.Add(d); return &t }
-	tests := []struct {
-		name   string
-		grants []storage.Request
-		want   bool
-	}{
-		{"no grants", nil, false},
-		{"grant running", []storage.Request{{GrantEnd: at(time.Minute)}}, false},
-		{"grant ending now", []storage.Request{{GrantEnd: at(0)}}, true},
-		{"one of two ended", []storage.Request{{GrantEnd: at(time.Hour)}, {GrantEnd: at(-time.Second)}}, true},
+// A review on someone's behalf sees the claims of their latest login: the
+// bastion hands package access the same claims policy check reads.
+func TestLatestClaimsFeedReviewsOnBehalf(t *testing.T) {
+	env := newAuthorizerEnv(t)
+	ctx := context.Background()
+	src := latestClaims{env.b.Store}
+	if c, err := src.LatestClaims(ctx, "alice"); err != nil || c != nil {
+		t.Fatalf("claims of a user who never logged in = %v, %v; want none", c, err)
 	}
-	for _, tc := range tests {
-		if got := expiredSince(effective{Grants: tc.grants}, now); got != tc.want {
-			t.Errorf("%s: expiredSince = %v, want %v", tc.name, got, tc.want)
+	now := time.Now()
+	for _, l := range []storage.Login{
+		{ID: "a1", User: "alice", Kind: "web", Claims: map[string][]string{"groups": {"old"}}, Created: now.Add(-time.Hour), Expires: now},
+		{ID: "a2", User: "alice", Kind: "cli", Claims: map[string][]string{"groups": {"security"}}, Created: now, Expires: now.Add(time.Hour)},
+	} {
+		if err := env.b.Store.PutLogin(ctx, l); err != nil {
+			t.Fatal(err)
 		}
+	}
+	if c, err := src.LatestClaims(ctx, "alice"); err != nil || len(c["groups"]) != 1 || c["groups"][0] != "security" {
+		t.Errorf("LatestClaims(alice) = %v, %v; want the latest login's groups", c, err)
 	}
 }

@@ -213,18 +213,18 @@ func (b *Bastion) cmdReview(ctx context.Context, id proxy.Identity, args []strin
 }
 
 func (b *Bastion) cmdCancel(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	return b.simple(ctx, id, args, stdout, stderr, "cancel", func(ctx context.Context, eff effective, rid string) (storage.Request, error) {
+	return b.simple(ctx, id, args, stdout, stderr, "cancel", func(ctx context.Context, eff access.Effective, rid string) (storage.Request, error) {
 		return b.Access.Cancel(ctx, eff, rid)
 	})
 }
 
 func (b *Bastion) cmdDrop(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	return b.simple(ctx, id, args, stdout, stderr, "drop", func(ctx context.Context, eff effective, rid string) (storage.Request, error) {
+	return b.simple(ctx, id, args, stdout, stderr, "drop", func(ctx context.Context, eff access.Effective, rid string) (storage.Request, error) {
 		return b.Access.Revoke(ctx, eff, rid, "dropped by requester")
 	})
 }
 
-func (b *Bastion) simple(ctx context.Context, id proxy.Identity, args []string, stdout, stderr io.Writer, name string, fn func(context.Context, effective, string) (storage.Request, error)) int {
+func (b *Bastion) simple(ctx context.Context, id proxy.Identity, args []string, stdout, stderr io.Writer, name string, fn func(context.Context, access.Effective, string) (storage.Request, error)) int {
 	if len(args) != 1 {
 		fmt.Fprintf(stderr, "gatehouse: usage: %s ID\n", name)
 		return 2

@@ -111,3 +111,19 @@ func (k keyLogins) CertLogin(ctx context.Context, loginID string) (proxy.Identit
 	}
 	return loginIdentity(l), true, nil
 }
+
+// latestClaims gives package access a person's claims from their latest
+// stored login (access.ClaimsSource), so a review on their behalf sees the
+// roles claims_to_roles maps them to, as `gatehouse policy check` does.
+type latestClaims struct{ store storage.IdentityStore }
+
+func (c latestClaims) LatestClaims(ctx context.Context, user string) (map[string][]string, error) {
+	l, err := c.store.LatestLogin(ctx, user)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return l.Claims, nil
+}

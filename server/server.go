@@ -95,7 +95,7 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Bastion,
 	b.closers = append([]func() error{b.Notify.Close}, b.closers...)
 	b.Access = access.New(b.Store, b.Policy, b.Audit, b.Notify, access.Options{
 		PendingTTL: cfg.Requests.PendingTTL.D(), PublicURL: cfg.Web.PublicURL, Logger: log,
-		OnChange: publishChanges(b.bus, b.origin, log)})
+		OnChange: publishChanges(b.bus, b.origin, log), Claims: latestClaims{b.Store}})
 	ok = true
 	return b, nil
 }
@@ -129,7 +129,7 @@ func (b *Bastion) Close() error {
 // AdminEffective is the identity of the operator running CLI commands with
 // the server's config.
 func (b *Bastion) Authorizer() proxy.Authorizer {
-	return &authorizer{policy: b.Policy, access: b.Access, now: time.Now}
+	return &authorizer{access: b.Access, now: time.Now}
 }
 
 func (b *Bastion) recorder() proxy.RecorderFactory {

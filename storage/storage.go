@@ -219,6 +219,10 @@ type IdentityStore interface {
 	// LoginByKey returns the unexpired, unrevoked sshkey login bound to fp.
 	LoginByKey(ctx context.Context, fp string, now time.Time) (Login, error)
 	RevokeLogin(ctx context.Context, id string) error
+	// LatestLogin returns user's most recently created login of any kind,
+	// expired and revoked ones included (its claims are the newest the
+	// identity provider gave); ErrNotFound if the user never logged in.
+	LatestLogin(ctx context.Context, user string) (Login, error)
 	// Generic short-lived one-time values (login URL codes, CLI codes).
 	PutOneTime(ctx context.Context, key string, value []byte, expires time.Time) error
 	// TakeOneTime returns and deletes the value; ErrNotFound if absent or expired.

@@ -87,7 +87,7 @@ func (h *Handler) me(r *http.Request, v *viewer) (me, error) {
 	slices.SortFunc(m.Grants, func(a, b grantView) int { return a.End.Compare(b.End) })
 	target := sshTarget(h.opt.Config)
 	for _, n := range h.opt.Config.Nodes {
-		logins := v.Pol.Logins(e.Subject, policy.Node{Name: n.Name, Labels: n.Labels})
+		logins := e.Logins(policy.Node{Name: n.Name, Labels: n.Labels})
 		if len(logins) == 0 {
 			continue
 		}

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	osuser "os/user"
+	"sort"
 	"strings"
 	"time"
 
@@ -40,6 +42,9 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	user := fs.String("user", "", "user name")
 	login := fs.String("login", "", "login on the node")
 	node := fs.String("node", "", "node name")
+	claims := claimFlag{}
+	fs.Var(claims, "claim", "KEY=VALUE: a hypothetical claim of the login, in place of the stored ones (repeatable)")
+	rolesFlag := fs.String("roles", "", "R[,R]: hypothetical roles, in place of users:, claims and grants")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -50,6 +55,15 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *user == "" || *login == "" || *node == "" {
 		return usageError{"--user, --login and --node are required"}
 	}
+	var roles []string
+	if *rolesFlag != "" {
+		for _, r := range strings.Split(*rolesFlag, ",") {
+			if r = strings.TrimSpace(r); r == "" {
+				return usageError{fmt.Sprintf("--roles %q names an empty role", *rolesFlag)}
+			}
+			roles = append(roles, r)
+		}
+	}
 	b, err := openBastion(ctx, *cfgPath)
 	if err != nil {
 		return usageError{err.Error()}
@@ -59,21 +73,147 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !ok {
 		return usageError{fmt.Sprintf("unknown node %q (not in nodes: of %s)", *node, b.Config.Path())}
 	}
-	eff, err := b.Access.Effective(ctx, *user, nil)
+	for _, r := range roles {
+		if !b.Policy.Current().HasRole(r) {
+			return usageError{fmt.Sprintf("--roles: unknown role %q (not in %s)", r, b.Policy.Current().Source())}
+		}
+	}
+	// Without --claim, the claims the bastion would see: those of the
+	// user's latest login.
+	var used []string
+	id := access.Identity{User: *user}
+	if len(claims) > 0 {
+		id.Claims = claims
+		used = append(used, "claims: given with --claim "+formatClaims(claims))
+	} else {
+		l, err := b.Store.LatestLogin(ctx, *user)
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			used = append(used, "claims: none (no login of "+termsafe.String(*user)+" is stored)")
+		case err != nil:
+			return err
+		default:
+			id.Claims = l.Claims
+			used = append(used, fmt.Sprintf("claims: from login %s (%s) at %s%s: %s", termsafe.String(l.ID), l.Kind,
+				l.Created.Local().Format(time.RFC3339), loginState(l, time.Now()), formatClaims(l.Claims)))
+		}
+	}
+	pn := policy.Node{Name: n.Name, Labels: n.Labels}
+	v, err := b.Access.Authorize(ctx, id, *login, pn)
 	if err != nil {
 		return err
 	}
-	if eff.Lock != nil {
-		fmt.Fprintf(stdout, "denied: %s is locked (%s)\n", *user, termsafe.String(eff.Lock.Reason))
+	if roles != nil {
+		// The same decision over the hypothetical roles.
+		v = v.Standing.Assume(roles).Decide(*login, pn)
+		used = append(used, "roles: given with --roles (users:, claims_to_roles and grants not used)")
+	}
+	used = append(used, usedGrants(v.Standing, roles != nil), usedLock(v.Standing))
+	printVerdict(stdout, *user, *login, *node, v)
+	fmt.Fprintln(stdout, "used:")
+	for _, u := range used {
+		fmt.Fprintf(stdout, "  %s\n", u)
+	}
+	if !v.Allowed {
 		return exitCode(1)
 	}
-	d := b.Policy.Current().Decide(eff.Subject, *login, policy.Node{Name: n.Name, Labels: n.Labels})
-	if d.Allowed {
-		fmt.Fprintf(stdout, "allowed: %s may log in as %s on %s\nrule: %s\nroles: %s\n", *user, *login, *node, d.Rule, strings.Join(eff.Subject.Roles, ","))
-		return nil
+	return nil
+}
+
+// printVerdict is policy check's answer; the first line says allowed or
+// denied, and for a lock names its reason (the operator may know it).
+func printVerdict(w io.Writer, user, login, node string, v access.Verdict) {
+	f := termsafe.String
+	switch {
+	case v.Allowed:
+		fmt.Fprintf(w, "allowed: %s may log in as %s on %s\n", f(user), f(login), f(node))
+	case v.Rule == access.RuleLock:
+		fmt.Fprintf(w, "denied: %s is locked (%s)\n", f(user), f(v.Standing.Lock.Reason))
+	default:
+		fmt.Fprintf(w, "denied: %s may not log in as %s on %s\n", f(user), f(login), f(node))
 	}
-	fmt.Fprintf(stdout, "denied: %s may not log in as %s on %s\nrule: %s\nroles: %s\n", *user, *login, *node, d.Rule, strings.Join(eff.Subject.Roles, ","))
-	return exitCode(1)
+	fmt.Fprintf(w, "rule: %s\nroles: %s\n", f(v.Rule), strings.Join(termsafe.Strings(v.Standing.Subject.Roles), ","))
+	if v.Allowed && len(v.RequestIDs) > 0 {
+		fmt.Fprintf(w, "depends on: request %s\n", strings.Join(v.RequestIDs, ","))
+	}
+	if v.Hint != "" {
+		fmt.Fprintf(w, "hint: %s\n", f(v.Hint))
+	}
+	if v.Notice != "" {
+		fmt.Fprintf(w, "the user sees: gatehouse: %s\n", v.Notice)
+	}
+}
+
+func usedGrants(e access.Effective, assumed bool) string {
+	if assumed {
+		return "grants: not used (--roles)"
+	}
+	if len(e.Grants) == 0 {
+		return "grants: none active"
+	}
+	var gs []string
+	for _, g := range e.Grants {
+		s := termsafe.String(g.ID) + " (" + strings.Join(termsafe.Strings(g.Roles), ",")
+		if g.GrantEnd != nil {
+			s += " until " + g.GrantEnd.Local().Format(time.RFC3339)
+		}
+		gs = append(gs, s+")")
+	}
+	return "grants: " + strings.Join(gs, ", ")
+}
+
+func usedLock(e access.Effective) string {
+	l := e.Lock
+	if l == nil {
+		return "lock: none"
+	}
+	until := "until unlocked"
+	if l.Expires != nil {
+		until = "until " + l.Expires.Local().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("lock: by %s at %s, %s: %s", termsafe.String(l.By), l.Created.Local().Format(time.RFC3339), until, termsafe.String(l.Reason))
+}
+
+func loginState(l storage.Login, now time.Time) string {
+	switch {
+	case l.Revoked:
+		return ", revoked"
+	case !now.Before(l.Expires):
+		return ", expired"
+	}
+	return ""
+}
+
+// formatClaims shows claims sorted by key: groups=dba,dev email=bob@example.com.
+func formatClaims(c map[string][]string) string {
+	if len(c) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, termsafe.String(k)+"="+strings.Join(termsafe.Strings(c[k]), ","))
+	}
+	return strings.Join(parts, " ")
+}
+
+// claimFlag collects repeated --claim KEY=VALUE; a key given twice holds
+// both values, as a list claim would.
+type claimFlag map[string][]string
+
+func (c claimFlag) String() string { return formatClaims(c) }
+
+func (c claimFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || strings.TrimSpace(k) == "" {
+		return fmt.Errorf("want KEY=VALUE, got %q", s)
+	}
+	c[k] = append(c[k], v)
+	return nil
 }
 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -936,6 +936,35 @@ func runIdentity(t *testing.T, open func(t *testing.T) storage.Store) {
 		}
 	})
 
+	t.Run("LatestLogin", func(t *testing.T) {
+		s := open(t)
+		if _, err := s.LatestLogin(ctx, "bob"); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("LatestLogin before any login = %v, want ErrNotFound", err)
+		}
+		for _, l := range []storage.Login{
+			{ID: "old", User: "bob", Kind: "web", Claims: map[string][]string{"groups": {"dev"}}, Created: now.Add(-2 * time.Hour), Expires: now.Add(time.Hour)},
+			{ID: "new", User: "bob", Kind: "cli", Claims: map[string][]string{"groups": {"dev", "dba"}}, Created: now.Add(-time.Hour), Expires: now},
+			{ID: "alice", User: "alice", Kind: "sshkey", KeyFP: "SHA256:a", Created: now, Expires: now.Add(time.Hour)},
+		} {
+			if err := s.PutLogin(ctx, l); err != nil {
+				t.Fatalf("PutLogin %s: %v", l.ID, err)
+			}
+		}
+		// Expired and revoked, the newest login still carries the newest
+		// claims: it is the one returned.
+		if err := s.RevokeLogin(ctx, "new"); err != nil {
+			t.Fatal(err)
+		}
+		l, err := s.LatestLogin(ctx, "bob")
+		if err != nil || l.ID != "new" || !l.Revoked || !reflect.DeepEqual(l.Claims, map[string][]string{"groups": {"dev", "dba"}}) ||
+			!l.Created.Equal(now.Add(-time.Hour)) {
+			t.Errorf("LatestLogin(bob) = %+v, %v; want login new with its claims", l, err)
+		}
+		if l, err := s.LatestLogin(ctx, "alice"); err != nil || l.ID != "alice" {
+			t.Errorf("LatestLogin(alice) = %+v, %v", l, err)
+		}
+	})
+
 	t.Run("OneTime", func(t *testing.T) {
 		s := open(t)
 		tests := []struct {

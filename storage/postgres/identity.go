@@ -62,6 +62,20 @@ func (s *Store) LoginByKey(ctx context.Context, fp string, now time.Time) (stora
 	return l, nil
 }
 
+// LatestLogin implements storage.IdentityStore.
+func (s *Store) LatestLogin(ctx context.Context, user string) (storage.Login, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+loginColumns+` FROM logins
+		WHERE user_name = $1 ORDER BY created_ns DESC, id DESC LIMIT 1`, user)
+	if err != nil {
+		return storage.Login{}, fmt.Errorf("latest login of %q: %w", user, err)
+	}
+	l, err := pgx.CollectExactlyOneRow(rows, scanLogin)
+	if err != nil {
+		return storage.Login{}, fmt.Errorf("latest login of %q: %w", user, notFound(err))
+	}
+	return l, nil
+}
+
 // RevokeLogin implements storage.IdentityStore.
 func (s *Store) RevokeLogin(ctx context.Context, id string) error {
 	tag, err := s.pool.Exec(ctx, `UPDATE logins SET revoked = true WHERE id = $1`, id)

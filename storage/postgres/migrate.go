@@ -141,6 +141,9 @@ CREATE TABLE bot_tokens (
 );
 CREATE INDEX bot_tokens_bot ON bot_tokens (bot);
 `},
+		{version: 3, sql: `
+CREATE INDEX logins_user ON logins (user_name, created_ns DESC);
+`},
 	}
 }
 

@@ -134,6 +134,16 @@ func (s *Store) LoginByKey(ctx context.Context, fp string, now time.Time) (stora
 	return l, nil
 }
 
+// LatestLogin implements storage.IdentityStore.
+func (s *Store) LatestLogin(ctx context.Context, user string) (storage.Login, error) {
+	l, err := scanLogin(s.r.QueryRowContext(ctx, `SELECT `+loginCols+` FROM logins
+		WHERE user = ? ORDER BY created DESC, id DESC LIMIT 1`, user))
+	if err != nil {
+		return storage.Login{}, fmt.Errorf("latest login of %s: %w", user, errNoRow(err))
+	}
+	return l, nil
+}
+
 // RevokeLogin implements storage.IdentityStore.
 func (s *Store) RevokeLogin(ctx context.Context, id string) error {
 	res, err := s.w.ExecContext(ctx, `UPDATE logins SET revoked = 1 WHERE id = ?`, id)

@@ -128,6 +128,8 @@ CREATE TABLE bot_tokens (
 );
 CREATE INDEX bot_tokens_bot ON bot_tokens(bot);
 `,
+		// 3: a user's latest login (policy check).
+		`CREATE INDEX logins_user ON logins(user, created);`,
 	}
 }
 

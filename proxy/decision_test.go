@@ -11,44 +11,33 @@ import (
 	"github.com/gatehouse-dev/gatehouse/proxy"
 )
 
-// gatedAuthorizer admits every jump with an admission that holds its
-// decision until released, and re-checks from a lock flag.
+// gatedAuthorizer holds a jump's decision until released, and answers
+// every later question (the re-checks) from a lock flag.
 type gatedAuthorizer struct {
 	allowUbuntu
 	locked   atomic.Bool
-	deciding chan struct{} // an admission is deciding
+	asked    atomic.Int32
+	deciding chan struct{} // the jump's decision is being made
 	release  chan struct{} // let it answer
-	admitted atomic.Int32
-}
-
-func (g *gatedAuthorizer) AdmitJump(ctx context.Context, id proxy.Identity) (proxy.Admission, error) {
-	g.admitted.Add(1)
-	return gatedAdmission{g: g, id: id}, nil
 }
 
 func (g *gatedAuthorizer) Authorize(ctx context.Context, id proxy.Identity, login string, n config.Node) (proxy.Verdict, error) {
+	if g.asked.Add(1) == 1 {
+		// The jump's decision, read before the lock: allowed.
+		g.deciding <- struct{}{}
+		<-g.release
+		return g.allowUbuntu.Authorize(ctx, id, login, n)
+	}
 	if g.locked.Load() {
-		return proxy.Verdict{Reason: id.User + " is locked", Rule: "lock"}, nil
+		return proxy.Verdict{Reason: id.User + " is locked", Rule: "lock", Notice: id.User + " is locked; contact your security team"}, nil
 	}
 	return g.allowUbuntu.Authorize(ctx, id, login, n)
 }
 
-type gatedAdmission struct {
-	g  *gatedAuthorizer
-	id proxy.Identity
-}
-
-// Authorize answers from what was read at admission time: allowed.
-func (a gatedAdmission) Authorize(ctx context.Context, login string, n config.Node) (proxy.Verdict, error) {
-	a.g.deciding <- struct{}{}
-	<-a.g.release
-	return a.g.allowUbuntu.Authorize(ctx, a.id, login, n)
-}
-
 // A lock announced while a new connection is still being decided must end
-// that connection: it is registered for re-checks before its first
-// decision, which may rest on what was read before the lock.
-func TestLockDuringSetupEndsConnection(t *testing.T) {
+// that connection: it is registered for re-checks before its decision,
+// which may rest on what was read before the lock.
+func TestLockDuringDecisionEndsConnection(t *testing.T) {
 	g := &gatedAuthorizer{deciding: make(chan struct{}), release: make(chan struct{})}
 	b := startBastionWith(t, g, nil, nil)
 	type result struct {
@@ -85,7 +74,23 @@ func TestLockDuringSetupEndsConnection(t *testing.T) {
 	if n := b.audit.Count("session.terminated"); n != 1 {
 		t.Errorf("%d session.terminated events, want 1", n)
 	}
-	if n := g.admitted.Load(); n != 1 {
-		t.Errorf("AdmitJump called %d times, want once", n)
+}
+
+// A locked user's jump is refused with the lock's own line, audited as a
+// denied session with the rule that refused it.
+func TestLockedJumpIsRefusedWithTheNotice(t *testing.T) {
+	g := &gatedAuthorizer{deciding: make(chan struct{}, 1), release: make(chan struct{})}
+	g.asked.Store(1) // no jump decision to hold
+	g.locked.Store(true)
+	b := startBastionWith(t, g, nil, nil)
+	out, err := b.jump(t, "bob", "ubuntu", "echo ran")
+	if err == nil || strings.Contains(out, "ran") {
+		t.Fatalf("locked bob ran a command: %q, %v", out, err)
+	}
+	if !strings.Contains(out+err.Error(), "gatehouse: bob is locked; contact your security team") {
+		t.Errorf("refusal: %q, %v; want the lock's line", out, err)
+	}
+	if n := b.audit.Count("session.denied"); n != 1 {
+		t.Errorf("%d session.denied events, want 1", n)
 	}
 }
