@@ -51,12 +51,16 @@ func TestJITRequestOnRefusal(t *testing.T) {
 			t.Fatalf("webhook created message: want bob asking for dba, got %+v", m)
 		}
 
+		// The window changes while bob waits: the node's terminal starts
+		// at the new size.
+		term.Resize(30, 100)
 		if r := alice.Bastion("approve", id, "--reason", "go"); r.ExitCode != 0 {
 			t.Fatalf("alice approves %s over ssh: %s", id, r)
 		}
 		term.Expect(regexp.MustCompile(`gatehouse: request `+id+` approved by alice; connecting to root@db-1\r\n`), 30*time.Second)
-		term.Send("id\r")
+		term.Send("id; stty size\r")
 		term.Expect(regexp.MustCompile(`uid=0\(root\)`), 60*time.Second)
+		term.Expect(regexp.MustCompile(`\n30 100\r`), 30*time.Second)
 		term.Send("exit 0\r")
 		if code := term.Wait(30 * time.Second); code != 0 {
 			t.Fatalf("bob's approved session exited %d; output %q", code, term.Output())
