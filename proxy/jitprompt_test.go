@@ -177,7 +177,7 @@ func TestJITPromptApprovedThenInputGoesOn(t *testing.T) {
 
 	// What is typed from now on is the session's, the read in flight
 	// included.
-	go g.typ(t, "id\r")
+	go func() { _, _ = io.WriteString(g.keys, "id\r") }()
 	buf := make([]byte, 16)
 	n, err := io.ReadAtLeast(g.d.keys, buf, 3)
 	if err != nil || string(buf[:n]) != "id\r" {
@@ -218,18 +218,37 @@ func TestJITPromptDeniedIsOneLine(t *testing.T) {
 }
 
 func TestJITPromptCtrlCCancelsRequest(t *testing.T) {
+	for name, key := range map[string]string{"Ctrl-C": "abc\x03", "Ctrl-D": "\x04"} {
+		t.Run(name, func(t *testing.T) {
+			g := startDialogue(t, optDBA)
+			g.screen.waitFor(t, "reason (required): ")
+			g.typ(t, "x\r\r")
+			g.screen.waitFor(t, "waiting for approval")
+			g.typ(t, key)
+			if g.result(t) {
+				t.Fatalf("%s: dialogue grants access", name)
+			}
+			if _, cancelled := g.desk.calls(); len(cancelled) != 1 || cancelled[0] != "req1" {
+				t.Fatalf("%s while waiting: cancelled %q, want [req1]", name, cancelled)
+			}
+			g.screen.waitFor(t, "gatehouse: request req1 cancelled\r\n")
+		})
+	}
+}
+
+// A client that goes away while waiting leaves its request pending.
+func TestJITPromptClientGoneWhileWaiting(t *testing.T) {
 	g := startDialogue(t, optDBA)
 	g.screen.waitFor(t, "reason (required): ")
 	g.typ(t, "x\r\r")
 	g.screen.waitFor(t, "waiting for approval")
-	g.typ(t, "abc\x03")
+	g.keys.Close()
 	if g.result(t) {
-		t.Fatal("Ctrl-C: dialogue grants access")
+		t.Fatal("client gone: dialogue grants access")
 	}
-	if _, cancelled := g.desk.calls(); len(cancelled) != 1 || cancelled[0] != "req1" {
-		t.Fatalf("Ctrl-C while waiting: cancelled %q, want [req1]", cancelled)
+	if filed, cancelled := g.desk.calls(); len(filed) != 1 || len(cancelled) != 0 {
+		t.Fatalf("client gone: filed %q, cancelled %q; want the request filed and left pending", filed, cancelled)
 	}
-	g.screen.waitFor(t, "gatehouse: request req1 cancelled\r\n")
 }
 
 func TestJITPromptCtrlCBeforeFiling(t *testing.T) {
