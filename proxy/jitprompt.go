@@ -362,7 +362,7 @@ func (d *requestDialog) cancel(ctx context.Context, req FiledRequest) bool {
 // Ctrl-U; escape sequences (arrow keys) are ignored.
 func (d *requestDialog) readLine(ctx context.Context, prompt string) (string, error) {
 	d.print(prompt)
-	var line []byte
+	var line, partial []byte
 	for {
 		c, err := d.keys.key(ctx, d.idle)
 		if err != nil {
@@ -373,6 +373,9 @@ func (d *requestDialog) readLine(ctx context.Context, prompt string) (string, er
 		}
 		lastCR := d.lastCR
 		d.lastCR = false
+		if c < utf8.RuneSelf {
+			partial = partial[:0] // a character cut short is dropped
+		}
 		switch {
 		case c == '\r':
 			d.lastCR = true
@@ -400,9 +403,19 @@ func (d *requestDialog) readLine(ctx context.Context, prompt string) (string, er
 				return "", errInterrupted
 			}
 		case c < 0x20:
-		case len(line) < maxAnswer:
-			line = append(line, c)
-			d.print(string(c))
+		case len(line)+len(partial) < maxAnswer:
+			// Echoed a whole character at a time, and only one that
+			// cannot act on the terminal (a pasted C1 control, an invalid
+			// sequence): the user sees what the reviewers will read.
+			partial = append(partial, c)
+			if !utf8.FullRune(partial) {
+				continue
+			}
+			if r, _ := utf8.DecodeRune(partial); r != utf8.RuneError && termsafe.Safe(string(partial)) {
+				line = append(line, partial...)
+				d.print(string(partial))
+			}
+			partial = partial[:0]
 		}
 	}
 }

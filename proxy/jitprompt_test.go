@@ -319,3 +319,18 @@ func TestJITPromptEscapesNames(t *testing.T) {
 		t.Fatalf("a raw escape sequence reached the terminal: %q", out)
 	}
 }
+
+// What the user types is echoed a whole character at a time, and a
+// character that could act on the terminal is dropped, not echoed.
+func TestJITPromptEchoesOnlySafeCharacters(t *testing.T) {
+	g := startDialogue(t, optDBA)
+	g.screen.waitFor(t, "reason (required): ")
+	g.typ(t, "caf\xc3\xa9 \xc2\x9b2J\xe2\x80\xaeok\xff\r\r")
+	g.screen.waitFor(t, "waiting for approval")
+	if filed, _ := g.desk.calls(); len(filed) != 1 || filed[0] != "dba|café 2Jok|1h0m0s" {
+		t.Fatalf("filed %q, want the reason without the C1 CSI, the bidi override and the invalid byte", filed)
+	}
+	if out := g.screen.String(); strings.Contains(out, "\xc2\x9b") || strings.Contains(out, "\u202e") || !strings.Contains(out, "café 2Jok") {
+		t.Fatalf("echo: %q", out)
+	}
+}
