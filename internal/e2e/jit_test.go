@@ -86,6 +86,12 @@ func TestJITRequestOnRefusal(t *testing.T) {
 		if got := env.state(t, carol, id); got != "CANCELLED" {
 			t.Fatalf("request %s after Ctrl-C: want CANCELLED, got %s", id, got)
 		}
+		// Filed and withdrawn on the record, by carol.
+		for _, typ := range []string{"request.create", "request.cancel"} {
+			if r := env.gh.MustRun("audit", "ls", "--type", typ, "--user", "carol"); !strings.Contains(r.Stdout, id) {
+				t.Errorf("audit ls --type %s --user carol does not show request %s: %s", typ, id, r)
+			}
+		}
 	})
 
 	t.Run("denied: one line and the session ends", func(t *testing.T) {
