@@ -17,9 +17,10 @@ import (
 // user may request is, when it asked for a terminal, answered by the
 // bastion itself. The terminated inner connection stays open while the
 // user files a request (jitprompt.go) and waits for the decision; once it
-// is approved, the session the client opened is replayed to the node (its
-// pty-req, env and shell or exec, as the client sent them) and relayed as
-// any other, on the same connection, with no new login.
+// is approved, the session the client opened is replayed to the node
+// (its pty-req, env, agent request and shell or exec, as the client sent
+// them) and relayed as any other, on the same connection, with no new
+// login.
 
 // AccessRequester is an Authorizer that can file access requests for a
 // refused user. The proxy looks for it on its Authorizer; without it every
@@ -219,9 +220,9 @@ type heldSession struct {
 	reqs *gate
 
 	mu      sync.Mutex
-	pty     []byte // pty-req payload, its size updated by window-change
-	env     [][]byte
-	start   *ssh.Request // shell or exec
+	pty     []byte         // pty-req payload, its size updated by window-change
+	kept    []*ssh.Request // env and agent requests, to replay
+	start   *ssh.Request   // shell or exec
 	started bool
 }
 
@@ -271,9 +272,11 @@ func (h *heldSession) request(r *ssh.Request, startedCh chan struct{}) bool {
 		if !h.started {
 			h.pty, ok = append([]byte(nil), r.Payload...), true
 		}
-	case "env":
+	case "env", "auth-agent-req@openssh.com":
+		// Kept in order for the node; the relay applies the policy to
+		// agent forwarding when it replays the request.
 		if !h.started {
-			h.env, ok = append(h.env, append([]byte(nil), r.Payload...)), true
+			h.kept, ok = append(h.kept, &ssh.Request{Type: r.Type, Payload: append([]byte(nil), r.Payload...)}), true
 		}
 	case "window-change":
 		h.resize(r.Payload)
@@ -315,10 +318,7 @@ func (h *heldSession) resize(payload []byte) {
 // before whatever the client sends from now on.
 func (h *heldSession) Accept() (ssh.Channel, <-chan *ssh.Request, error) {
 	h.mu.Lock()
-	replay := []*ssh.Request{{Type: "pty-req", Payload: h.pty}}
-	for _, e := range h.env {
-		replay = append(replay, &ssh.Request{Type: "env", Payload: e})
-	}
+	replay := append([]*ssh.Request{{Type: "pty-req", Payload: h.pty}}, h.kept...)
 	replay = append(replay, h.start)
 	h.mu.Unlock()
 	reqs := make(chan *ssh.Request)

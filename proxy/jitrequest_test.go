@@ -92,6 +92,7 @@ func TestJITHeldSessionReplays(t *testing.T) {
 	}{
 		{"pty-req", ssh.Marshal(ptyReq{Term: "xterm", Cols: 80, Rows: 24})},
 		{"env", ssh.Marshal(struct{ K, V string }{"LANG", "C.UTF-8"})},
+		{"auth-agent-req@openssh.com", nil},
 		{"shell", nil},
 	} {
 		if ok, err := ch.SendRequest(r.typ, true, r.payload); !ok || err != nil {
@@ -131,7 +132,7 @@ func TestJITHeldSessionReplays(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	for range 3 {
+	for range 4 {
 		r := <-reqs
 		if r.WantReply {
 			t.Errorf("replayed %s wants a reply the client already had", r.Type)
@@ -144,8 +145,8 @@ func TestJITHeldSessionReplays(t *testing.T) {
 		}
 		got = append(got, r.Type)
 	}
-	if strings.Join(got, ",") != "pty-req,env,shell" {
-		t.Fatalf("replayed %v, want pty-req, env, shell", got)
+	if strings.Join(got, ",") != "pty-req,env,auth-agent-req@openssh.com,shell" {
+		t.Fatalf("replayed %v, want pty-req, env, the agent request, shell", got)
 	}
 	// Requests the client sends from now on follow.
 	if _, err := ch.SendRequest("window-change", false, ssh.Marshal(struct{ Cols, Rows, W, H uint32 }{100, 30, 0, 0})); err != nil {
