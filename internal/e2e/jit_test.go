@@ -125,4 +125,14 @@ func TestJITRequestOnRefusal(t *testing.T) {
 			t.Fatalf("non-terminal refusal:\n got %q\nwant %q", line, want)
 		}
 	})
+	t.Run("the session ends with its grant", func(t *testing.T) {
+		term := carol.Interactive("root@db-1")
+		id := jitAsk(t, term, "dba", "INC-13", "20s")
+		if r := alice.Bastion("approve", id); r.ExitCode != 0 {
+			t.Fatalf("alice approves %s: %s", id, r)
+		}
+		term.Expect(regexp.MustCompile(`gatehouse: request `+id+` approved by alice; connecting to root@db-1\r\n`), 30*time.Second)
+		stillAlive(t, term, "GRANTED")
+		closedWithNotice(t, term, regexp.MustCompile(`gatehouse: access via request `+id+` ended at`), 90*time.Second)
+	})
 }
