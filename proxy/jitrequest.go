@@ -114,7 +114,9 @@ func (s *Server) requestOnRefusal(ctx context.Context, lc *liveConn, v Verdict, 
 	inner, id, login, node := lc.inner, lc.ident, lc.login, lc.node
 	msg := refusal(id.User, login, node.Name, v)
 	ar, ok := s.opt.Authorizer.(AccessRequester)
-	if !ok {
+	if !ok || v.Rule == "" {
+		// No requester, or no decision was made (the store could not be
+		// read): nothing to offer.
 		s.refuseAll(inner, chans, greqs, msg)
 		return v, nil, nil, false
 	}
