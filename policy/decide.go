@@ -378,3 +378,11 @@ func (p *Policy) StaticReviewers(requester string, requested []string) []string 
 	slices.Sort(out)
 	return out
 }
+
+// RequestLimit is what the policy allows s when requesting role alone: ok
+// if some role of s allows requesting it and none denies it, the longest
+// grant it may ask for, and whether a reason is required.
+func (p *Policy) RequestLimit(s Subject, role string) (maxDuration time.Duration, reasonRequired, ok bool) {
+	ok, maxDuration, reasonRequired = p.requestLimit(&s, role)
+	return maxDuration, reasonRequired, ok
+}

@@ -8,7 +8,11 @@
 // and relays every channel both ways through composable taps (recording,
 // byte counting, live viewing). It also answers the bastion's own commands
 // (`ssh bob@bastion whoami`) and ends live sessions when the same question,
-// asked again by the re-check, no longer allows them. Before a connection authenticates, package
+// asked again by the re-check, no longer allows them. A terminal session refused for want of a
+// role the user may request is held open instead: the bastion asks for an
+// access request on the user's terminal and, once it is approved, replays
+// the session to the node on the same connection (jitrequest.go,
+// jitprompt.go). Before a connection authenticates, package
 // preauth decides whether it is taken on at all (per-source caps, random
 // early drop, penalties), so no one source can lock everyone else out.
 //

@@ -201,8 +201,12 @@ func (s *Server) serveInner(ctx context.Context, id Identity, node config.Node, 
 		s.live.remove(lc.id)
 		s.audit(ctx, storage.Event{Type: audit.TypeSessionDenied, Actor: id.User, Target: node.Name, Outcome: "denied",
 			Fields: seenAuth.addTo(map[string]any{"login": login, "rule": v.Rule, "reason": v.Reason, "remote": remote})})
-		s.refuseAll(inner, chans, greqs, &UserError{Line: refusal(id.User, login, node.Name, v)})
-		return
+		// Request on the refused connection (jitrequest.go): it delivers
+		// the refusal itself, or goes on once a request is approved.
+		var ok bool
+		if v, chans, greqs, ok = s.requestOnRefusal(ctx, lc, v, chans, greqs); !ok {
+			return
+		}
 	}
 
 	// Dial the node while the client opens its channels.
