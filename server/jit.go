@@ -65,3 +65,7 @@ func userFacing(err error) error {
 	}
 	return err
 }
+
+// The proxy finds the request dialogue by a type assertion; this keeps a
+// change to the authorizer from silently turning it off.
+var _ proxy.AccessRequester = (*authorizer)(nil)
