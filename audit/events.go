@@ -22,6 +22,7 @@ const (
 	TypeRequestExpire      = "request.expire"
 	TypeRequestCancel      = "request.cancel"
 	TypeRequestRevoke      = "request.revoke"
+	TypeRequestSessionEnd  = "request.session_end" // a --for-session grant ended with its session; fields: requester, roles, session, grant_end
 	TypeLock               = "lock"
 	TypeUnlock             = "unlock"
 	TypePolicyReload       = "policy.reload"

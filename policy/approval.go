@@ -216,13 +216,20 @@ func (pr Progress) String() string {
 	return "needs " + strings.Join(parts, " and ")
 }
 
-// String describes the rule: "1 approval from dba-lead and 1 from manager".
+// String describes the rule: "1 approval from dba-lead and 1 approval from
+// manager; 1 denial denies".
 func (r ApprovalRule) String() string {
+	return r.Approvals() + fmt.Sprintf("; %d %s deny", r.Denials, plural(r.Denials, "denial", "denials"))
+}
+
+// Approvals describes what approves: "1 approval from dba-lead and 1
+// approval from manager".
+func (r ApprovalRule) Approvals() string {
 	var parts []string
 	for _, g := range r.Groups {
 		parts = append(parts, fmt.Sprintf("%d %s %s", g.Count, plural(g.Count, "approval", "approvals"), groupName(g)))
 	}
-	return strings.Join(parts, " and ") + fmt.Sprintf("; %d %s deny", r.Denials, plural(r.Denials, "denial", "denials"))
+	return strings.Join(parts, " and ")
 }
 
 func groupName(g ApprovalGroup) string {
