@@ -219,7 +219,7 @@ func (pr Progress) String() string {
 // String describes the rule: "1 approval from dba-lead and 1 approval from
 // manager; 1 denial denies".
 func (r ApprovalRule) String() string {
-	return r.Approvals() + fmt.Sprintf("; %d %s deny", r.Denials, plural(r.Denials, "denial", "denials"))
+	return r.Approvals() + fmt.Sprintf("; %d %s", r.Denials, plural(r.Denials, "denial denies", "denials deny"))
 }
 
 // Approvals describes what approves: "1 approval from dba-lead and 1
@@ -257,4 +257,33 @@ func (p *Policy) ForSessionRequired(s Subject, roles []string) bool {
 		}
 	})
 	return req
+}
+
+// RequestHelp explains, one line per role s may request, what a request
+// for it needs: "dba: 1 approval from dba-lead and 1 approval from manager;
+// 1 denial denies; at most 4h; for one session only; allows this login".
+// The last part appears when the role would allow login on n, so an
+// operator's `policy check` shows how a refused user can get in.
+func (p *Policy) RequestHelp(s Subject, login string, n Node) []string {
+	roles, _, _ := p.Requestable(s)
+	var out []string
+	for _, name := range roles {
+		line := name + ": "
+		if rule, ok := p.ApprovalRule([]string{name}); ok {
+			line += rule.String()
+		} else {
+			line += "no role reviews it, so it cannot be approved"
+		}
+		if d, ok := p.MaxRequestDuration(s, []string{name}); ok {
+			line += "; at most " + FormatDuration(d)
+		}
+		if p.ForSessionRequired(s, []string{name}) {
+			line += "; for one session only (--for-session)"
+		}
+		if p.ResourceAllows(s, Resource{Role: name, Login: login, Node: n.Name}, login, n) {
+			line += "; allows this login (whole role, or request --node " + n.Name + " --login " + login + ")"
+		}
+		out = append(out, line)
+	}
+	return out
 }

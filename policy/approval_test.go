@@ -53,7 +53,7 @@ func parseRules(t *testing.T) *Policy {
 func TestApprovalRule(t *testing.T) {
 	p := parseRules(t)
 	rule, ok := p.ApprovalRule([]string{"dba"})
-	if !ok || rule.String() != "1 approval from dba-lead and 1 approval from manager; 1 denial deny" {
+	if !ok || rule.String() != "1 approval from dba-lead and 1 approval from manager; 1 denial denies" {
 		t.Fatalf("dba rule = %v %q", ok, rule)
 	}
 	both, ok := p.ApprovalRule([]string{"dba", "web"})
@@ -164,5 +164,18 @@ func TestApprovalGroupParseErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: err = %v, want one line containing %q", c.body, err, c.want)
 		}
+	}
+}
+
+func TestRequestHelp(t *testing.T) {
+	p := parseRules(t)
+	db1 := Node{Name: "db-1", Labels: map[string]string{"team": "data"}}
+	got := p.RequestHelp(Subject{User: "bob", Roles: []string{"dev", "devweb"}}, "postgres", db1)
+	want := []string{
+		"dba: 1 approval from dba-lead and 1 approval from manager; 1 denial denies; at most 1h; for one session only (--for-session); allows this login (whole role, or request --node db-1 --login postgres)",
+		"web: 2 approvals from any reviewer; 2 denials deny; at most 1h",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("RequestHelp =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

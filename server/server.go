@@ -187,7 +187,7 @@ func (b *Bastion) Serve(ctx context.Context) error {
 	}
 	b.finalizeRecordings(ctx)
 	px, err := proxy.New(proxy.Options{
-		Config: cfg, CA: b.CA, Authorizer: b.Authorizer(), Sessions: b.Store, Audit: b.Audit,
+		Config: cfg, CA: b.CA, Authorizer: b.Authorizer(), Sessions: sessionBinder{b.Store, b.Access, log}, Audit: b.Audit,
 		Recorder: b.observeRecorders(b.recorder()), RawRecorder: b.rawRecorder(), Commands: b.sshCommands(), KeyLogins: b.keyLogins(), Logger: log,
 		Observer: b.Metrics,
 	})

@@ -73,6 +73,9 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return nil
 	}
 	fmt.Fprintf(stdout, "denied: %s may not log in as %s on %s\nrule: %s\nroles: %s\n", *user, *login, *node, d.Rule, strings.Join(eff.Subject.Roles, ","))
+	for _, line := range b.Policy.Current().RequestHelp(eff.Subject, *login, policy.Node{Name: n.Name, Labels: n.Labels}) {
+		fmt.Fprintf(stdout, "may request %s\n", line)
+	}
 	return exitCode(1)
 }
 
