@@ -464,6 +464,9 @@ func (t *sessionTap) clientRequest(r *ssh.Request, ch ssh.Channel, live *liveCha
 			if errors.Is(err, errAuditUnavailable) {
 				msg = "gatehouse: the audit log is unavailable; session refused"
 			}
+			if refused := (*SessionRefused)(nil); errors.As(err, &refused) {
+				msg = "gatehouse: " + refused.Msg + "; session refused"
+			}
 			if r.WantReply {
 				_ = r.Reply(true, nil)
 			}
@@ -541,9 +544,12 @@ func (t *sessionTap) begin(kind, command string) error {
 	}
 	if err := s.opt.Sessions.CreateSession(t.ctx, rec); err != nil {
 		s.log.Error("session index", "session", t.id, "err", err)
-		if s.cfg.Recording.Mode != "best-effort" {
+		if refused := (*SessionRefused)(nil); errors.As(err, &refused) || s.cfg.Recording.Mode != "best-effort" {
 			t.closeRecorder()
 			t.closeRaw()
+			if errors.As(err, &refused) {
+				return err
+			}
 			return fmt.Errorf("cannot index session")
 		}
 	}

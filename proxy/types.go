@@ -31,6 +31,13 @@ type Verdict struct {
 	MaxSessionTTL   time.Duration
 }
 
+// SessionRefused, returned by the session index's CreateSession, refuses
+// the session whatever the recording mode, and Msg is shown to the user
+// (e.g. a one-session grant that another session already used).
+type SessionRefused struct{ Msg string }
+
+func (e *SessionRefused) Error() string { return e.Msg }
+
 // NodeAccess is one node a user may reach and with which logins.
 type NodeAccess struct {
 	Node   config.Node

@@ -2,10 +2,13 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/access"
+	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
+	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
@@ -21,6 +24,10 @@ type sessionBinder struct {
 
 func (s sessionBinder) CreateSession(ctx context.Context, ss storage.Session) error {
 	if err := s.access.BindSession(ctx, ss.ID, ss.RequestIDs); err != nil {
+		var ref *access.Refusal
+		if errors.As(err, &ref) {
+			return &proxy.SessionRefused{Msg: termsafe.String(ref.Msg)}
+		}
 		return err
 	}
 	return s.SessionStore.CreateSession(ctx, ss)
