@@ -65,6 +65,16 @@ func TestApprovalRules(t *testing.T) {
 	env := startAccessRoles(t, rulesE2ERoles, nil)
 	bob, lee, mia, bo := env.user(t, "bob"), env.user(t, "lee"), env.user(t, "mia"), env.user(t, "bo")
 
+	// The operator's view of what bob would need.
+	pc := env.gh.Run("policy", "check", "--user", "bob", "--login", "root", "--node", "db-1")
+	if pc.ExitCode != 1 || !strings.Contains(pc.Stdout, "may request dba: 1 approval from dba-lead and 1 approval from manager; 1 denial denies; at most 1h; allows this login (whole role, or request --node db-1 --login root)\n") ||
+		!strings.Contains(pc.Stdout, "may request web: 1 approval from dba-lead and 1 approval from manager; 1 denial denies; at most 1h\n") {
+		t.Fatalf("policy check: %s", pc)
+	}
+	if pc := env.gh.Run("policy", "check", "--user", "carol", "--login", "root", "--node", "db-1"); !strings.Contains(pc.Stdout, "; for one session only (--for-session);") {
+		t.Fatalf("policy check for carol: %s", pc)
+	}
+
 	r := bob.Bastion("request", "dba", "--reason", "INC-9 replica lag", "--duration", "10m")
 	id := requestID(t, r)
 	if got := approvalLine(t, r); got != "needs 1 more approval from dba-lead and 1 more approval from manager" {
