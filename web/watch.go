@@ -27,6 +27,8 @@ var watchKinds = map[string]string{
 	access.AuditExpire:  "expired",
 	access.AuditCancel:  "cancelled",
 	access.AuditRevoke:  "revoked",
+	// A one-session grant whose session ended.
+	access.AuditSessionEnd: "ended",
 }
 
 // watchEvent is the data of one event on GET /api/watch.
