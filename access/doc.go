@@ -14,4 +14,11 @@
 // or a lock is placed, letting the proxy close sessions whose access is gone.
 // The watch is driven by what is in the store, not by what this process did,
 // so a revoke or lock made on another bastion ends sessions here too.
+//
+// A request asks for whole roles, or (Ask with Node and Login) for one login
+// on one node; a reviewer may approve some of the requested roles (Verdict),
+// and each role is granted when the approvals that include it meet the
+// policy's approval rule; Explain says where a request stands. A
+// --for-session grant is bound to the first session that uses it
+// (BindSession) and ends when that session ends (SessionEnded).
 package access
