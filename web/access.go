@@ -45,6 +45,10 @@ type grantView struct {
 	ID    string
 	Roles []string
 	End   time.Time
+	// Node and Login are set for a resource grant: that login there only.
+	Node       string `json:",omitempty"`
+	Login      string `json:",omitempty"`
+	ForSession bool   `json:",omitempty"`
 }
 
 // nodeView is one node the viewer may log in to now.
@@ -81,7 +85,7 @@ func (h *Handler) me(r *http.Request, v *viewer) (me, error) {
 	}
 	for _, g := range e.Grants {
 		if g.GrantEnd != nil {
-			m.Grants = append(m.Grants, grantView{ID: g.ID, Roles: g.Roles, End: *g.GrantEnd})
+			m.Grants = append(m.Grants, grantView{ID: g.ID, Roles: g.Roles, End: *g.GrantEnd, Node: g.Node, Login: g.Login, ForSession: g.ForSession})
 		}
 	}
 	slices.SortFunc(m.Grants, func(a, b grantView) int { return a.End.Compare(b.End) })

@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"context"
 	"net"
 	"strconv"
 	"testing"
@@ -111,5 +112,31 @@ func TestWebApprovalRules(t *testing.T) {
 
 	bob := e2e.NewUser(t, gh, "bob", time.Hour)
 	allowedJump(t, bob, "root@db-1", "root")
+	refusedJump(t, bob, "root@web-1")
+
+	// One login on one node, for one session, from the form.
+	run(t, bobB, "request root on web-1",
+		chromedp.Navigate(webURL+"/requests"),
+		chromedp.WaitVisible(chromedp.CSS("#request-form")),
+		chromedp.Click(chromedp.CSS("#request-form summary")),
+		chromedp.SendKeys(chromedp.CSS("#node"), "web-1"),
+		chromedp.SendKeys(chromedp.CSS("#login"), "root"),
+		chromedp.Click(chromedp.CSS("#for-session")),
+		chromedp.SendKeys(chromedp.CSS("#reason"), "INC-22: restart nginx"),
+		chromedp.Click(chromedp.CSS("#submit-request")),
+	)
+	waitText(t, bobB, "#flash", "Requested login root on web-1 (role web) for 1h", 15*time.Second)
+	waitText(t, bobB, "#my-requests", "login root on web-1 (web)", 5*time.Second)
+	for _, rev := range []context.Context{aliceB, samB} {
+		run(t, rev, "open the queue", chromedp.Navigate(webURL+"/review"))
+		waitText(t, rev, "#queue", "asks for login root on web-1 through web for 1h one session", 20*time.Second)
+		run(t, rev, "approve", chromedp.Click(chromedp.CSS(`#queue article.req button.approve`)))
+		waitText(t, rev, "#flash", "Approved request", 15*time.Second)
+	}
+	run(t, bobB, "home", chromedp.Navigate(webURL+"/"))
+	waitText(t, bobB, "main", "login root on web-1 through web for one session granted by request", 10*time.Second)
+	shot(t, bobB, shots, "rules-06-bob-resource-grant")
+	allowedJump(t, bob, "root@web-1", "root")
+	// That session used the one-session grant, and ended; so did the grant.
 	refusedJump(t, bob, "root@web-1")
 }
