@@ -3,7 +3,6 @@ package session
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -97,7 +96,7 @@ func parseDimension(s string) (int, bool) {
 }
 
 // Reader reads an asciicast v2 recording event by event. It accepts the
-// plain and the gzip-compressed form.
+// plain form and every stored form Decode reads without a key.
 type Reader struct {
 	sc     *bufio.Scanner
 	header Header
@@ -108,17 +107,13 @@ type Reader struct {
 
 // NewReader reads and validates the header of the recording in r.
 func NewReader(r io.Reader) (*Reader, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	// A stored recording is gzip once closed; accepting both here means no
-	// caller has to care which form it was handed.
-	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("open gzip recording: %w", err)
-		}
-		br = bufio.NewReaderSize(zr, 64<<10)
+	// Accepting every stored form (except encrypted, which needs a key:
+	// see Open) means no caller has to care which form it was handed.
+	d, err := Decode(r)
+	if err != nil {
+		return nil, err
 	}
-	sc := bufio.NewScanner(br)
+	sc := bufio.NewScanner(d)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 	sc.Split(scanLines)
 	rd := &Reader{sc: sc}
@@ -182,8 +177,8 @@ func (rd *Reader) scan() (line []byte, complete bool, err error) {
 			if errors.Is(err, bufio.ErrTooLong) {
 				return nil, false, fmt.Errorf("%w: line longer than %d bytes", ErrFormat, maxLine)
 			}
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				// gzip stream cut short: same situation as a cut plain file.
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, ErrTruncated) {
+				// compressed stream cut short: same situation as a cut plain file.
 				return nil, false, ErrTruncated
 			}
 			return nil, false, err
