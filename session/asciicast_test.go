@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math/bits"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -300,15 +301,25 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-func TestPlain8MatchesBytewise(t *testing.T) {
+// special8 must find exactly the first byte that needs attention (its
+// caller skips to it), and none when there is none.
+func TestSpecial8MatchesBytewise(t *testing.T) {
 	plain := func(b byte) bool { return b >= 0x20 && b < 0x80 && b != '"' && b != '\\' }
 	check := func(w [8]byte) {
-		want := true
-		for _, b := range w {
-			want = want && plain(b)
+		first := 8
+		for i, b := range w {
+			if !plain(b) {
+				first = i
+				break
+			}
 		}
-		if got := plain8(binary.LittleEndian.Uint64(w[:])); got != want {
-			t.Fatalf("plain8(%q) = %v, want %v", w, got, want)
+		m := special8(binary.LittleEndian.Uint64(w[:]))
+		got := 8
+		if m != 0 {
+			got = bits.TrailingZeros64(m) >> 3
+		}
+		if got != first {
+			t.Fatalf("special8(%q) points at byte %d, want %d", w, got, first)
 		}
 	}
 	for pos := range 8 {
