@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"filippo.io/age"
 )
 
 const testID = "0123456789abcdef01234567"
@@ -909,16 +911,26 @@ func FuzzRecorderONLCR(f *testing.F) {
 }
 
 // BenchmarkRecordingCost is the whole cost of recording output, from the
-// relay's Output call to a closed, compressed file on disk, in CPU seconds
-// per GiB recorded (the figure BENCHMARKS.md reports). Each iteration
-// records 8 MiB in 32 KiB chunks into a new recording and closes it.
+// relay's Output call to a closed, compressed (and, for "encrypted", age
+// encrypted) file on disk, in CPU seconds per GiB recorded (the figure
+// BENCHMARKS.md reports). Each iteration records 8 MiB in 32 KiB chunks
+// into a new recording and closes it.
 func BenchmarkRecordingCost(b *testing.B) {
 	for _, content := range []struct {
 		name string
 		gen  func(int) []byte
 	}{{"terminal", terminalOutput}, {"text", plainText}, {"binary", binaryData}} {
-		for _, onlcr := range []bool{false, true} {
-			b.Run(fmt.Sprintf("%s/onlcr=%v", content.name, onlcr), func(b *testing.B) {
+		for _, variant := range []string{"onlcr=false", "onlcr=true", "encrypted"} {
+			onlcr := variant != "onlcr=false"
+			var to []age.Recipient
+			if variant == "encrypted" {
+				id, err := age.GenerateX25519Identity()
+				if err != nil {
+					b.Fatal(err)
+				}
+				to = []age.Recipient{id.Recipient()}
+			}
+			b.Run(content.name+"/"+variant, func(b *testing.B) {
 				chunk := content.gen(32 << 10)
 				const chunks = 256
 				b.SetBytes(int64(len(chunk)) * chunks)
@@ -929,7 +941,7 @@ func BenchmarkRecordingCost(b *testing.B) {
 					id := fmt.Sprintf("bench-%08d", n)
 					n++
 					cpu0 := cpuTime(b)
-					r, err := NewRecorder(dir, id, Header{Width: 80, Height: 24}, RecorderOptions{ONLCR: onlcr})
+					r, err := NewRecorder(dir, id, Header{Width: 80, Height: 24}, RecorderOptions{ONLCR: onlcr, Encrypt: to})
 					if err != nil {
 						b.Fatal(err)
 					}
