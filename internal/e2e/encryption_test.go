@@ -3,15 +3,19 @@ package e2e_test
 import (
 	"bytes"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"filippo.io/age"
+	"github.com/chromedp/chromedp"
 
+	"github.com/gatehouse-dev/gatehouse/internal/browser"
 	"github.com/gatehouse-dev/gatehouse/internal/e2e"
 )
 
@@ -162,4 +166,53 @@ func TestRecordingEncrypted(t *testing.T) {
 		}
 		noPlaintext(t, "BEFORE-KILL-42", "SEALED-42")
 	})
+}
+
+// The web player of an encrypted recording, in a real browser: the page
+// says the recording is encrypted and how to export it, and no player
+// loads (the bastion holds no key).
+func TestWebEncryptedRecording(t *testing.T) {
+	e2e.RequireSystem(t)
+	e2e.RequireAccount(t, "ubuntu")
+	bin := builder.BuildGatehouse(t)
+	roles, err := os.ReadFile(filepath.Join("..", "..", "configs", "roles.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ident, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idpAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(e2e.FreePort(t)))
+	webAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(e2e.FreePort(t)))
+	webURL := "http://" + webAddr
+	const secret = "e2e-web-secret"
+	startDevIDP(t, bin, idpAddr, webURL, secret)
+	gh := e2e.StartGatehouse(t, e2e.GatehouseOptions{
+		Binary: bin,
+		Roles:  string(roles),
+		Nodes:  []e2e.NodeSpec{{Name: "web-1", Labels: map[string]string{"env": "staging", "team": "web"}}},
+		Config: map[string]any{
+			"web":       map[string]any{"listen": webAddr, "public_url": webURL},
+			"oidc":      map[string]any{"issuer": "http://" + idpAddr, "client_id": "gatehouse", "client_secret": secret},
+			"recording": map[string]any{"mode": "strict", "encrypt_to": []string{ident.Recipient().String()}},
+		},
+	})
+	bob := e2e.NewUser(t, gh, "bob", time.Hour)
+	if r := bob.SSH("ubuntu@web-1", "echo web-sealed-$((6*7))"); r.ExitCode != 0 {
+		t.Fatalf("ssh: %s", r)
+	}
+	s := waitSession(t, gh, "bob's ended exec", func(s sessionLine) bool { return s.User == "bob" && s.End != nil })
+
+	shots := browser.ArtifactsDir(t)
+	samB := newContext(t, browser.New(t))
+	signIn(t, samB, webURL, "/sessions/"+s.ID, "sam")
+	waitText(t, samB, "#encrypted", "--identity KEYFILE "+s.ID, 15*time.Second)
+	if n, err := chromedp.Run(samB, chromedp.Evaluate[int](`document.querySelectorAll("#player").length`)); err != nil || n != 0 {
+		t.Errorf("the page of an encrypted recording has %d players (%v), want none", n, err)
+	}
+	shot(t, samB, shots, "encrypted-player-sam")
+	run(t, samB, "search", chromedp.Navigate(webURL+"/sessions?grep=web-sealed-42"))
+	waitText(t, samB, "#unsearched", "encrypted recordings were not searched", 15*time.Second)
+	shot(t, samB, shots, "encrypted-search-sam")
 }
