@@ -138,6 +138,26 @@ func TestRecordingEncrypted(t *testing.T) {
 		}
 	})
 
+	t.Run("a file cut short exports up to the cut", func(t *testing.T) {
+		path := castFile(t, recDir, shell.ID, ".cast.ages")
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %d bytes, %d segments", path, len(data), bytes.Count(data, []byte("age-encryption.org")))
+		// The last segment loses its end, as a write cut by a crash would.
+		if err := os.WriteFile(path, data[:len(data)-10], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// What decrypts (here the header, the first segment) is exported,
+		// and one line says the recording ends early.
+		r := gh.MustRun("sessions", "export", shell.ID, "--identity", keyFile)
+		if header, _ := parseCast(t, []byte(r.Stdout)); header["version"] != float64(2) || !strings.Contains(r.Stderr, "ends early") ||
+			len(nonEmptyLines(r.Stderr)) != 1 {
+			t.Errorf("export of a cut recording: want what decrypts and one line on stderr, got %s", r)
+		}
+	})
+
 	t.Run("killed mid-session", func(t *testing.T) {
 		term := bob.Interactive("ubuntu@web-1")
 		term.Send("echo BEFORE-KILL-$((6*7))\n")
