@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 )
@@ -288,5 +289,31 @@ func TestFilesNamesEveryForm(t *testing.T) {
 	want := []string{b + ".cast.ages", b + ".cast.zst", b + ".cast.gz", b + ".cast", b + ".raw.ages", b + ".raw.zst"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("Files = %v, want %v", got, want)
+	}
+}
+
+// The flush timer, not only Close or Flush, ends segments: each burst of
+// output separated by more than the interval is a segment of its own, on
+// disk (and decryptable) before the next one starts.
+func TestSegmentsEndOnTimer(t *testing.T) {
+	dir := t.TempDir()
+	id := newIdentity(t)
+	r := newTestRecorder(t, dir, RecorderOptions{FlushInterval: 5 * time.Millisecond, Encrypt: []age.Recipient{id.Recipient()}})
+	for i := range 3 {
+		r.Output([]byte("burst\r\n"))
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			data, _ := os.ReadFile(r.Path())
+			if bytes.Count(data, []byte("age-encryption.org/v1")) == i+2 { // the header's and this burst's
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("burst %d never reached the disk as a segment", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -2,6 +2,8 @@ package e2e_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"io/fs"
 	"net"
 	"os"
@@ -125,6 +127,20 @@ func TestRecordingEncrypted(t *testing.T) {
 		if !strings.Contains(stripANSI(r.Stdout), "SEALED-42-PTY") {
 			t.Fatalf("play --identity: %s", r)
 		}
+	})
+
+	t.Run("sizes and hashes stay in the audit log", func(t *testing.T) {
+		sum := sha256.Sum256([]byte("SEALED-42-EXEC\n"))
+		for _, ev := range listAudit(t, gh, "session.end") {
+			if ev.Fields["session"] != exec.ID {
+				continue
+			}
+			if ev.Fields["stdout_bytes"] != float64(len("SEALED-42-EXEC\n")) || ev.Fields["stdout_sha256"] != hex.EncodeToString(sum[:]) {
+				t.Errorf("session.end of the encrypted exec: %+v", ev.Fields)
+			}
+			return
+		}
+		t.Errorf("no session.end for %s", exec.ID)
 	})
 
 	t.Run("grep decrypts only with the identity", func(t *testing.T) {
