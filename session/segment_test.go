@@ -15,7 +15,7 @@ import (
 	"filippo.io/age"
 )
 
-func newIdentity(t *testing.T) *age.X25519Identity {
+func newIdentity(t testing.TB) *age.X25519Identity {
 	t.Helper()
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
@@ -315,5 +315,32 @@ func TestSegmentsEndOnTimer(t *testing.T) {
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// BenchmarkSmallSegment is the cost of one keystroke's echo reaching the
+// disk in an interactive session: one short segment, plain or encrypted.
+func BenchmarkSmallSegment(b *testing.B) {
+	line := []byte(`[1.234567, "o", "l"]` + "\n")
+	for _, variant := range []string{"plain", "encrypted"} {
+		b.Run(variant, func(b *testing.B) {
+			var to []age.Recipient
+			if variant == "encrypted" {
+				to = []age.Recipient{newIdentity(b).Recipient()}
+			}
+			sw, err := newSegmentWriter(io.Discard, to)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := sw.Write(line); err != nil {
+					b.Fatal(err)
+				}
+				if err := sw.End(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
