@@ -9,7 +9,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -50,6 +52,17 @@ func ValidID(id string) error {
 	return nil
 }
 
+// Name returns <shard>/<id>, the slash-separated path of session id's
+// recording files without suffix, relative to a recordings directory or
+// to a bucket prefix.
+func Name(id string) (string, error) {
+	if err := ValidID(id); err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:1]) + "/" + id, nil
+}
+
 // base returns dir/<shard>/<id> without suffix. The shard is taken from a
 // hash of the id, not its prefix, because ids may start with a timestamp
 // and would then pile into one directory.
@@ -82,7 +95,7 @@ func FinalPath(dir, id string) (string, error) {
 // gzipFile closes both the gzip stream and the file under it.
 type gzipFile struct {
 	*gzip.Reader
-	f *os.File
+	f io.Closer
 }
 
 func (g gzipFile) Close() error {
@@ -92,7 +105,13 @@ func (g gzipFile) Close() error {
 // Open returns the plain asciicast v2 stream of session id's recording,
 // compressed or live (a live file reads as far as it has been flushed).
 func Open(dir, id string) (io.ReadCloser, error) {
-	b, err := base(dir, id)
+	return OpenFS(os.DirFS(dir), id)
+}
+
+// OpenFS is Open on the recordings in fsys, which is laid out like a
+// recordings directory (a bucket, for one).
+func OpenFS(fsys fs.FS, id string) (io.ReadCloser, error) {
+	b, err := Name(id)
 	if err != nil {
 		return nil, err
 	}
@@ -100,14 +119,14 @@ func Open(dir, id string) (io.ReadCloser, error) {
 	// final one is then complete. Trying it again after the live one
 	// covers a Close that finished between the two looks.
 	for _, name := range []string{b + finalExt, b + liveExt, b + finalExt} {
-		f, err := os.Open(name)
+		f, err := fsys.Open(name)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("open recording %s: %w", id, err)
 		}
-		if filepath.Ext(name) != ".gz" {
+		if path.Ext(name) != ".gz" {
 			return f, nil
 		}
 		zr, err := gzip.NewReader(f)
@@ -233,4 +252,78 @@ func syncDir(dir string) {
 		_ = d.Sync()
 		d.Close()
 	}
+}
+
+// tmpExt ends a file written under a temporary name and renamed when
+// complete.
+const tmpExt = ".tmp"
+
+// complete tells the files a closed recording is kept in from the live
+// cast and from temporary files.
+func complete(name string) bool {
+	return !strings.HasSuffix(name, liveExt) && !strings.HasSuffix(name, tmpExt)
+}
+
+// Finished lists the complete files of session id's recording in dir (the
+// compressed cast, the raw store, whatever else the recorders leave), as
+// slash-separated paths relative to dir. The live cast and temporary
+// files are left out. Call it once the session's recorders are closed: a
+// raw store that is still being written looks complete by its name.
+func Finished(dir, id string) ([]string, error) {
+	name, err := Name(id)
+	if err != nil {
+		return nil, err
+	}
+	shard, _ := path.Split(name)
+	entries, err := os.ReadDir(filepath.Join(dir, filepath.FromSlash(shard)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list recording %s: %w", id, err)
+	}
+	var out []string
+	for _, e := range entries {
+		n := e.Name()
+		if e.Type().IsRegular() && strings.HasPrefix(n, id+".") && complete(n) {
+			out = append(out, shard+n)
+		}
+	}
+	return out, nil
+}
+
+// Spooled lists the ids of the sessions with complete recording files in
+// dir, in no particular order. Files that are not named after a valid
+// session id are ignored.
+func Spooled(dir string) ([]string, error) {
+	shards, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list recordings: %w", err)
+	}
+	seen := map[string]bool{}
+	var ids []string
+	for _, s := range shards {
+		if !s.IsDir() {
+			continue
+		}
+		entries, err := os.ReadDir(filepath.Join(dir, s.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("list recordings: %w", err)
+		}
+		for _, e := range entries {
+			id, _, ok := strings.Cut(e.Name(), ".")
+			if !ok || !e.Type().IsRegular() || !complete(e.Name()) || seen[id] || ValidID(id) != nil {
+				continue
+			}
+			if want, _ := Name(id); want != s.Name()+"/"+id {
+				continue
+			}
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
 }
