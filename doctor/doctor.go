@@ -65,6 +65,13 @@ func Run(ctx context.Context, path string, w io.Writer, opts Options) bool {
 		recErr = health.Writable(cfg.Recording.Dir)
 	}
 	d.report("recording storage "+cfg.Recording.Dir, recErr)
+	if cfg.Recording.S3 != nil {
+		bucket, err := server.OpenRecordingBucket(cfg.Recording)
+		if err == nil {
+			err = bucket.Check(ctx)
+		}
+		d.report("recording bucket "+cfg.Recording.S3.Endpoint+"/"+cfg.Recording.S3.Bucket, err)
+	}
 	if cfg.OIDC != nil {
 		d.report("oidc issuer "+cfg.OIDC.Issuer, d.discovery(ctx, cfg.OIDC.Issuer))
 	}

@@ -16,7 +16,7 @@ func (b *Bastion) webHandler() http.Handler {
 		b.Identity.Routes(mux)
 	}
 	opts := web.Options{Identity: b.Identity, Access: b.Access, Policy: b.Policy, Store: b.Store,
-		Audit: b.Audit, Config: b.Config, Logger: b.Log}
+		Audit: b.Audit, Config: b.Config, Logger: b.Log, Recordings: b.Recordings}
 	if b.Proxy != nil {
 		opts.Live = b.Proxy
 	}

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -84,7 +86,7 @@ func (h *Handler) listSessions(r *http.Request, v *viewer) (sessionFilter, []ses
 	out := make([]sessionView, 0, len(list))
 	for _, s := range list {
 		if f.Grep != "" {
-			ok, err := h.grep(s.ID, f.Grep)
+			ok, err := h.grep(r.Context(), s.ID, f.Grep)
 			if err != nil {
 				h.log.WarnContext(r.Context(), "web: search recording", "session", s.ID, "err", err)
 			}
@@ -101,8 +103,8 @@ func (h *Handler) listSessions(r *http.Request, v *viewer) (sessionFilter, []ses
 	return f, out, nil
 }
 
-func (h *Handler) grep(id, text string) (bool, error) {
-	rc, err := session.Open(h.opt.Config.Recording.Dir, id)
+func (h *Handler) grep(ctx context.Context, id, text string) (bool, error) {
+	rc, err := session.OpenFS(h.recordings(ctx), id)
 	if err != nil {
 		if errors.Is(err, session.ErrNoRecording) {
 			return false, nil
@@ -111,6 +113,14 @@ func (h *Handler) grep(id, text string) (bool, error) {
 	}
 	defer rc.Close()
 	return session.Grep(rc, text)
+}
+
+// recordings is where recordings are read from.
+func (h *Handler) recordings(ctx context.Context) fs.FS {
+	if h.opt.Recordings == nil {
+		return os.DirFS(h.opt.Config.Recording.Dir)
+	}
+	return h.opt.Recordings(ctx)
 }
 
 type sessionsPage struct {
@@ -204,7 +214,7 @@ func (h *Handler) apiRecording(w http.ResponseWriter, r *http.Request, v *viewer
 		h.refused(w, r, v, "look up session", err)
 		return
 	}
-	rc, err := session.Open(h.opt.Config.Recording.Dir, s.ID)
+	rc, err := session.OpenFS(h.recordings(r.Context()), s.ID)
 	if errors.Is(err, session.ErrNoRecording) {
 		h.fail(w, r, v, http.StatusNotFound, "session "+s.ID+" has no recording on this bastion")
 		return

@@ -57,8 +57,11 @@ type Options struct {
 	Store    storage.Store
 	Audit    Auditor
 	Live     LiveSessions
-	Config   *config.Config
-	Logger   *slog.Logger
+	// Recordings finds recordings wherever they rest (the spool, the
+	// bucket); nil reads Config.Recording.Dir.
+	Recordings func(ctx context.Context) fs.FS
+	Config     *config.Config
+	Logger     *slog.Logger
 	// WatchPoll is how often GET /api/watch reads the shared store for
 	// request events made on other bastions [500ms]; changes made on this
 	// bastion wake it at once.
