@@ -68,7 +68,11 @@ func Run(ctx context.Context, path string, w io.Writer, opts Options) bool {
 	if cfg.Recording.S3 != nil {
 		bucket, err := server.OpenRecordingBucket(cfg.Recording)
 		if err == nil {
-			err = bucket.Check(ctx)
+			// The client retries a server that does not answer; a
+			// doctor says so within seconds.
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err = bucket.Check(cctx)
+			cancel()
 		}
 		d.report("recording bucket "+cfg.Recording.S3.Endpoint+"/"+cfg.Recording.S3.Bucket, err)
 	}

@@ -57,7 +57,7 @@ type spooledRecorder struct {
 	closed func()
 }
 
-func (r spooledRecorder) Close() error {
+func (r *spooledRecorder) Close() error {
 	defer r.closed()
 	return r.Recorder.Close()
 }

@@ -53,6 +53,7 @@ type Bastion struct {
 	// recordings there from recording.dir.
 	bucket   *recstore.S3
 	uploader *recstore.Uploader
+	remote   *RemoteSessions // nil without a bus
 }
 
 // Build constructs a bastion from cfg without starting listeners.
@@ -78,6 +79,9 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Bastion,
 	}
 	b.closers = append(b.closers, b.Store.Close)
 	b.bus, _ = b.Store.(changeBus)
+	if b.bus != nil {
+		b.remote = &RemoteSessions{b: b, waiting: map[string][]chan string{}}
+	}
 	var sink io.Writer
 	switch cfg.Audit.Sink {
 	case "":
@@ -157,7 +161,7 @@ func (b *Bastion) recorder() proxy.RecorderFactory {
 			done()
 			return nil, "", err
 		}
-		return spooledRecorder{Recorder: r, closed: done}, id, nil
+		return &spooledRecorder{Recorder: r, closed: done}, id, nil
 	}
 }
 

@@ -20,6 +20,9 @@ func (b *Bastion) webHandler() http.Handler {
 	if b.Proxy != nil {
 		opts.Live = b.Proxy
 	}
+	if r := b.Remote(); r != nil {
+		opts.Remote = r
+	}
 	h, err := web.New(opts)
 	if err != nil {
 		b.Log.Error("web UI and API disabled", "err", err)
