@@ -1,7 +1,10 @@
 package e2e_test
 
 import (
+	"bufio"
+	"encoding/base64"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -118,6 +121,84 @@ func TestHighAvailability(t *testing.T) {
 		// Nothing of it was ever in bastion-2's folders.
 		if files := spooled(t, gh2, id); len(files) != 0 {
 			t.Fatalf("bastion-2 holds files of %s: %v", id, files)
+		}
+	})
+
+	t.Run("a live session on bastion-1 is watched and terminated through bastion-2", func(t *testing.T) {
+		tok := addBot(t, gh2, "sec-bot", "session-control")
+		term := openShell(t, bob, "root@db-1")
+		var id string
+		for _, line := range strings.Split(gh2.MustRun("sessions", "ls", "--json", "--node", "db-1").Stdout, "\n") {
+			if strings.Contains(line, `"bastion":"bastion-1"`) && strings.Contains(line, `"status":"live"`) && strings.Contains(line, `"kind":"shell"`) {
+				id = regexp.MustCompile(`"id":"([a-z0-9-]+)"`).FindStringSubmatch(line)[1]
+				break
+			}
+		}
+		if id == "" {
+			t.Fatal("bastion-2 does not list bob's live shell on bastion-1")
+		}
+
+		// Watching through bastion-2 is sent on to bastion-1.
+		noFollow := &http.Client{Timeout: time.Minute, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		get := func(url string) *http.Response {
+			t.Helper()
+			req, _ := http.NewRequest(http.MethodGet, url, nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := noFollow.Do(req)
+			if err != nil {
+				t.Fatalf("GET %s: %v", url, err)
+			}
+			return resp
+		}
+		resp := get(gh2.WebURL + "/api/sessions/" + id + "/live")
+		resp.Body.Close()
+		want := gh1.WebURL + "/api/sessions/" + id + "/live"
+		if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != want {
+			t.Fatalf("watch through bastion-2: want 307 to %s, got %s to %q", want, resp.Status, resp.Header.Get("Location"))
+		}
+		resp = get(resp.Header.Get("Location"))
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("watch on bastion-1: %s", resp.Status)
+		}
+		seen := make(chan string, 1)
+		go func() {
+			var out strings.Builder
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+					b, _ := base64.StdEncoding.DecodeString(data)
+					out.Write(b)
+					if strings.Contains(out.String(), "WATCHED-7") {
+						seen <- out.String()
+						return
+					}
+				}
+			}
+			close(seen)
+		}()
+		term.Send("echo WATCHED-$((3+4))\n")
+		select {
+		case _, ok := <-seen:
+			if !ok {
+				t.Fatal("the live stream ended without bob's output")
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the watcher never saw bob's output")
+		}
+
+		// Terminating through bastion-2 ends it on bastion-1.
+		code, body := curl(t, "-X", "POST", "-H", "Authorization: Bearer "+tok, gh2.WebURL+"/api/sessions/"+id+"/terminate")
+		if code != "200" || !strings.Contains(body, id) {
+			t.Fatalf("terminate through bastion-2: %s %s", code, body)
+		}
+		closedWithNotice(t, term, regexp.MustCompile(`gatehouse: session terminated by bot:sec-bot`), 30*time.Second)
+		if r := gh2.MustRun("sessions", "ls", "--json", "--node", "db-1"); !regexp.MustCompile(`"id":"` + id + `".*"status":"terminated"`).MatchString(r.Stdout) {
+			t.Fatalf("session %s is not recorded terminated: %s", id, r.Stdout)
+		}
+		events := gh2.MustRun("audit", "ls", "--json", "--limit", "0", "--type", "session.terminated").Stdout
+		if !strings.Contains(events, id) || !strings.Contains(events, "bot:sec-bot") {
+			t.Fatalf("no session.terminated event by bot:sec-bot for %s:\n%s", id, events)
 		}
 	})
 
