@@ -290,3 +290,26 @@ func TestUploaderResumesAfterRestart(t *testing.T) {
 		t.Fatalf("bucket holds %v, want 2 casts and 2 raw stores", srv.Keys(t))
 	}
 }
+
+// Check says whether the bucket answers and exists (readiness, doctor).
+func TestS3Check(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := context.Background()
+	if err := s3Store(t, srv, "").Check(ctx); err != nil {
+		t.Fatalf("Check of a running server's bucket: %v", err)
+	}
+	missing, err := recstore.NewS3(recstore.S3Options{Endpoint: srv.Endpoint, Bucket: "no-such-bucket", Region: srv.Region,
+		AccessKeyID: srv.AccessKey, SecretAccessKey: srv.SecretKey, PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := missing.Check(ctx); err == nil || !strings.Contains(err.Error(), "no such bucket") {
+		t.Fatalf("Check of a missing bucket: %v", err)
+	}
+	srv.Stop()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s3Store(t, srv, "").Check(cctx); err == nil {
+		t.Fatal("Check of a stopped server passed")
+	}
+}
