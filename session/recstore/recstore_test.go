@@ -313,3 +313,29 @@ func TestS3Check(t *testing.T) {
 		t.Fatal("Check of a stopped server passed")
 	}
 }
+
+// Run returns when its context ends, even with an upload that cannot
+// finish (the bastion's shutdown must not wait on the bucket).
+func TestUploaderStopsWithItsContext(t *testing.T) {
+	srv := s3test.Start(t)
+	store := s3Store(t, srv, "")
+	srv.Stop()
+	spool := t.TempDir()
+	record(t, spool, "stopping-session-1", nil)
+	u := recstore.NewUploader(spool, store, recstore.UploaderOptions{})
+	if err := u.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { u.Run(ctx); close(done) }()
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	if n := len(spoolFiles(t, spool)); n != 2 {
+		t.Fatalf("the spool must keep the unfinished upload for the next start, holds %d files", n)
+	}
+}

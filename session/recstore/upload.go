@@ -124,7 +124,7 @@ func (u *Uploader) queueLocked(id string) {
 func (u *Uploader) Run(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for {
+	for ctx.Err() == nil {
 		id, wait := u.next()
 		if id != "" {
 			u.upload(ctx, id)
