@@ -131,8 +131,15 @@ func confirmAsShot(t *testing.T, ctx context.Context, link, user, wantTitle, sho
 	if shots != "" {
 		// The site's stylesheet is applied (its header bar is dark) and the
 		// key's lifetime reads as a person would say it.
-		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("header.top")).backgroundColor + "|" + document.getElementById("message").textContent`))
-		if err != nil || !strings.HasPrefix(got, "rgb(29, 35, 48)|") || !strings.Contains(got, "act as you for 12 hours.") {
+		// The stylesheet may still be on its way when #confirm is already
+		// visible on a loaded machine, so this waits for it.
+		var got string
+		var err error
+		styled := poll(30*time.Second, func() bool {
+			got, err = chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("header.top")).backgroundColor + "|" + document.getElementById("message").textContent`))
+			return err == nil && strings.HasPrefix(got, "rgb(29, 35, 48)|")
+		})
+		if !styled || !strings.Contains(got, "act as you for 12 hours.") {
 			t.Fatalf("the confirm page is unstyled or says the lifetime oddly: %q (%v)", got, err)
 		}
 		shot(t, ctx, shots, "ssh-login-confirm")
