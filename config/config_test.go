@@ -52,6 +52,8 @@ func TestParseErrors(t *testing.T) {
 		{"oidc without client", "oidc: {issuer: https://idp}\n", "oidc.issuer and oidc.client_id are required"},
 		{"bad logging format", "logging: {format: xml}\n", `logging.format "xml"`},
 		{"bad notify kind", "notify: [{kind: pager, url: x}]\n", `kind "pager"`},
+		{"encrypt_to not a recipient", "recording: {encrypt_to: [age1nope]}\n", `recording.encrypt_to[0] "age1nope": want an age X25519 recipient`},
+		{"encrypt_to a private key", "recording: {encrypt_to: [AGE-SECRET-KEY-1QQQQ]}\n", "is an age identity (a private key)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -150,5 +152,23 @@ func TestPreAuthLimitErrors(t *testing.T) {
 				t.Fatalf("want one-line error containing %q, got %v", tc.want, err)
 			}
 		})
+	}
+}
+
+func TestEncryptTo(t *testing.T) {
+	const rcpt = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+	c, err := Parse("gatehouse.yaml", []byte("recording: {encrypt_to: ["+rcpt+"]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := c.Recording.Recipients(); len(rs) != 1 {
+		t.Fatalf("recipients = %v, want one", rs)
+	}
+	c, err = Parse("gatehouse.yaml", []byte("nodes: []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := c.Recording.Recipients(); len(rs) != 0 {
+		t.Errorf("recipients without encrypt_to = %v", rs)
 	}
 }

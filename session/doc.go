@@ -2,9 +2,11 @@
 // records a session's terminal stream as an asciicast v2 file (the asciinema
 // format, so standard tools can play it), stores recordings under a data
 // directory without ever trusting a session id as a path, and reads them back
-// for replay, export and search. Recording is written incrementally and
-// flushed on a short timer, so a bastion that dies mid-session still leaves a
-// playable file up to its last flush; on a clean close the file is gzipped.
+// for replay, export and search. Recordings are compressed (zstd) as they
+// are written, and with recipients encrypted (age) as well, in segments
+// ended on a short timer, so a bastion that dies mid-session still leaves a
+// readable file up to its last segment and nothing heavy runs after a
+// session. Files names every file a recording may have.
 //
 // Replaying a recording means writing bytes an attacker on the node chose to
 // a security reviewer's terminal. The player therefore passes everything

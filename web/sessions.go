@@ -39,6 +39,8 @@ type sessionFilter struct {
 	Node  string
 	Since string
 	Grep  string
+	// Unsearched counts the encrypted recordings a search skipped.
+	Unsearched int
 }
 
 // sessionView is an index entry with what the viewer may do with it.
@@ -49,6 +51,9 @@ type sessionView struct {
 	CanJoin   bool `json:"can_join"`
 	CanKill   bool `json:"can_terminate"`
 	Recording bool `json:"has_recording"`
+	// Encrypted: the recording is encrypted to recording.encrypt_to, so
+	// this bastion cannot play or search it (it never holds the key).
+	Encrypted bool `json:"encrypted,omitempty"`
 }
 
 // maxGrep bounds how many recordings one search opens.
@@ -84,6 +89,10 @@ func (h *Handler) listSessions(r *http.Request, v *viewer) (sessionFilter, []ses
 	out := make([]sessionView, 0, len(list))
 	for _, s := range list {
 		if f.Grep != "" {
+			if s.Recording != "" && session.Encrypted(h.opt.Config.Recording.Dir, s.ID) {
+				f.Unsearched++
+				continue
+			}
 			ok, err := h.grep(s.ID, f.Grep)
 			if err != nil {
 				h.log.WarnContext(r.Context(), "web: search recording", "session", s.ID, "err", err)
@@ -93,6 +102,7 @@ func (h *Handler) listSessions(r *http.Request, v *viewer) (sessionFilter, []ses
 			}
 		}
 		sv := sessionView{Session: s, LiveHere: live[s.ID], Recording: s.Recording != ""}
+		sv.Encrypted = sv.Recording && session.Encrypted(h.opt.Config.Recording.Dir, s.ID)
 		sv.CanPlay = v.CanPlay && sv.Recording
 		sv.CanJoin = v.CanJoin && sv.LiveHere
 		sv.CanKill = v.CanTerminate && sv.LiveHere
@@ -101,10 +111,12 @@ func (h *Handler) listSessions(r *http.Request, v *viewer) (sessionFilter, []ses
 	return f, out, nil
 }
 
+// grep searches one recording. An encrypted one is not searched: the web
+// server has no key to read it with (see playerPage).
 func (h *Handler) grep(id, text string) (bool, error) {
 	rc, err := session.Open(h.opt.Config.Recording.Dir, id)
 	if err != nil {
-		if errors.Is(err, session.ErrNoRecording) {
+		if errors.Is(err, session.ErrNoRecording) || errors.Is(err, session.ErrEncrypted) {
 			return false, nil
 		}
 		return false, err
@@ -191,8 +203,18 @@ func (h *Handler) playerPage(w http.ResponseWriter, r *http.Request, v *viewer) 
 		return
 	}
 	live := h.liveIDs()[s.ID]
+	rec := s.Recording != ""
 	h.render(w, r, http.StatusOK, "player", playerPage{viewer: v, S: sessionView{Session: s, LiveHere: live,
-		CanJoin: v.CanJoin && live, CanKill: v.CanTerminate && live, Recording: s.Recording != "", CanPlay: true}})
+		CanJoin: v.CanJoin && live, CanKill: v.CanTerminate && live, Recording: rec, CanPlay: true,
+		Encrypted: rec && session.Encrypted(h.opt.Config.Recording.Dir, s.ID)}})
+}
+
+// encryptedMsg is what the web UI says instead of playing an encrypted
+// recording. The web server decrypts nothing: the identity that could
+// would have to live on the bastion, next to the recordings it protects,
+// and anyone who took the bastion would take both.
+func encryptedMsg(id string) string {
+	return "this recording is encrypted (recording.encrypt_to); the bastion holds no key for it: export it where your age identity is, with gatehouse sessions export --identity FILE " + id
 }
 
 // apiRecording streams the asciicast file. It is data for the player,
@@ -207,6 +229,10 @@ func (h *Handler) apiRecording(w http.ResponseWriter, r *http.Request, v *viewer
 	rc, err := session.Open(h.opt.Config.Recording.Dir, s.ID)
 	if errors.Is(err, session.ErrNoRecording) {
 		h.fail(w, r, v, http.StatusNotFound, "session "+s.ID+" has no recording on this bastion")
+		return
+	}
+	if errors.Is(err, session.ErrEncrypted) {
+		h.fail(w, r, v, http.StatusConflict, encryptedMsg(s.ID))
 		return
 	}
 	if err != nil {
