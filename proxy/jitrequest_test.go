@@ -32,7 +32,7 @@ func newHeldConn(t *testing.T) *heldConn {
 			return
 		}
 		go ssh.DiscardRequests(greqs)
-		s, ok := holdSession(inner, chans, "gatehouse: refused")
+		s, ok := holdSession(inner, chans, &UserError{Line: "gatehouse: refused"})
 		if !ok {
 			s = nil
 		}

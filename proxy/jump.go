@@ -309,18 +309,18 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// refusal is the one line a refused user sees. The login is whatever the
-// client sent (`ssh -J bastion $'\e]0;x\a'@db-1`), so it is escaped.
-func refusal(user, login, node string, v Verdict) string {
+// refusal is what a refused user is told: one line. The login is whatever
+// the client sent (`ssh -J bastion $'\e]0;x\a'@db-1`), so it is escaped.
+func refusal(user, login, node string, v Verdict) *UserError {
 	f := termsafe.String
 	if v.Notice != "" {
-		return "gatehouse: " + f(v.Notice)
+		return userErrorf("%s", f(v.Notice))
 	}
-	msg := fmt.Sprintf("gatehouse: %s may not log in as %s on %s (%s)", f(user), f(login), f(node), f(v.Reason))
+	msg := fmt.Sprintf("%s may not log in as %s on %s (%s)", f(user), f(login), f(node), f(v.Reason))
 	if v.Hint != "" {
 		msg += "; " + f(v.Hint)
 	}
-	return msg
+	return userErrorf("%s", msg)
 }
 
 // refuseAll answers every session channel with the refusal's line on
