@@ -239,7 +239,7 @@ func holdSession(inner *ssh.ServerConn, chans <-chan ssh.NewChannel, refused *Us
 		return nil, false
 	}
 	if nc.ChannelType() != "session" {
-		_ = nc.Reject(ssh.Prohibited, refused.Line)
+		rejectChannel(nc, ssh.Prohibited, refused)
 		return nil, false
 	}
 	ch, reqs, err := nc.Accept()
