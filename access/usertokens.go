@@ -77,6 +77,11 @@ func (s *Service) IssueUserToken(ctx context.Context, sub TokenSubject, ttl time
 	if err := s.store.PutLogin(ctx, l); err != nil {
 		return "", time.Time{}, fmt.Errorf("issue API token for %s: %w", user, err)
 	}
+	// Every run of the command line mints one; those long expired go. A
+	// day's worth stays to look at (the audit log keeps every issue anyway).
+	if err := s.store.DeleteExpiredLogins(ctx, LoginKindAPI, now.Add(-24*time.Hour)); err != nil {
+		s.log.WarnContext(ctx, "delete expired API tokens", "err", err)
+	}
 	ev := storage.Event{Time: now, Type: audit.TypeUserAPIToken, Actor: user, Target: user, Outcome: audit.OutcomeSuccess,
 		Fields: map[string]any{"expires": exp, "token_sha256": HashToken(tok)[:16], "login_id": sub.LoginID, "key_fp": sub.KeyFP}}
 	if err := audit.Append(ctx, s.aud, s.log, ev); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/audit"
+	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
 // TestUserToken: a token minted for a person acts as that person with their
@@ -87,5 +88,23 @@ func TestUserToken(t *testing.T) {
 	}
 	if _, err := e.svc.Authenticate(ctx, tok); !errors.Is(err, ErrBadToken) {
 		t.Fatalf("token after unlock: %v (a lock ends it for good)", err)
+	}
+}
+
+// TestUserTokensPruned: issuing a token removes API tokens that expired
+// more than a day ago.
+func TestUserTokensPruned(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	old, _, err := e.svc.IssueUserToken(ctx, TokenSubject{User: "bob"}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(25 * time.Hour)
+	if _, _, err := e.svc.IssueUserToken(ctx, TokenSubject{User: "alice"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.GetLogin(ctx, userTokenID(old)); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("a token expired a day ago is still stored: %v", err)
 	}
 }

@@ -222,6 +222,10 @@ type IdentityStore interface {
 	// RevokeLogins revokes every login of user of kind (e.g. all of a
 	// user's API tokens at a lock or logout); none is not an error.
 	RevokeLogins(ctx context.Context, user, kind string) error
+	// DeleteExpiredLogins removes the logins of kind that expired before
+	// before (short-lived API tokens, one per command-line run, would
+	// otherwise pile up).
+	DeleteExpiredLogins(ctx context.Context, kind string, before time.Time) error
 	// LatestLogin returns user's most recently created login of any kind
 	// but api, expired and revoked ones included (its claims are the newest
 	// the identity provider gave; an API token only copies claims);

@@ -992,6 +992,29 @@ func runIdentity(t *testing.T, open func(t *testing.T) storage.Store) {
 		}
 	})
 
+	t.Run("DeleteExpiredLogins", func(t *testing.T) {
+		s := open(t)
+		for _, l := range []storage.Login{
+			{ID: "old-api", User: "bob", Kind: "api", Created: now.Add(-3 * time.Hour), Expires: now.Add(-2 * time.Hour)},
+			{ID: "edge-api", User: "bob", Kind: "api", Created: now.Add(-2 * time.Hour), Expires: now.Add(-time.Hour)},
+			{ID: "live-api", User: "bob", Kind: "api", Created: now, Expires: now.Add(time.Hour)},
+			{ID: "old-cli", User: "bob", Kind: "cli", Created: now.Add(-3 * time.Hour), Expires: now.Add(-2 * time.Hour)},
+		} {
+			if err := s.PutLogin(ctx, l); err != nil {
+				t.Fatalf("PutLogin %s: %v", l.ID, err)
+			}
+		}
+		if err := s.DeleteExpiredLogins(ctx, "api", now.Add(-time.Hour)); err != nil {
+			t.Fatalf("DeleteExpiredLogins: %v", err)
+		}
+		for id, gone := range map[string]bool{"old-api": true, "edge-api": false, "live-api": false, "old-cli": false} {
+			_, err := s.GetLogin(ctx, id)
+			if gone != errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("after DeleteExpiredLogins(api, now-1h) login %s: %v, want gone=%v", id, err, gone)
+			}
+		}
+	})
+
 	t.Run("OneTime", func(t *testing.T) {
 		s := open(t)
 		tests := []struct {

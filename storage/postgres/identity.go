@@ -96,6 +96,14 @@ func (s *Store) RevokeLogins(ctx context.Context, user, kind string) error {
 	return nil
 }
 
+// DeleteExpiredLogins implements storage.IdentityStore.
+func (s *Store) DeleteExpiredLogins(ctx context.Context, kind string, before time.Time) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM logins WHERE kind = $1 AND expires_ns < $2`, kind, toNanos(before)); err != nil {
+		return fmt.Errorf("delete expired %s logins: %w", kind, err)
+	}
+	return nil
+}
+
 // PutOneTime implements storage.IdentityStore; putting a key again replaces
 // its value and expiry.
 func (s *Store) PutOneTime(ctx context.Context, key string, value []byte, expires time.Time) error {

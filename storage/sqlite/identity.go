@@ -166,6 +166,14 @@ func (s *Store) RevokeLogins(ctx context.Context, user, kind string) error {
 	return nil
 }
 
+// DeleteExpiredLogins implements storage.IdentityStore.
+func (s *Store) DeleteExpiredLogins(ctx context.Context, kind string, before time.Time) error {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM logins WHERE kind = ? AND expires < ?`, kind, ns(before)); err != nil {
+		return fmt.Errorf("delete expired %s logins: %w", kind, err)
+	}
+	return nil
+}
+
 // PutOneTime implements storage.IdentityStore; putting an existing key
 // replaces its value.
 func (s *Store) PutOneTime(ctx context.Context, key string, value []byte, expires time.Time) error {
