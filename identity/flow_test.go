@@ -532,9 +532,23 @@ func TestCLIExchangeAndRevokeRefusals(t *testing.T) {
 	if revoked, _ := e.svc.LoginRevoked(ctx, resp.LoginID); revoked {
 		t.Fatal("login revoked by a stranger")
 	}
+	// bob's API tokens (minted over SSH) end with his logout; alice's stay.
+	for _, l := range []storage.Login{
+		{ID: "api-bob", User: "bob", Kind: "api", Created: time.Now(), Expires: time.Now().Add(time.Hour)},
+		{ID: "api-alice", User: "alice", Kind: "api", Created: time.Now(), Expires: time.Now().Add(time.Hour)},
+	} {
+		if err := e.store.PutLogin(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
 	n = nonce()
 	if st, body := revoke(keyA, n); st != 200 {
 		t.Fatalf("revoke by the key holder: %d %s", st, body)
+	}
+	for id, want := range map[string]bool{"api-bob": true, "api-alice": false} {
+		if l, err := e.store.GetLogin(ctx, id); err != nil || l.Revoked != want {
+			t.Errorf("after bob's logout, API token %s revoked=%v (%v), want %v", id, l.Revoked, err, want)
+		}
 	}
 	if st, _ := revoke(keyA, n); st != 403 {
 		t.Fatalf("replayed nonce: %d, want 403", st)
