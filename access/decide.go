@@ -89,24 +89,31 @@ func (e Effective) Decide(login string, node policy.Node) Verdict {
 		}
 		return v
 	}
-	v.RequestIDs = e.grantsBehind(d.Roles)
+	v.RequestIDs = e.grantsBehind(d)
 	return v
 }
 
-// grantsBehind lists, sorted, the grants that provide the allowing roles,
-// when no role held without a request is among them; nil otherwise.
-func (e Effective) grantsBehind(allowing []string) []string {
-	for _, r := range allowing {
+// grantsBehind lists, sorted, the grants that allow d: those providing the
+// allowing roles and the resource grants (policy.ResourceAllows) that
+// allow it, when no role held without a request is among the allowing
+// roles; nil otherwise.
+func (e Effective) grantsBehind(d policy.Decision) []string {
+	for _, r := range d.Roles {
 		if slices.Contains(e.Base, r) {
 			return nil
 		}
 	}
 	var ids []string
-	for _, r := range allowing {
+	for _, r := range d.Roles {
 		for _, id := range e.GrantsFor(r) {
 			if !slices.Contains(ids, id) {
 				ids = append(ids, id)
 			}
+		}
+	}
+	for _, id := range d.Grants {
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
 		}
 	}
 	slices.Sort(ids)

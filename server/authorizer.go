@@ -89,7 +89,7 @@ func (a *authorizer) Describe(ctx context.Context, id proxy.Identity) (string, e
 		if g.GrantEnd != nil {
 			left = fmt.Sprintf(" until %s (%s left)", g.GrantEnd.Local().Format("15:04 MST"), g.GrantEnd.Sub(now).Round(time.Second))
 		}
-		fmt.Fprintf(&b, "grant: %s via request %s%s\n", strings.Join(termsafe.Strings(g.Roles), ","), termsafe.String(g.ID), left)
+		fmt.Fprintf(&b, "grant: %s via request %s%s\n", describeAsk(g), termsafe.String(g.ID), left)
 	}
 	return b.String(), nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
+	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
@@ -89,13 +90,18 @@ func parseCmd(args []string, text, value, boolean []string) (cmdArgs, error) {
 	return c, nil
 }
 
+const requestUsage = "gatehouse: usage: request ROLE[,ROLE] --reason TEXT [--duration 1h] [--wait] [--for-session]\n" +
+	"       request --node NODE --login LOGIN --reason TEXT [--duration 1h] [--wait] [--for-session]"
+
 func (b *Bastion) cmdRequest(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	c, err := parseCmd(args, []string{"reason"}, []string{"duration"}, []string{"wait"})
-	if err != nil || len(c.pos) != 1 {
+	c, err := parseCmd(args, []string{"reason"}, []string{"duration", "node", "login"}, []string{"wait", "for-session"})
+	node, login := c.vals["node"], c.vals["login"]
+	resource := node != "" || login != ""
+	if err != nil || len(c.pos) > 1 || !resource && len(c.pos) != 1 || resource && (node == "" || login == "") {
 		if err != nil {
 			fmt.Fprintf(stderr, "gatehouse: %s\n", termsafe.String(err.Error()))
 		}
-		fmt.Fprintln(stderr, "gatehouse: usage: request ROLE[,ROLE] --reason TEXT [--duration 1h] [--wait]")
+		fmt.Fprintln(stderr, requestUsage)
 		return 2
 	}
 	var dur time.Duration
@@ -105,20 +111,35 @@ func (b *Bastion) cmdRequest(ctx context.Context, id proxy.Identity, args []stri
 			return 2
 		}
 	}
-	reason, wait, pos := c.vals["reason"], c.bools["wait"], c.pos
-	roles := strings.Split(pos[0], ",")
+	ask := access.Ask{Reason: c.vals["reason"], Duration: dur, Login: login, ForSession: c.bools["for-session"]}
+	if len(c.pos) == 1 {
+		ask.Roles = strings.Split(c.pos[0], ",")
+	}
+	if resource {
+		// An unknown node gets the node's name and no labels: no role
+		// allows anything there, so the refusal is the same as for a
+		// node the user may not reach, and does not tell which nodes exist.
+		n := policy.Node{Name: node}
+		if cn, ok := b.Config.Node(node); ok {
+			n = toPolicyNode(cn)
+		}
+		ask.Node = &n
+	}
 	eff, err := b.Access.Effective(ctx, id.User, id.Claims)
 	if err != nil {
 		fmt.Fprintln(stderr, "gatehouse: cannot check your roles right now; try again")
 		return 1
 	}
-	req, err := b.Access.Create(ctx, eff, roles, reason, dur)
+	req, err := b.Access.Ask(ctx, eff, ask)
 	if err != nil {
 		return b.refused(ctx, stderr, "request", err)
 	}
 	fmt.Fprintf(stdout, "id: %s\n", req.ID)
-	fmt.Fprintf(stdout, "request for %s is %s; an approver can run: ssh bastion approve %s\n", strings.Join(termsafe.Strings(req.Roles), ","), req.State, req.ID)
-	if !wait {
+	fmt.Fprintf(stdout, "request for %s is %s; an approver can run: ssh bastion approve %s\n", describeAsk(req), req.State, req.ID)
+	if st := b.Access.Explain(req); st.Status != "" {
+		fmt.Fprintf(stdout, "approval: %s\n", st.Status)
+	}
+	if !c.bools["wait"] {
 		return 0
 	}
 	fmt.Fprintln(stdout, "waiting for a decision...")
@@ -129,6 +150,20 @@ func (b *Bastion) cmdRequest(ctx context.Context, id proxy.Identity, args []stri
 	return printOutcome(stdout, done)
 }
 
+// describeAsk names what a request is for: "dba", or for a resource
+// request "login postgres on db-1 (role dba)"; " for one session" when the
+// grant is session-bound.
+func describeAsk(r storage.Request) string {
+	s := strings.Join(termsafe.Strings(r.Roles), ",")
+	if r.IsResource() {
+		s = fmt.Sprintf("login %s on %s (role %s)", termsafe.String(r.Login), termsafe.String(r.Node), s)
+	}
+	if r.ForSession {
+		s += " for one session"
+	}
+	return s
+}
+
 func printOutcome(w io.Writer, r storage.Request) int {
 	switch r.State {
 	case storage.StateApproved:
@@ -136,7 +171,7 @@ func printOutcome(w io.Writer, r storage.Request) int {
 		if r.GrantEnd != nil {
 			end = " until " + r.GrantEnd.Local().Format("2006-01-02 15:04 MST")
 		}
-		fmt.Fprintf(w, "request %s APPROVED: %s granted%s\n", r.ID, strings.Join(termsafe.Strings(r.Roles), ","), end)
+		fmt.Fprintf(w, "request %s APPROVED: %s granted%s\n", r.ID, describeAsk(r), end)
 		return 0
 	default:
 		why := ""
@@ -160,7 +195,7 @@ func (b *Bastion) cmdRequests(ctx context.Context, id proxy.Identity, args []str
 		if err != nil {
 			return b.refused(ctx, stderr, "look up request", err)
 		}
-		showRequest(stdout, r)
+		showRequest(stdout, r, b.Access.Explain(r))
 		return 0
 	}
 	reqs, err := b.Access.List(ctx, eff, storage.RequestFilter{Limit: 50})
@@ -183,15 +218,15 @@ func writeRequests(w io.Writer, reqs []storage.Request) {
 	f := termsafe.String
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, r := range reqs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f(r.ID), f(r.State), f(r.User), strings.Join(termsafe.Strings(r.Roles), ","), r.Created.Local().Format("01-02 15:04"), f(r.Reason))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f(r.ID), f(r.State), f(r.User), describeAsk(r), r.Created.Local().Format("01-02 15:04"), f(r.Reason))
 	}
 	_ = tw.Flush()
 }
 
 func (b *Bastion) cmdReview(ctx context.Context, id proxy.Identity, args []string, approve bool, stdout, stderr io.Writer) int {
-	c, err := parseCmd(args, []string{"reason"}, nil, nil)
-	if err != nil || len(c.pos) != 1 {
-		fmt.Fprintln(stderr, "gatehouse: usage: approve|deny ID [--reason TEXT]")
+	c, err := parseCmd(args, []string{"reason"}, []string{"roles"}, nil)
+	if err != nil || len(c.pos) != 1 || !approve && c.vals["roles"] != "" {
+		fmt.Fprintln(stderr, "gatehouse: usage: approve ID [--roles ROLE[,ROLE]] [--reason TEXT] | deny ID [--reason TEXT]")
 		return 2
 	}
 	pos, reason := c.pos, c.vals["reason"]
@@ -200,7 +235,11 @@ func (b *Bastion) cmdReview(ctx context.Context, id proxy.Identity, args []strin
 		fmt.Fprintln(stderr, "gatehouse: cannot check your roles right now; try again")
 		return 1
 	}
-	r, err := b.Access.Review(ctx, eff, pos[0], approve, reason)
+	v := access.ReviewVerdict{Approve: approve, Reason: reason}
+	if roles := c.vals["roles"]; roles != "" {
+		v.Roles = strings.Split(roles, ",")
+	}
+	r, err := b.Access.ReviewWith(ctx, eff, pos[0], v)
 	if err != nil {
 		return b.refused(ctx, stderr, "review", err)
 	}
@@ -208,7 +247,13 @@ func (b *Bastion) cmdReview(ctx context.Context, id proxy.Identity, args []strin
 	if approve {
 		verb = "approved"
 	}
+	if len(v.Roles) > 0 {
+		verb += " " + strings.Join(termsafe.Strings(v.Roles), ",") + " of"
+	}
 	fmt.Fprintf(stdout, "you %s request %s; it is now %s\n", verb, r.ID, r.State)
+	if r.State == storage.StatePending {
+		fmt.Fprintf(stdout, "approval: %s\n", b.Access.Explain(r).Status)
+	}
 	return 0
 }
 
@@ -244,10 +289,24 @@ func (b *Bastion) simple(ctx context.Context, id proxy.Identity, args []string, 
 
 // showRequest is `requests ID`: a request with its reviews. The reason,
 // the reviewers' reasons and the closing note are other people's words.
-func showRequest(w io.Writer, r storage.Request) {
+func showRequest(w io.Writer, r storage.Request, st access.RuleStatus) {
 	f := termsafe.String
-	fmt.Fprintf(w, "id: %s\nstate: %s\nuser: %s\nroles: %s\nreason: %s\nduration: %s\ncreated: %s\n",
-		f(r.ID), f(r.State), f(r.User), strings.Join(termsafe.Strings(r.Roles), ","), f(r.Reason), r.Duration, r.Created.Local().Format("2006-01-02 15:04:05 MST"))
+	fmt.Fprintf(w, "id: %s\nstate: %s\nuser: %s\nroles: %s\n", f(r.ID), f(r.State), f(r.User), strings.Join(termsafe.Strings(r.Roles), ","))
+	if len(r.Requested) > 0 {
+		fmt.Fprintf(w, "requested: %s\n", strings.Join(termsafe.Strings(r.Requested), ","))
+	}
+	if r.IsResource() {
+		fmt.Fprintf(w, "resource: login %s on %s\n", f(r.Login), f(r.Node))
+	}
+	if r.ForSession {
+		bound := "not used yet"
+		if r.Session != "" {
+			bound = "bound to session " + f(r.Session)
+		}
+		fmt.Fprintf(w, "for-session: ends with the first session that uses it (%s)\n", bound)
+	}
+	fmt.Fprintf(w, "reason: %s\nduration: %s\ncreated: %s\n", f(r.Reason), r.Duration, r.Created.Local().Format("2006-01-02 15:04:05 MST"))
+	fmt.Fprintf(w, "rule: %s\napproval: %s\n", st.Rule, st.Status)
 	if r.GrantStart != nil && r.GrantEnd != nil {
 		fmt.Fprintf(w, "access: %s to %s\n", r.GrantStart.Local().Format("15:04:05"), r.GrantEnd.Local().Format("2006-01-02 15:04:05 MST"))
 	}
@@ -255,6 +314,9 @@ func showRequest(w io.Writer, r storage.Request) {
 		verdict := "denied"
 		if rv.Approve {
 			verdict = "approved"
+		}
+		if len(rv.Roles) > 0 {
+			verdict += " " + strings.Join(termsafe.Strings(rv.Roles), ",")
 		}
 		fmt.Fprintf(w, "review: %s %s at %s %s\n", f(rv.Reviewer), verdict, rv.Time.Local().Format("15:04:05"), f(rv.Reason))
 	}

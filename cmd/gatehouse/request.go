@@ -72,15 +72,21 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fs := newFlags("request "+sub, stderr)
 	pf := addProfileFlags(fs)
-	var roles, reason, duration *string
-	var wait *bool
+	var roles, reason, duration, node, login *string
+	var wait, forSession *bool
 	switch sub {
 	case "create":
 		roles = fs.String("roles", "", "roles to request, comma separated")
+		node = fs.String("node", "", "resource request: the node (with --login instead of --roles)")
+		login = fs.String("login", "", "resource request: the login on --node")
 		reason = fs.String("reason", "", "why you need them")
 		duration = fs.String("duration", "", "how long the access should last, e.g. 2h")
 		wait = fs.Bool("wait", false, "wait until the request is decided")
-	case "approve", "deny":
+		forSession = fs.Bool("for-session", false, "the grant ends when the first session that uses it ends")
+	case "approve":
+		roles = fs.String("roles", "", "approve only these of the requested roles, comma separated")
+		reason = fs.String("reason", "", "why")
+	case "deny":
 		reason = fs.String("reason", "", "why")
 	}
 	pos, err := parse(fs, args)
@@ -93,10 +99,21 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if len(pos) != 0 {
 			return usageError{fmt.Sprintf("unexpected argument %q", pos[0])}
 		}
-		if *roles == "" {
-			return usageError{"--roles is required"}
+		switch {
+		case (*node == "") != (*login == ""):
+			return usageError{"--node and --login go together"}
+		case *node != "" && *roles != "":
+			return usageError{"use --roles, or --node with --login, not both"}
+		case *node != "":
+			remote = []string{"request", "--node", *node, "--login", *login, "--reason", *reason}
+		case *roles == "":
+			return usageError{"--roles (or --node with --login) is required"}
+		default:
+			remote = []string{"request", *roles, "--reason", *reason}
 		}
-		remote = []string{"request", *roles, "--reason", *reason}
+		if *forSession {
+			remote = append(remote, "--for-session")
+		}
 		if *duration != "" {
 			remote = append(remote, "--duration", *duration)
 		}
@@ -117,6 +134,9 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			name = "requests"
 		}
 		remote = []string{name, pos[0]}
+		if sub == "approve" && *roles != "" {
+			remote = append(remote, "--roles", *roles)
+		}
 		if reason != nil && *reason != "" {
 			remote = append(remote, "--reason", *reason)
 		}
