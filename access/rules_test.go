@@ -227,3 +227,38 @@ func TestForSessionGrant(t *testing.T) {
 		t.Fatalf("after session end: %+v, %d audit events", got, e.aud.count(audit.TypeRequestSessionEnd))
 	}
 }
+
+// The refusal hint offers the request for one login only where a grant of
+// it would let the user in: a deny of a role they hold still wins.
+func TestHintOffersTheOneLoginRequestWhereItHelps(t *testing.T) {
+	e := newEnvWith(t, `
+users:
+  - {name: bob, roles: [dev]}
+  - {name: eve, roles: [dev, nodb]}
+roles:
+  - name: dev
+    allow:
+      request: {roles: [dba]}
+  - name: nodb
+    deny:
+      node_labels: {team: data}
+  - name: dba
+    allow:
+      logins: [postgres]
+      node_labels: {team: data}
+  - name: rev
+    allow:
+      review_requests: {roles: [dba]}
+`)
+	plain := "request one with: ssh bastion request dba --reason ..."
+	for _, c := range []struct{ user, login, want string }{
+		{"bob", "postgres", plain + ", or this login only with: ssh bastion request --node db-1 --login postgres --reason ..."},
+		{"bob", "root", plain},
+		{"eve", "postgres", plain},
+	} {
+		v := e.who(t, c.user).Decide(c.login, db1)
+		if v.Allowed || v.Hint != c.want {
+			t.Errorf("%s as %s on db-1: allowed %v, hint %q; want refused with %q", c.user, c.login, v.Allowed, v.Hint, c.want)
+		}
+	}
+}

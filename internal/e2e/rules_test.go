@@ -135,6 +135,10 @@ func TestResourceRequest(t *testing.T) {
 	env := startAccessRoles(t, rulesE2ERoles, nil)
 	bob, lee, mia := env.user(t, "bob"), env.user(t, "lee"), env.user(t, "mia")
 
+	// The refusal names the request for this login alone.
+	if line := refusedJump(t, bob, "postgres@db-1"); !strings.HasSuffix(line, ", or this login only with: ssh bastion request --node db-1 --login postgres --reason ...") {
+		t.Errorf("postgres on db-1 refusal: %q", line)
+	}
 	r := env.cli(t, bob, "create", "--node", "db-1", "--login", "ubuntu", "--reason", "INC-11")
 	if line := refusalLine(t, r); r.ExitCode == 0 || !strings.Contains(line, "no role you may request allows login ubuntu on db-1") {
 		t.Fatalf("ubuntu on db-1: %s", r)
