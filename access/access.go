@@ -319,6 +319,7 @@ func (s *Service) notify(ctx context.Context, event string, r storage.Request, a
 	m := notify.Message{Event: event, Request: r, Actor: actor, Link: s.link(r.ID)}
 	if event == notify.EventCreated {
 		m.Reviewers = s.reviewers(ctx, r)
+		m.Approval = s.Explain(r).Status
 	}
 	s.note.Notify(ctx, m)
 }

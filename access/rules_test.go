@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/audit"
+	"github.com/gatehouse-dev/gatehouse/notify"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
@@ -260,5 +261,24 @@ roles:
 		if v.Allowed || v.Hint != c.want {
 			t.Errorf("%s as %s on db-1: allowed %v, hint %q; want refused with %q", c.user, c.login, v.Allowed, v.Hint, c.want)
 		}
+	}
+}
+
+// The reviewers' notification of a new request says what its rule needs,
+// and a one-login request names the login.
+func TestCreatedNotificationSaysWhatTheRuleNeeds(t *testing.T) {
+	e := newEnvWith(t, rulesRoles)
+	if _, err := e.svc.Ask(context.Background(), e.who(t, "bob"), Ask{Node: &db1, Login: "postgres", Reason: "INC-7"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.notes.msgs) != 1 {
+		t.Fatalf("notifications %+v, want one", e.notes.msgs)
+	}
+	m := e.notes.msgs[0]
+	if want := "needs 1 more approval from dba-lead and 1 more approval from manager"; m.Event != "created" || m.Approval != want {
+		t.Errorf("created notification: event %q, approval %q; want %q", m.Event, m.Approval, want)
+	}
+	if got := notify.Asked(m.Request); got != "login postgres on db-1 (role dba)" {
+		t.Errorf("Asked = %q", got)
 	}
 }
