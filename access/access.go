@@ -242,7 +242,9 @@ func (e Effective) Locked() bool { return e.Lock != nil }
 func (e Effective) GrantsFor(role string) []string {
 	var ids []string
 	for _, g := range e.Grants {
-		if slices.Contains(g.Roles, role) {
+		// A resource grant is never a whole role; Decision.Grants names it
+		// when it allows an access.
+		if !g.IsResource() && slices.Contains(g.Roles, role) {
 			ids = append(ids, g.ID)
 		}
 	}
@@ -279,6 +281,7 @@ func (s *Service) Effective(ctx context.Context, user string, claims map[string]
 		return e, nil
 	}
 	e.Subject.Roles = withGranted(e.Base, e.Grants)
+	e.Subject.Resources = resources(e.Grants)
 	return e, nil
 }
 
@@ -321,6 +324,7 @@ func (s *Service) notify(ctx context.Context, event string, r storage.Request, a
 	m := notify.Message{Event: event, Request: r, Actor: actor, Link: s.link(r.ID)}
 	if event == notify.EventCreated {
 		m.Reviewers = s.reviewers(ctx, r)
+		m.Approval = s.Explain(r).Status
 	}
 	s.note.Notify(ctx, m)
 }
@@ -391,6 +395,9 @@ func (s *Service) updates() <-chan struct{} {
 func withGranted(base []string, grants []storage.Request) []string {
 	roles := slices.Clone(base)
 	for _, g := range grants {
+		if g.IsResource() {
+			continue
+		}
 		for _, r := range g.Roles {
 			if !slices.Contains(roles, r) {
 				roles = append(roles, r)
@@ -398,4 +405,15 @@ func withGranted(base []string, grants []storage.Request) []string {
 		}
 	}
 	return roles
+}
+
+// resources are the resource grants among grants, as the policy takes them.
+func resources(grants []storage.Request) []policy.Resource {
+	var out []policy.Resource
+	for _, g := range grants {
+		if g.IsResource() && len(g.Roles) > 0 {
+			out = append(out, policy.Resource{ID: g.ID, Role: g.Roles[0], Login: g.Login, Node: g.Node})
+		}
+	}
+	return out
 }

@@ -84,29 +84,55 @@ func (e Effective) Decide(login string, node policy.Node) Verdict {
 	d := e.pol.Decide(e.Subject, login, node)
 	v.Allowed, v.Rule, v.Reason, v.Roles, v.Options = d.Allowed, d.Rule, d.Rule, d.Roles, d.Options
 	if !d.Allowed {
-		if roles, _, _ := e.pol.Requestable(e.Subject); len(roles) > 0 {
-			v.Hint = fmt.Sprintf("request one with: ssh bastion request %s --reason ...", strings.Join(roles, ","))
-		}
+		v.Hint = e.hint(login, node)
 		return v
 	}
-	v.RequestIDs = e.grantsBehind(d.Roles)
+	v.RequestIDs = e.grantsBehind(d)
 	return v
 }
 
-// grantsBehind lists, sorted, the grants that provide the allowing roles,
-// when no role held without a request is among them; nil otherwise.
-func (e Effective) grantsBehind(allowing []string) []string {
-	for _, r := range allowing {
+// hint is what a user refused login on node can do: request one of the
+// roles they may request, and, when a grant of that login alone through one
+// of them would let them in (the whole decision says so, a deny of a role
+// they hold included), request just that.
+func (e Effective) hint(login string, node policy.Node) string {
+	roles, _, _ := e.pol.Requestable(e.Subject)
+	if len(roles) == 0 {
+		return ""
+	}
+	h := fmt.Sprintf("request one with: ssh bastion request %s --reason ...", strings.Join(roles, ","))
+	for _, role := range e.pol.ResourceRoles(e.Subject, login, node) {
+		with := e.Subject
+		with.Resources = append(slices.Clone(e.Subject.Resources), policy.Resource{Role: role, Login: login, Node: node.Name})
+		if e.pol.Decide(with, login, node).Allowed {
+			return h + fmt.Sprintf(", or this login only with: ssh bastion request --node %s --login %s --reason ...",
+				termsafe.String(node.Name), termsafe.String(login))
+		}
+	}
+	return h
+}
+
+// grantsBehind lists, sorted, the grants that allow d: those providing the
+// allowing roles and the resource grants (policy.ResourceAllows) that
+// allow it, when no role held without a request is among the allowing
+// roles; nil otherwise.
+func (e Effective) grantsBehind(d policy.Decision) []string {
+	for _, r := range d.Roles {
 		if slices.Contains(e.Base, r) {
 			return nil
 		}
 	}
 	var ids []string
-	for _, r := range allowing {
+	for _, r := range d.Roles {
 		for _, id := range e.GrantsFor(r) {
 			if !slices.Contains(ids, id) {
 				ids = append(ids, id)
 			}
+		}
+	}
+	for _, id := range d.Grants {
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
 		}
 	}
 	slices.Sort(ids)

@@ -6,8 +6,9 @@
 // login on this node now. It reads the user's standing (Effective: the
 // roles from users: and claims_to_roles plus active grants, minus
 // everything when the user is locked) and decides on it with the policy:
-// the lock's one line, the rule, the grants the access depends on and the
-// hint on a refusal. The proxy's jumps and re-checks, node lists, bastion
+// the lock's one line, the rule, the grants the access depends on (role
+// grants and one-login grants, policy.ResourceAllows) and the hint on a
+// refusal. The proxy's jumps and re-checks, node lists, bastion
 // commands and `gatehouse policy check` all answer through it, so there is
 // no second decision path to drift. Every state change goes
 // through the store's compare-and-set UpdateRequest, so several bastions
@@ -23,4 +24,11 @@
 // API callers are bots (bots.go) or people through a user API token
 // (usertokens.go), which Authenticate turns into the same Effective a web or
 // SSH caller gets, so every channel runs the same checks.
+// A request asks for whole roles, or (Ask with Node and Login) for one login
+// on one node; a reviewer may approve some of the requested roles
+// (ReviewVerdict),
+// and each role is granted when the approvals that include it meet the
+// policy's approval rule; Explain says where a request stands. A
+// --for-session grant is bound to the first session that uses it
+// (BindSession) and ends when that session ends (SessionEnded).
 package access

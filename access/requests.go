@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/notify"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/storage"
@@ -18,27 +19,63 @@ import (
 // duration (capped at what the policy allows).
 const DefaultDuration = time.Hour
 
+// Ask is what a requester asks for. Roles name whole roles; or Node and
+// Login name one login on one node (a resource request), through a role the
+// requester may request that allows it. ForSession binds the grant to the
+// first session that uses it.
+type Ask struct {
+	Roles      []string
+	Reason     string
+	Duration   time.Duration
+	Node       *policy.Node
+	Login      string
+	ForSession bool
+}
+
 // Create files a request by requester for roles. The policy decides whether
 // the requester may ask for these roles, for this long, with this reason.
 func (s *Service) Create(ctx context.Context, requester Effective, roles []string, reason string, d time.Duration) (storage.Request, error) {
+	return s.Ask(ctx, requester, Ask{Roles: roles, Reason: reason, Duration: d})
+}
+
+// Ask files the request a describes; see Create.
+func (s *Service) Ask(ctx context.Context, requester Effective, a Ask) (storage.Request, error) {
 	if requester.admin {
 		return storage.Request{}, refuse("the admin identity cannot request roles; request as yourself")
 	}
 	if requester.Lock != nil {
 		return storage.Request{}, refuse("you are locked and may not request roles")
 	}
-	roles = cleanRoles(roles)
-	if len(roles) == 0 {
-		return storage.Request{}, refuse("name at least one role to request")
-	}
-	if d < 0 {
-		return storage.Request{}, refuse("duration must be positive")
-	}
-	reason = strings.TrimSpace(reason)
 	p, err := s.policy()
 	if err != nil {
 		return storage.Request{}, fmt.Errorf("create request: %w", err)
 	}
+	roles := cleanRoles(a.Roles)
+	login := strings.TrimSpace(a.Login)
+	if a.Node != nil {
+		if login == "" {
+			return storage.Request{}, refuse("a resource request needs --login as well as --node")
+		}
+		via := p.ResourceRoles(requester.Subject, login, *a.Node)
+		if len(roles) > 0 {
+			via = slices.DeleteFunc(via, func(r string) bool { return !slices.Contains(roles, r) })
+		}
+		if len(via) == 0 {
+			return storage.Request{}, refuse("no role you may request allows login %s on %s", termsafe.String(login), a.Node.Name)
+		}
+		// One role, so reviewers see exactly which rules the grant borrows.
+		roles = via[:1]
+	} else if login != "" {
+		return storage.Request{}, refuse("--login needs --node: a resource request names one login on one node")
+	}
+	if len(roles) == 0 {
+		return storage.Request{}, refuse("name at least one role to request")
+	}
+	d := a.Duration
+	if d < 0 {
+		return storage.Request{}, refuse("duration must be positive")
+	}
+	reason := strings.TrimSpace(a.Reason)
 	if d == 0 {
 		d = DefaultDuration
 		if maxD, ok := p.MaxRequestDuration(requester.Subject, roles); ok && maxD > 0 && d > maxD {
@@ -51,17 +88,25 @@ func (s *Service) Create(ctx context.Context, requester Effective, roles []strin
 	if err := p.CheckRequest(requester.Subject, roles, d, reason); err != nil {
 		return storage.Request{}, &Refusal{Msg: err.Error(), Cause: err}
 	}
+	if !a.ForSession && p.ForSessionRequired(requester.Subject, roles) {
+		return storage.Request{}, refuse("%s may only be granted for one session: ask again with --for-session", strings.Join(roles, ","))
+	}
 
 	now := s.now()
 	r := storage.Request{
-		User:     requester.User(),
-		Roles:    roles,
-		Reason:   reason,
-		Duration: d,
-		State:    storage.StatePending,
-		Created:  now,
-		Expires:  now.Add(s.opts.PendingTTL),
-		Updated:  now,
+		User:       requester.User(),
+		Roles:      roles,
+		Reason:     reason,
+		Duration:   d,
+		State:      storage.StatePending,
+		Created:    now,
+		Expires:    now.Add(s.opts.PendingTTL),
+		Updated:    now,
+		Login:      login,
+		ForSession: a.ForSession,
+	}
+	if a.Node != nil {
+		r.Node = a.Node.Name
 	}
 	// 70 random bits make a collision unlikely, not impossible; a few
 	// fresh tries turn "unlikely" into "never seen".
@@ -77,10 +122,15 @@ func (s *Service) Create(ctx context.Context, requester Effective, roles []strin
 			return storage.Request{}, fmt.Errorf("store request of %s for %s: %w", r.User, strings.Join(roles, ","), err)
 		}
 	}
-	s.log.InfoContext(ctx, "access request created", "id", r.ID, "user", r.User, "roles", roles, "duration", d)
-	s.audit(ctx, audit.TypeRequestCreate, r.User, r.ID, "success", map[string]any{
-		"roles": roles, "duration": d.String(), "reason": reason, "expires": r.Expires,
-	})
+	s.log.InfoContext(ctx, "access request created", "id", r.ID, "user", r.User, "roles", roles, "duration", d, "node", r.Node, "login", r.Login, "for_session", r.ForSession)
+	fields := map[string]any{"roles": roles, "duration": d.String(), "reason": reason, "expires": r.Expires}
+	if r.IsResource() {
+		fields["node"], fields["login"] = r.Node, r.Login
+	}
+	if r.ForSession {
+		fields["for_session"] = true
+	}
+	s.audit(ctx, audit.TypeRequestCreate, r.User, r.ID, "success", fields)
 	s.notify(ctx, notify.EventCreated, r, r.User)
 	s.wake()
 	return r, nil
@@ -123,6 +173,23 @@ func expireInPlace(r *storage.Request, now time.Time) {
 // whole check-and-update runs inside the store's UpdateRequest, so
 // concurrent reviewers on any bastion are counted exactly once each.
 func (s *Service) Review(ctx context.Context, reviewer Effective, id string, approve bool, reason string) (storage.Request, error) {
+	return s.ReviewWith(ctx, reviewer, id, ReviewVerdict{Approve: approve, Reason: reason})
+}
+
+// ReviewVerdict is one review: approve or deny, why, and for an approval
+// optionally the requested roles it approves (empty: all of them).
+type ReviewVerdict struct {
+	Approve bool
+	Reason  string
+	Roles   []string
+}
+
+// ReviewWith is Review with the whole verdict, so a reviewer can approve a
+// subset of the requested roles. Each requested role is granted when the
+// approvals that include it meet the request's approval rule; the request
+// is approved as soon as one role is, and the grant holds the roles met at
+// that moment.
+func (s *Service) ReviewWith(ctx context.Context, reviewer Effective, id string, v ReviewVerdict) (storage.Request, error) {
 	p, err := s.policy()
 	if err != nil {
 		return storage.Request{}, fmt.Errorf("review request %s: %w", id, err)
@@ -130,7 +197,7 @@ func (s *Service) Review(ctx context.Context, reviewer Effective, id string, app
 	if reviewer.Lock != nil {
 		return storage.Request{}, refuse("you are locked and may not review requests")
 	}
-	return s.review(ctx, p, reviewer, "", id, approve, reason)
+	return s.review(ctx, p, reviewer, "", id, v)
 }
 
 // ReviewOnBehalf records a review that bot submits for person (a plugin
@@ -140,6 +207,11 @@ func (s *Service) Review(ctx context.Context, reviewer Effective, id string, app
 // her review counts once whichever channel it came through. The audit event
 // has person as actor and the bot in its "via" field.
 func (s *Service) ReviewOnBehalf(ctx context.Context, bot Effective, person, id string, approve bool, reason string) (storage.Request, error) {
+	return s.ReviewOnBehalfWith(ctx, bot, person, id, ReviewVerdict{Approve: approve, Reason: reason})
+}
+
+// ReviewOnBehalfWith is ReviewOnBehalf with the whole verdict (see ReviewWith).
+func (s *Service) ReviewOnBehalfWith(ctx context.Context, bot Effective, person, id string, v ReviewVerdict) (storage.Request, error) {
 	p, err := s.policy()
 	if err != nil {
 		return storage.Request{}, fmt.Errorf("review request %s: %w", id, err)
@@ -167,19 +239,24 @@ func (s *Service) ReviewOnBehalf(ctx context.Context, bot Effective, person, id 
 	if eff.Lock != nil {
 		return storage.Request{}, refuse("%s is locked and may not review requests", person)
 	}
-	return s.review(ctx, p, eff, bot.User(), id, approve, reason)
+	return s.review(ctx, p, eff, bot.User(), id, v)
 }
 
 // review is Review for reviewer, submitted directly (via "") or by the bot
 // named in via.
-func (s *Service) review(ctx context.Context, p *policy.Policy, reviewer Effective, via, id string, approve bool, reason string) (storage.Request, error) {
+func (s *Service) review(ctx context.Context, p *policy.Policy, reviewer Effective, via, id string, v ReviewVerdict) (storage.Request, error) {
+	approve := v.Approve
 	// Refusals speak to whoever submitted: "you" directly, the person's
 	// name when a bot relays.
 	who, whose := "you", "your"
 	if via != "" {
 		who, whose = reviewer.User(), "their"
 	}
-	reason = strings.TrimSpace(reason)
+	reason := strings.TrimSpace(v.Reason)
+	subset := cleanRoles(v.Roles)
+	if !approve && len(subset) > 0 {
+		return storage.Request{}, refuse("a denial covers the whole request; name roles only when approving")
+	}
 	now := s.now()
 	var expired bool
 	var decided string
@@ -195,8 +272,9 @@ func (s *Service) review(ctx context.Context, p *policy.Policy, reviewer Effecti
 		if via == "" && !visible(p, reviewer, *r) {
 			return noSuchRequest(id, "review")
 		}
-		approvals, denials, ok := mayReview(p, reviewer, r.Roles)
-		if !ok {
+		_, _, ok := mayReview(p, reviewer, r.Roles)
+		rule, ruleOK := p.ApprovalRule(r.Roles)
+		if !ok || !ruleOK {
 			return refuse("%s may not review request %s", who, id)
 		}
 		if r.State != storage.StatePending {
@@ -217,22 +295,35 @@ func (s *Service) review(ctx context.Context, p *policy.Policy, reviewer Effecti
 		if role, ok := p.ReviewReasonRequired(r.Roles); ok && reason == "" {
 			return refuse("a reason is required to review request %s (role %s asks reviewers to say why)", id, role)
 		}
-		r.Reviews = append(r.Reviews, storage.Review{Reviewer: reviewer.User(), Via: via, Approve: approve, Reason: reason, Time: now})
+		for _, role := range subset {
+			if !slices.Contains(r.Roles, role) {
+				return refuse("request %s does not ask for role %s", id, termsafe.String(role))
+			}
+		}
+		if len(subset) == len(r.Roles) {
+			subset = nil
+		}
+		if approve && !rule.CanCount(reviewer.Subject.Roles) {
+			return refuse("%s approval would not count: request %s needs %s", whose, id, rule.Approvals())
+		}
+		r.Reviews = append(r.Reviews, storage.Review{Reviewer: reviewer.User(), Via: via, Approve: approve, Reason: reason, Time: now,
+			Roles: subset, As: rule.Relevant(reviewer.Subject.Roles)})
 		r.Updated = now
-		yes, no := 0, 0
+		no := 0
 		for _, rv := range r.Reviews {
-			if rv.Approve {
-				yes++
-			} else {
+			if !rv.Approve {
 				no++
 			}
 		}
-		switch {
-		case approve && yes >= approvals:
+		switch granted := grantedRoles(rule, *r); {
+		case approve && len(granted) > 0:
 			start, end := now, now.Add(r.Duration)
+			if len(granted) < len(r.Roles) {
+				r.Requested, r.Roles = r.Roles, granted
+			}
 			r.State, r.GrantStart, r.GrantEnd = storage.StateApproved, &start, &end
 			decided = storage.StateApproved
-		case !approve && no >= denials:
+		case !approve && no >= rule.Denials:
 			r.State = storage.StateDenied
 			decided = storage.StateDenied
 		}
@@ -255,6 +346,9 @@ func (s *Service) review(ctx context.Context, p *policy.Policy, reviewer Effecti
 	fields := map[string]any{"requester": r.User, "roles": r.Roles, "reason": reason}
 	if via != "" {
 		fields["via"] = via
+	}
+	if subset != nil {
+		fields["approved_roles"] = subset
 	}
 	s.audit(ctx, audit.TypeRequestReview, reviewer.User(), id, verdict, fields)
 	switch decided {

@@ -37,6 +37,25 @@ type Request struct {
 	// ReviewReasonRequired says an approval or denial must give a reason
 	// (list and show only).
 	ReviewReasonRequired bool `json:"review_reason_required,omitempty"`
+	// Requested are the roles asked for when reviewers approved only some
+	// (Roles then holds the granted ones).
+	Requested []string `json:"requested,omitempty"`
+	// Node and Login make a resource request: one login on one node.
+	Node       string `json:"node,omitempty"`
+	Login      string `json:"login,omitempty"`
+	ForSession bool   `json:"for_session,omitempty"`
+	Session    string `json:"session,omitempty"`
+	// Approval is the request's approval rule and its progress.
+	Approval Approval `json:"approval"`
+}
+
+// Approval explains a request's approval rule: Rule in words, Status such as
+// "needs 1 more approval from manager", Met once every requested role's
+// approvals meet it.
+type Approval struct {
+	Rule   string `json:"rule"`
+	Status string `json:"status"`
+	Met    bool   `json:"met"`
 }
 
 // Review is one reviewer's verdict; Via names the bot that relayed it.
@@ -46,6 +65,7 @@ type Review struct {
 	Approve  bool      `json:"approve"`
 	Reason   string    `json:"reason,omitempty"`
 	Time     time.Time `json:"time"`
+	Roles    []string  `json:"roles,omitempty"` // an approval of only these requested roles
 }
 
 // Me is the caller as the bastion sees it now.
@@ -253,8 +273,12 @@ func (c *Client) Request(ctx context.Context, id string) (Request, error) {
 
 // NewRequest is what Create sends.
 type NewRequest struct {
-	Roles  []string `json:"roles"`
-	Reason string   `json:"reason,omitempty"`
+	Roles []string `json:"roles,omitempty"`
+	// Node and Login, instead of Roles, ask for one login on one node.
+	Node       string `json:"node,omitempty"`
+	Login      string `json:"login,omitempty"`
+	ForSession bool   `json:"for_session,omitempty"`
+	Reason     string `json:"reason,omitempty"`
 	// Duration like "2h"; empty takes the default (1h, capped by policy).
 	Duration string `json:"duration,omitempty"`
 }
@@ -272,16 +296,19 @@ type ReviewOptions struct {
 	// OnBehalfOf submits the review as this person's (the caller needs
 	// review_on_behalf; the person's own rights decide).
 	OnBehalfOf string
+	// Roles, on Approve, approve only these of the requested roles.
+	Roles []string
 }
 
 type actionBody struct {
-	Reason     string `json:"reason,omitempty"`
-	OnBehalfOf string `json:"on_behalf_of,omitempty"`
+	Reason     string   `json:"reason,omitempty"`
+	Roles      []string `json:"roles,omitempty"`
+	OnBehalfOf string   `json:"on_behalf_of,omitempty"`
 }
 
 // Approve approves request id.
 func (c *Client) Approve(ctx context.Context, id string, o ReviewOptions) (Request, error) {
-	return c.action(ctx, id, "approve", actionBody{Reason: o.Reason, OnBehalfOf: o.OnBehalfOf})
+	return c.action(ctx, id, "approve", actionBody{Reason: o.Reason, Roles: o.Roles, OnBehalfOf: o.OnBehalfOf})
 }
 
 // Deny denies request id.

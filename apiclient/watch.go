@@ -19,7 +19,7 @@ type Event struct {
 	// ID orders events and resumes a watch: pass the last one you handled
 	// to Watch after a restart.
 	ID        int64     `json:"id"`
-	Event     string    `json:"event"` // created, reviewed, approved, denied, expired, cancelled, revoked
+	Event     string    `json:"event"` // created, reviewed, approved, denied, expired, cancelled, revoked, ended
 	Time      time.Time `json:"time"`
 	RequestID string    `json:"request_id"`
 	Actor     string    `json:"actor"`

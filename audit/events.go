@@ -106,10 +106,12 @@ const (
 // request id.
 const (
 	// TypeRequestCreate: actor the requester; fields: roles, duration,
-	// reason, expires.
+	// reason, expires, and for a one-login request node and login, for a
+	// one-session grant for_session.
 	TypeRequestCreate = "request.create"
 	// TypeRequestReview: one review, outcome approve or deny. Fields:
-	// requester, roles, reason, via.
+	// requester, roles, reason, via, approved_roles (an approval of some
+	// of the requested roles).
 	TypeRequestReview = "request.review"
 	// TypeRequestApprove: the review that decided it; fields as review.
 	TypeRequestApprove = "request.approve"
@@ -123,6 +125,10 @@ const (
 	// TypeRequestRevoke: fields: requester, roles, reason, admin, lock,
 	// error.
 	TypeRequestRevoke = "request.revoke"
+	// TypeRequestSessionEnd: a --for-session grant ended with the session
+	// it was bound to. Actor "gatehouse"; fields: requester, roles,
+	// session, grant_end.
+	TypeRequestSessionEnd = "request.session_end"
 	// TypeUserLock: target the locked user; fields: reason, admin,
 	// expires.
 	TypeUserLock = "user.lock"

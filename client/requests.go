@@ -35,18 +35,18 @@ func NewRequests(p Profile, stdout, stderr io.Writer) *Requests {
 		s: apiSession{p: p, mint: APIToken, timeNow: time.Now}}
 }
 
-// Create files a request for roles. With wait it then waits for the
-// decision: status 0 only when approved.
-func (c *Requests) Create(ctx context.Context, roles []string, reason, duration string, wait bool) (int, error) {
+// Create files nr: roles, or one login on one node. With wait it then
+// waits for the decision: status 0 only when approved.
+func (c *Requests) Create(ctx context.Context, nr apiclient.NewRequest, wait bool) (int, error) {
 	api, err := c.s.client(ctx)
 	if err != nil {
 		return 0, err
 	}
-	r, err := api.Create(ctx, apiclient.NewRequest{Roles: roles, Reason: reason, Duration: duration})
+	r, err := api.Create(ctx, nr)
 	if err != nil {
 		return c.refused("request", err)
 	}
-	reqtext.Created(c.Stdout, toStorage(r), "gatehouse request approve")
+	reqtext.Created(c.Stdout, toStorage(r), "gatehouse request approve", r.Approval.Status)
 	if !wait {
 		return 0, nil
 	}
@@ -99,12 +99,13 @@ func (c *Requests) Show(ctx context.Context, id string) (int, error) {
 	if err != nil {
 		return c.refused("look up request", err)
 	}
-	reqtext.Show(c.Stdout, toStorage(r))
+	reqtext.Show(c.Stdout, toStorage(r), reqtext.Approval{Rule: r.Approval.Rule, Status: r.Approval.Status})
 	return 0, nil
 }
 
-// Review approves or denies request id as the user.
-func (c *Requests) Review(ctx context.Context, id string, approve bool, reason string) (int, error) {
+// Review approves or denies request id as the user; roles, on approval,
+// approves only those of the requested roles (nil: all).
+func (c *Requests) Review(ctx context.Context, id string, approve bool, roles []string, reason string) (int, error) {
 	api, err := c.s.client(ctx)
 	if err != nil {
 		return 0, err
@@ -113,7 +114,7 @@ func (c *Requests) Review(ctx context.Context, id string, approve bool, reason s
 	if approve {
 		review, verb = api.Approve, "approved"
 	}
-	r, err := review(ctx, id, apiclient.ReviewOptions{Reason: reason})
+	r, err := review(ctx, id, apiclient.ReviewOptions{Reason: reason, Roles: roles})
 	if err != nil {
 		return c.refused("review", err)
 	}
@@ -173,9 +174,10 @@ func (c *Requests) refused(what string, err error) (int, error) {
 func toStorage(r apiclient.Request) storage.Request {
 	out := storage.Request{ID: r.ID, User: r.User, Roles: r.Roles, Reason: r.Reason, Duration: r.Duration, State: r.State,
 		Created: r.Created, Expires: r.Expires, GrantStart: r.GrantStart, GrantEnd: r.GrantEnd,
-		StateReason: r.StateReason, StateBy: r.StateBy, Updated: r.Updated}
+		StateReason: r.StateReason, StateBy: r.StateBy, Updated: r.Updated,
+		Requested: r.Requested, Node: r.Node, Login: r.Login, ForSession: r.ForSession, Session: r.Session}
 	for _, rv := range r.Reviews {
-		out.Reviews = append(out.Reviews, storage.Review{Reviewer: rv.Reviewer, Via: rv.Via, Approve: rv.Approve, Reason: rv.Reason, Time: rv.Time})
+		out.Reviews = append(out.Reviews, storage.Review{Reviewer: rv.Reviewer, Via: rv.Via, Approve: rv.Approve, Reason: rv.Reason, Time: rv.Time, Roles: rv.Roles})
 	}
 	return out
 }

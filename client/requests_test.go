@@ -112,11 +112,11 @@ func TestRequestsOverTheAPI(t *testing.T) {
 	mints := 0
 	bob, out, errb := requestsAs("bob", srv.URL, &mints, time.Hour)
 
-	if code, err := bob.Create(ctx, []string{"dba"}, "INC-1", "", false); err != nil || code != 0 ||
+	if code, err := bob.Create(ctx, apiclient.NewRequest{Roles: []string{"dba"}, Reason: "INC-1"}, false); err != nil || code != 0 ||
 		!strings.Contains(out.String(), "id: r1\n") || !strings.Contains(out.String(), "gatehouse request approve r1") {
 		t.Fatalf("create: %d %v\n%s%s", code, err, out, errb)
 	}
-	if code, err := bob.Create(ctx, []string{"dba"}, "", "", false); err != nil || code != 1 || errb.String() != "gatehouse: request refused: a reason is required\n" {
+	if code, err := bob.Create(ctx, apiclient.NewRequest{Roles: []string{"dba"}}, false); err != nil || code != 1 || errb.String() != "gatehouse: request refused: a reason is required\n" {
 		t.Fatalf("create without a reason: %d %v %q", code, err, errb)
 	}
 	out.Reset()
@@ -128,7 +128,7 @@ func TestRequestsOverTheAPI(t *testing.T) {
 		t.Fatalf("show: %d %v %q", code, err, out)
 	}
 	errb.Reset()
-	if code, err := bob.Review(ctx, "r1", true, ""); err != nil || code != 1 || errb.String() != "gatehouse: no request r1 that you may review\n" {
+	if code, err := bob.Review(ctx, "r1", true, nil, ""); err != nil || code != 1 || errb.String() != "gatehouse: no request r1 that you may review\n" {
 		t.Fatalf("bob approves: %d %v %q", code, err, errb)
 	}
 	if mints != 1 {
@@ -141,14 +141,14 @@ func TestRequestsOverTheAPI(t *testing.T) {
 	waiter, wout, werr := requestsAs("bob", srv.URL, &short, time.Minute)
 	done := make(chan int)
 	go func() {
-		code, err := waiter.Create(ctx, []string{"dba"}, "INC-1", "", true)
+		code, err := waiter.Create(ctx, apiclient.NewRequest{Roles: []string{"dba"}, Reason: "INC-1"}, true)
 		if err != nil {
 			t.Error(err)
 		}
 		done <- code
 	}()
 	alice, aout, _ := requestsAs("alice", srv.URL, &mints, time.Hour)
-	if code, err := alice.Review(ctx, "r1", true, "ok"); err != nil || code != 0 || aout.String() != "you approved request r1; it is now APPROVED\n" {
+	if code, err := alice.Review(ctx, "r1", true, nil, "ok"); err != nil || code != 0 || aout.String() != "you approved request r1; it is now APPROVED\n" {
 		t.Fatalf("alice approves: %d %v %q", code, err, aout)
 	}
 	if code := <-done; code != 0 || !strings.Contains(wout.String(), "request r1 APPROVED: dba granted") {

@@ -118,7 +118,7 @@ func EmailSubject(m Message) string {
 	var s string
 	switch m.Event {
 	case EventCreated:
-		s = fmt.Sprintf("%s requests %s", r.User, roles)
+		s = fmt.Sprintf("%s requests %s", r.User, Asked(r))
 	case EventExpired:
 		s = fmt.Sprintf("request for %s expired", roles)
 	default:
@@ -141,8 +141,17 @@ func EmailBody(m Message) string {
 	default:
 		fmt.Fprintf(&b, "Request %s: %s.\n\n", r.ID, m.Event)
 	}
-	fmt.Fprintf(&b, "Request:   %s\nRequester: %s\nRoles:     %s\nDuration:  %s\nReason:    %s\n",
-		r.ID, r.User, strings.Join(r.Roles, ", "), r.Duration, r.Reason)
+	fmt.Fprintf(&b, "Request:   %s\nRequester: %s\nRoles:     %s\n", r.ID, r.User, strings.Join(r.Roles, ", "))
+	if r.IsResource() {
+		fmt.Fprintf(&b, "Only:      login %s on %s\n", r.Login, r.Node)
+	}
+	if r.ForSession {
+		b.WriteString("Ends:      with the first session that uses it\n")
+	}
+	fmt.Fprintf(&b, "Duration:  %s\nReason:    %s\n", r.Duration, r.Reason)
+	if m.Approval != "" && m.Event == EventCreated {
+		fmt.Fprintf(&b, "Approval:  %s\n", m.Approval)
+	}
 	if r.StateReason != "" && m.Event != EventCreated {
 		fmt.Fprintf(&b, "Decision:  %s\n", r.StateReason)
 	}

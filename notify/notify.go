@@ -44,6 +44,24 @@ type Message struct {
 	// Reviewers are the users who may review a new request, as far as
 	// roles.yaml names them (policy.StaticReviewers); set on created.
 	Reviewers []string `json:"reviewers,omitempty"`
+	// Approval is where the request stands against its approval rule, the
+	// line `requests ID` shows ("needs 1 more approval from manager"); set
+	// on created, for the reviewers.
+	Approval string `json:"approval,omitempty"`
+}
+
+// Asked names what r asks for: "dba", or for a request of one login
+// "login postgres on db-1 (role dba)"; " for one session" when the grant
+// ends with the session that uses it.
+func Asked(r storage.Request) string {
+	s := strings.Join(r.Roles, ",")
+	if r.IsResource() {
+		s = fmt.Sprintf("login %s on %s (role %s)", r.Login, r.Node, s)
+	}
+	if r.ForSession {
+		s += " for one session"
+	}
+	return s
 }
 
 // Auditor records delivery failures; *audit.Log satisfies it.
@@ -354,7 +372,10 @@ func SlackText(m Message) string {
 	var b strings.Builder
 	switch m.Event {
 	case EventCreated:
-		fmt.Fprintf(&b, "%s requests %s for %s: %s", r.User, roles, r.Duration, r.Reason)
+		fmt.Fprintf(&b, "%s requests %s for %s: %s", r.User, Asked(r), r.Duration, r.Reason)
+		if m.Approval != "" {
+			fmt.Fprintf(&b, " (%s)", m.Approval)
+		}
 	case EventApproved:
 		fmt.Fprintf(&b, "%s approved %s's request for %s", m.Actor, r.User, roles)
 		if r.GrantEnd != nil {

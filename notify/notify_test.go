@@ -305,3 +305,27 @@ func TestObserverSeesFailuresAndDrops(t *testing.T) {
 		t.Errorf("observer saw %v, want one slack failure", obs.n)
 	}
 }
+
+// A new request's notification tells reviewers what the rule still needs
+// and, for one login, which; decisions leave the line out.
+func TestNotificationsSayWhatTheRuleNeeds(t *testing.T) {
+	r := sampleRequest()
+	r.Reason, r.Node, r.Login, r.ForSession = "disk full", "db-1", "postgres", true
+	m := Message{Event: EventCreated, Request: r, Actor: "bob", Link: "L", Approval: "needs 1 more approval from manager"}
+	if got, want := SlackText(m), "bob requests login postgres on db-1 (role dba) for one session for 2h0m0s: disk full (needs 1 more approval from manager) [request abcde12345] L"; got != want {
+		t.Errorf("slack:\n got %q\nwant %q", got, want)
+	}
+	body := EmailBody(m)
+	for _, want := range []string{"Only:      login postgres on db-1\n", "Ends:      with the first session that uses it\n", "Approval:  needs 1 more approval from manager\n"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("e-mail body lacks %q:\n%s", want, body)
+		}
+	}
+	if got := EmailSubject(m); got != "[gatehouse] bob requests login postgres on db-1 (role dba) for one session (request abcde12345)" {
+		t.Errorf("subject %q", got)
+	}
+	m.Event = EventApproved
+	if body := EmailBody(m); strings.Contains(body, "Approval:") {
+		t.Errorf("a decision's mail repeats the approval line:\n%s", body)
+	}
+}

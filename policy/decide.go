@@ -94,24 +94,46 @@ func (p *Policy) Decide(s Subject, login string, n Node) Decision {
 		if first == nil || r.name < first.name {
 			first = r
 		}
-		o := &r.opts
-		if o.maxTTL > 0 && (d.Options.MaxSessionTTL == 0 || o.maxTTL < d.Options.MaxSessionTTL) {
-			d.Options.MaxSessionTTL = o.maxTTL
-		}
-		if o.portFwd == setFalse {
-			d.Options.PortForwarding = false
-		}
-		if o.agentFwd == setFalse {
-			d.Options.AgentForwarding = false
-		}
+		d.merge(r)
 	})
+	for _, g := range s.Resources {
+		if !p.ResourceAllows(s, g, login, n) {
+			continue
+		}
+		r := p.roles[g.Role]
+		d.Grants = append(d.Grants, g.ID)
+		if !slices.Contains(d.Roles, r.name) {
+			d.Roles = append(d.Roles, r.name)
+		}
+		if first == nil || r.name < first.name {
+			first = r
+		}
+		d.merge(r)
+	}
 	if first == nil {
 		return Decision{Rule: "no role allows login " + login + " on " + p.renderNode(&s, &n)}
 	}
 	slices.Sort(d.Roles)
 	d.Allowed = true
 	d.Rule = first.allowPrefix + login + first.allowSuffix
+	if len(d.Grants) > 0 && !slices.ContainsFunc(s.Roles, func(name string) bool { return name == first.name }) {
+		d.Rule = "a resource grant of role " + first.name + " allows login " + login + " on " + n.Name
+	}
 	return d
+}
+
+// merge folds r's options into d's, the most restrictive winning.
+func (d *Decision) merge(r *role) {
+	o := &r.opts
+	if o.maxTTL > 0 && (d.Options.MaxSessionTTL == 0 || o.maxTTL < d.Options.MaxSessionTTL) {
+		d.Options.MaxSessionTTL = o.maxTTL
+	}
+	if o.portFwd == setFalse {
+		d.Options.PortForwarding = false
+	}
+	if o.agentFwd == setFalse {
+		d.Options.AgentForwarding = false
+	}
 }
 
 // renderNode shows the node's labels for a refusal. Only labels that the
@@ -161,6 +183,11 @@ func (p *Policy) Logins(s Subject, n Node) []string {
 			}
 		}
 	})
+	for _, g := range s.Resources {
+		if p.ResourceAllows(s, g, g.Login, n) {
+			cands = append(cands, g.Login)
+		}
+	}
 	slices.Sort(cands)
 	cands = slices.Compact(cands)
 	out := cands[:0]

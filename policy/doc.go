@@ -13,4 +13,12 @@
 // so it can be shown to the user as is. Engine keeps the current policy behind
 // an atomic pointer and swaps it on reload, keeping the last good policy when
 // the file on disk is broken.
+//
+// Access requests meet the policy twice more. ApprovalRule says what decides
+// a request (every review_requests rule covering a requested role, including
+// AND-rules of several reviewer groups), and ApprovalRule.Measure counts
+// approvals against it, each reviewer once, in the group a maximum matching
+// gives them. A resource grant (one login on one node through one role)
+// travels in Subject.Resources; ResourceAllows is the single answer to
+// "does this grant allow this login here", and Decide uses it.
 package policy

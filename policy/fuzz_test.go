@@ -21,6 +21,7 @@ func FuzzParse(f *testing.F) {
 		"roles:\n  - name: a\n    allow: {logins: ['x-{{email.local(claims.mail)}}-y'], node_labels: {env: [a, 'b*', '*']}}\n",
 		"a: &a [*a]", "roles: &r\n  - *r\n", "users: [{name: u, roles: [x]}]", "roles:\n\t- x",
 		"claims_to_roles: [{claim: g, value: 'e*', roles: [a]}]\nroles: [{name: a, deny: {node_labels: {k: v}}}]",
+		"roles:\n  - name: a\n    allow: {request: {roles: [a], for_session_required: true}, review_requests: {roles: [a], approvals: [{roles: [a], count: 2}, {roles: [a, b]}]}}\n  - {name: b}\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -45,5 +46,12 @@ func FuzzParse(f *testing.F) {
 		p.ReviewThreshold(s, p.RoleNames())
 		p.Reviewable(s)
 		p.Can(s, AreaSessions, VerbJoin)
+		if rule, ok := p.ApprovalRule(p.RoleNames()); ok {
+			pr := rule.Measure([]Approval{{Reviewer: "a", Roles: p.RoleNames()}, {Reviewer: "b"}, {Reviewer: "a"}})
+			_ = pr.String() + rule.String()
+		}
+		s.Resources = []Resource{{ID: "g", Role: "a", Login: "root", Node: "n"}}
+		p.Decide(s, "root", node)
+		p.RequestHelp(s, "root", node)
 	})
 }

@@ -395,7 +395,7 @@ func (l *loader) rules(n *yaml.Node, what string, deny bool) (rules, error) {
 		}
 	}
 	if v, ok := f["request"]; ok && !isNull(v.val) {
-		keys := []string{"roles", "max_duration", "reason_required"}
+		keys := []string{"roles", "max_duration", "reason_required", "for_session_required"}
 		if deny {
 			keys = keys[:1]
 		}
@@ -433,6 +433,11 @@ func (l *loader) rules(n *yaml.Node, what string, deny bool) (rules, error) {
 				return r, err
 			}
 		}
+		if b, ok := rf["for_session_required"]; ok {
+			if r.sessionReq, err = l.boolean(b.val, what+" request for_session_required"); err != nil {
+				return r, err
+			}
+		}
 	}
 	if v, ok := f["review_requests"]; ok && !isNull(v.val) {
 		keys := []string{"roles", "approvals", "denials"}
@@ -454,7 +459,12 @@ func (l *loader) rules(n *yaml.Node, what string, deny bool) (rules, error) {
 		r.review = set(names)
 		r.approvals, r.denials = 1, 1
 		if a, ok := rf["approvals"]; ok {
-			if r.approvals, err = l.positive(a.val, what+" review_requests approvals"); err != nil {
+			if deref(a.val).Kind == yaml.SequenceNode {
+				if r.groups, err = l.approvalGroups(a.val, what+" review_requests approvals"); err != nil {
+					return r, err
+				}
+				r.approvals = 0
+			} else if r.approvals, err = l.positive(a.val, what+" review_requests approvals"); err != nil {
 				return r, err
 			}
 		}
@@ -722,4 +732,43 @@ func (l *loader) claimsToRoles(n *yaml.Node, p *Policy) error {
 		p.claims = append(p.claims, m)
 	}
 	return nil
+}
+
+// approvalGroups reads the AND-rule form of review_requests approvals: a
+// list of {roles: [...], count: N}, every entry of which must be met.
+func (l *loader) approvalGroups(n *yaml.Node, what string) ([]ApprovalGroup, error) {
+	n = deref(n)
+	if len(n.Content) == 0 {
+		return nil, l.errf(n, "%s must list at least one {roles: [...], count: N}", what)
+	}
+	var out []ApprovalGroup
+	for _, item := range n.Content {
+		f, err := l.mapping(item, what+" entry", "roles", "count")
+		if err != nil {
+			return nil, err
+		}
+		rv, ok := f["roles"]
+		if !ok {
+			return nil, l.errf(item, "%s entry needs roles", what)
+		}
+		names, err := l.roleList(rv.val, what+" roles")
+		if err != nil {
+			return nil, err
+		}
+		g := ApprovalGroup{Roles: names, Count: 1}
+		if c, ok := f["count"]; ok {
+			if g.Count, err = l.positive(c.val, what+" count"); err != nil {
+				return nil, err
+			}
+		}
+		slices.Sort(g.Roles)
+		g.Roles = slices.Compact(g.Roles)
+		for _, prev := range out {
+			if slices.Equal(prev.Roles, g.Roles) {
+				return nil, l.errf(item, "%s names roles %s twice; write one entry with a larger count", what, strings.Join(g.Roles, ","))
+			}
+		}
+		out = append(out, g)
+	}
+	return out, nil
 }

@@ -20,6 +20,9 @@ type Subject struct {
 	User   string
 	Claims map[string][]string
 	Roles  []string
+	// Resources are resource grants: one login on one node each (see
+	// ResourceAllows). Empty when the subject is locked.
+	Resources []Resource
 }
 
 // Decision is the answer to "may s log in as login on n".
@@ -31,6 +34,9 @@ type Decision struct {
 	// Roles are the subject's roles that allow this access, sorted. A session
 	// depends on these grants: when all of them are gone it must end.
 	Roles []string
+	// Grants are the IDs of the subject's resource grants that allow this
+	// access, in the subject's order; their roles are in Roles too.
+	Grants []string
 	// Options are the merged options of Roles, most restrictive wins.
 	Options Options
 }
@@ -140,10 +146,14 @@ type rules struct {
 	request   map[string]bool
 	maxReq    time.Duration
 	reasonReq bool
-	review    map[string]bool
-	approvals int
-	denials   int
-	perms     perm
+	// sessionReq is request.for_session_required: grants of these roles
+	// must be asked for with --for-session.
+	sessionReq bool
+	review     map[string]bool
+	approvals  int // approvals: N; 0 when groups are given instead
+	groups     []ApprovalGroup
+	denials    int
+	perms      perm
 }
 
 // sshDeny reports whether a deny block says anything about logins at all; a

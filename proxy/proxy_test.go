@@ -598,3 +598,31 @@ func TestSessionRefusedWhenItsStartCannotBeAudited(t *testing.T) {
 		t.Errorf("%d exec events on record without their session.start", n)
 	}
 }
+
+// refusingIndex is a session index that refuses every session in words,
+// as the server's does for a second session on a one-session grant.
+type refusingIndex struct{ storage.SessionStore }
+
+func (refusingIndex) CreateSession(context.Context, storage.Session) error {
+	return &proxy.UserError{Line: "gatehouse: grant g-1 was for one session, and another session has used it; session refused", Cause: errors.New("bound to s-0")}
+}
+
+// A session the index refuses with a UserError does not reach the node,
+// whatever the recording mode, and the user gets its line.
+func TestSessionRefusedByTheIndex(t *testing.T) {
+	aud := &memAudit{}
+	b := startBastionFull(t, allowUbuntu{}, func(o *proxy.Options) {
+		o.RecordingMode = proxy.RecordingBestEffort
+		o.Sessions = refusingIndex{o.Sessions}
+	}, nil, aud, aud)
+	out, err := b.jump(t, "bob", "ubuntu", "echo REACHED")
+	if err == nil || strings.Contains(out, "REACHED") {
+		t.Fatalf("the command ran in a session the index refused: %q, %v", out, err)
+	}
+	if !strings.Contains(out, "gatehouse: grant g-1 was for one session, and another session has used it; session refused") {
+		t.Errorf("want the index's line, got %q", out)
+	}
+	if n := aud.Count("session.start"); n != 0 {
+		t.Errorf("%d session.start events for a refused session", n)
+	}
+}

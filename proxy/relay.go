@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -382,8 +383,13 @@ func (t *sessionTap) begin(kind, command string) *UserError {
 	st.cast = cast
 	t.mu.Unlock()
 	if err := s.opt.Sessions.CreateSession(t.ctx, rec); err != nil {
-		s.log.Error("session index", "session", t.id, "err", err)
+		// The index may refuse the session itself, whatever the recording
+		// mode (a one-session grant another session has used): its line.
+		if ue := (*UserError)(nil); errors.As(err, &ue) {
+			return ue
+		}
 		if s.opt.RecordingMode != RecordingBestEffort {
+			s.log.Error("session index", "session", t.id, "err", err)
 			return recordingUnavailable("cannot index session", err)
 		}
 	}

@@ -47,8 +47,10 @@ type Options struct {
 
 	CA         *ca.Authority
 	Authorizer Authorizer
-	Sessions   storage.SessionStore
-	Audit      Auditor
+	// Sessions is the session index. A *UserError from CreateSession
+	// refuses the session with its line, whatever the recording mode.
+	Sessions storage.SessionStore
+	Audit    Auditor
 	// Recorder opens session recordings; nil disables recording.
 	Recorder RecorderFactory
 	// RawRecorder opens the raw store of sessions without a pty; nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/config"
+	"github.com/gatehouse-dev/gatehouse/internal/reqtext"
 	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/proxy"
@@ -89,7 +90,7 @@ func (a *authorizer) Describe(ctx context.Context, id proxy.Identity) (string, e
 		if g.GrantEnd != nil {
 			left = fmt.Sprintf(" until %s (%s left)", g.GrantEnd.Local().Format("15:04 MST"), g.GrantEnd.Sub(now).Round(time.Second))
 		}
-		fmt.Fprintf(&b, "grant: %s via request %s%s\n", strings.Join(termsafe.Strings(g.Roles), ","), termsafe.String(g.ID), left)
+		fmt.Fprintf(&b, "grant: %s via request %s%s\n", reqtext.Describe(g), termsafe.String(g.ID), left)
 	}
 	return b.String(), nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/internal/reqtext"
 	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
+	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
@@ -90,13 +91,18 @@ func parseCmd(args []string, text, value, boolean []string) (cmdArgs, error) {
 	return c, nil
 }
 
+const requestUsage = "gatehouse: usage: request ROLE[,ROLE] --reason TEXT [--duration 1h] [--wait] [--for-session]\n" +
+	"       request --node NODE --login LOGIN --reason TEXT [--duration 1h] [--wait] [--for-session]"
+
 func (b *Bastion) cmdRequest(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	c, err := parseCmd(args, []string{"reason"}, []string{"duration"}, []string{"wait"})
-	if err != nil || len(c.pos) != 1 {
+	c, err := parseCmd(args, []string{"reason"}, []string{"duration", "node", "login"}, []string{"wait", "for-session"})
+	node, login := c.vals["node"], c.vals["login"]
+	resource := node != "" || login != ""
+	if err != nil || len(c.pos) > 1 || !resource && len(c.pos) != 1 || resource && (node == "" || login == "") {
 		if err != nil {
 			fmt.Fprintf(stderr, "gatehouse: %s\n", termsafe.String(err.Error()))
 		}
-		fmt.Fprintln(stderr, "gatehouse: usage: request ROLE[,ROLE] --reason TEXT [--duration 1h] [--wait]")
+		fmt.Fprintln(stderr, requestUsage)
 		return 2
 	}
 	var dur time.Duration
@@ -106,19 +112,31 @@ func (b *Bastion) cmdRequest(ctx context.Context, id proxy.Identity, args []stri
 			return 2
 		}
 	}
-	reason, wait, pos := c.vals["reason"], c.bools["wait"], c.pos
-	roles := strings.Split(pos[0], ",")
+	ask := access.Ask{Reason: c.vals["reason"], Duration: dur, Login: login, ForSession: c.bools["for-session"]}
+	if len(c.pos) == 1 {
+		ask.Roles = strings.Split(c.pos[0], ",")
+	}
+	if resource {
+		// An unknown node gets the node's name and no labels: no role
+		// allows anything there, so the refusal is the same as for a
+		// node the user may not reach, and does not tell which nodes exist.
+		n := policy.Node{Name: node}
+		if cn, ok := b.Config.Node(node); ok {
+			n = toPolicyNode(cn)
+		}
+		ask.Node = &n
+	}
 	eff, err := b.Access.Effective(ctx, id.User, id.Claims)
 	if err != nil {
 		fmt.Fprintln(stderr, "gatehouse: cannot check your roles right now; try again")
 		return 1
 	}
-	req, err := b.Access.Create(ctx, eff, roles, reason, dur)
+	req, err := b.Access.Ask(ctx, eff, ask)
 	if err != nil {
 		return b.refused(ctx, stderr, "request", err)
 	}
-	reqtext.Created(stdout, req, "ssh bastion approve")
-	if !wait {
+	reqtext.Created(stdout, req, "ssh bastion approve", b.Access.Explain(req).Status)
+	if !c.bools["wait"] {
 		return 0
 	}
 	fmt.Fprintln(stdout, "waiting for a decision...")
@@ -140,7 +158,8 @@ func (b *Bastion) cmdRequests(ctx context.Context, id proxy.Identity, args []str
 		if err != nil {
 			return b.refused(ctx, stderr, "look up request", err)
 		}
-		reqtext.Show(stdout, r)
+		st := b.Access.Explain(r)
+		reqtext.Show(stdout, r, reqtext.Approval{Rule: st.Rule, Status: st.Status})
 		return 0
 	}
 	reqs, err := b.Access.List(ctx, eff, storage.RequestFilter{Limit: 50})
@@ -152,9 +171,9 @@ func (b *Bastion) cmdRequests(ctx context.Context, id proxy.Identity, args []str
 }
 
 func (b *Bastion) cmdReview(ctx context.Context, id proxy.Identity, args []string, approve bool, stdout, stderr io.Writer) int {
-	c, err := parseCmd(args, []string{"reason"}, nil, nil)
-	if err != nil || len(c.pos) != 1 {
-		fmt.Fprintln(stderr, "gatehouse: usage: approve|deny ID [--reason TEXT]")
+	c, err := parseCmd(args, []string{"reason"}, []string{"roles"}, nil)
+	if err != nil || len(c.pos) != 1 || !approve && c.vals["roles"] != "" {
+		fmt.Fprintln(stderr, "gatehouse: usage: approve ID [--roles ROLE[,ROLE]] [--reason TEXT] | deny ID [--reason TEXT]")
 		return 2
 	}
 	pos, reason := c.pos, c.vals["reason"]
@@ -163,7 +182,11 @@ func (b *Bastion) cmdReview(ctx context.Context, id proxy.Identity, args []strin
 		fmt.Fprintln(stderr, "gatehouse: cannot check your roles right now; try again")
 		return 1
 	}
-	r, err := b.Access.Review(ctx, eff, pos[0], approve, reason)
+	v := access.ReviewVerdict{Approve: approve, Reason: reason}
+	if roles := c.vals["roles"]; roles != "" {
+		v.Roles = strings.Split(roles, ",")
+	}
+	r, err := b.Access.ReviewWith(ctx, eff, pos[0], v)
 	if err != nil {
 		return b.refused(ctx, stderr, "review", err)
 	}
@@ -171,7 +194,13 @@ func (b *Bastion) cmdReview(ctx context.Context, id proxy.Identity, args []strin
 	if approve {
 		verb = "approved"
 	}
+	if len(v.Roles) > 0 {
+		verb += " " + strings.Join(termsafe.Strings(v.Roles), ",") + " of"
+	}
 	fmt.Fprintf(stdout, "you %s request %s; it is now %s\n", verb, r.ID, r.State)
+	if r.State == storage.StatePending {
+		fmt.Fprintf(stdout, "approval: %s\n", b.Access.Explain(r).Status)
+	}
 	return 0
 }
 

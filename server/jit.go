@@ -32,7 +32,10 @@ func (a *authorizer) FileRequest(ctx context.Context, id proxy.Identity, role, r
 	if err != nil {
 		return proxy.FiledRequest{}, err
 	}
-	r, err := a.access.Create(ctx, eff, []string{role}, reason, d)
+	// The request serves the session that is waiting for it; a role the
+	// policy grants for one session only is asked for that way.
+	roles := []string{role}
+	r, err := a.access.Ask(ctx, eff, access.Ask{Roles: roles, Reason: reason, Duration: d, ForSession: a.access.ForSessionRequired(eff, roles)})
 	if err != nil {
 		return proxy.FiledRequest{}, userFacing(err)
 	}

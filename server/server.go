@@ -188,7 +188,7 @@ func (b *Bastion) Serve(ctx context.Context) error {
 	}
 	b.finalizeRecordings(ctx)
 	opt := proxyOptions(cfg)
-	opt.CA, opt.Authorizer, opt.Sessions, opt.Audit = b.CA, b.Authorizer(), b.Store, b.Audit
+	opt.CA, opt.Authorizer, opt.Sessions, opt.Audit = b.CA, b.Authorizer(), sessionBinder{b.Store, b.Access, log}, b.Audit
 	opt.Recorder, opt.RawRecorder = b.observeRecorders(b.recorder()), b.rawRecorder()
 	opt.Commands, opt.KeyLogins, opt.Logger, opt.Observer = b.sshCommands(), b.keyLogins(), log, b.Metrics
 	px, err := proxy.New(opt)

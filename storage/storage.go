@@ -147,7 +147,21 @@ type Request struct {
 	StateReason string        `json:"state_reason,omitempty"`
 	StateBy     string        `json:"state_by,omitempty"`
 	Updated     time.Time     `json:"updated"`
+	// Requested are the roles asked for when reviewers approved only some
+	// of them; Roles then holds what was granted. Empty otherwise.
+	Requested []string `json:"requested,omitempty"`
+	// Node and Login make a resource request: the grant allows only this
+	// login on this node, through the allow rules of Roles[0].
+	Node  string `json:"node,omitempty"`
+	Login string `json:"login,omitempty"`
+	// ForSession makes the grant session-bound: the first session that
+	// uses it is recorded in Session, and the grant ends when it ends.
+	ForSession bool   `json:"for_session,omitempty"`
+	Session    string `json:"session,omitempty"`
 }
+
+// IsResource reports whether r is a resource request (one login on one node).
+func (r Request) IsResource() bool { return r.Node != "" }
 
 // Review is one reviewer's verdict on a request.
 type Review struct {
@@ -158,6 +172,12 @@ type Review struct {
 	Approve bool      `json:"approve"`
 	Reason  string    `json:"reason,omitempty"`
 	Time    time.Time `json:"time"`
+	// Roles, on an approval, are the requested roles it approves; empty
+	// means all of them.
+	Roles []string `json:"roles,omitempty"`
+	// As are the reviewer's roles, when they reviewed, that the request's
+	// approval rule names: which AND-rule groups the approval may count in.
+	As []string `json:"as,omitempty"`
 }
 
 // RequestFilter selects requests; zero values mean "any".

@@ -45,6 +45,10 @@ type grantView struct {
 	ID    string
 	Roles []string
 	End   time.Time
+	// Node and Login are set for a resource grant: that login there only.
+	Node       string `json:",omitempty"`
+	Login      string `json:",omitempty"`
+	ForSession bool   `json:",omitempty"`
 }
 
 // nodeView is one node the viewer may log in to now.
@@ -81,7 +85,7 @@ func (h *Handler) me(r *http.Request, v *viewer) (me, error) {
 	}
 	for _, g := range e.Grants {
 		if g.GrantEnd != nil {
-			m.Grants = append(m.Grants, grantView{ID: g.ID, Roles: g.Roles, End: *g.GrantEnd})
+			m.Grants = append(m.Grants, grantView{ID: g.ID, Roles: g.Roles, End: *g.GrantEnd, Node: g.Node, Login: g.Login, ForSession: g.ForSession})
 		}
 	}
 	slices.SortFunc(m.Grants, func(a, b grantView) int { return a.End.Compare(b.End) })
@@ -137,6 +141,9 @@ type requestView struct {
 	// reason (a requested role sets options.review_reason_required), so a
 	// plugin asks its user for one before submitting.
 	ReviewReasonRequired bool `json:"review_reason_required"`
+	// Approval is the request's approval rule and how far it is ("needs 1
+	// more approval from manager").
+	Approval access.RuleStatus `json:"approval"`
 }
 
 type requestsPage struct {
@@ -151,10 +158,13 @@ type requestsPage struct {
 // requestForm is what the request form shows: the defaults, or what was
 // typed with the refusal when filing it failed.
 type requestForm struct {
-	Roles    map[string]bool
-	Duration string
-	Reason   string
-	Error    string
+	Roles      map[string]bool
+	Duration   string
+	Reason     string
+	Node       string
+	Login      string
+	ForSession bool
+	Error      string
 }
 
 func (h *Handler) myRequests(r *http.Request, v *viewer) ([]requestView, error) {
@@ -279,7 +289,7 @@ func requestFilter(q url.Values, v *viewer) (storage.RequestFilter, string, erro
 
 // viewOf is q with what v may do to it now.
 func viewOf(q storage.Request, v *viewer, now time.Time) requestView {
-	rv := requestView{Request: q}
+	rv := requestView{Request: q, Approval: access.Explain(v.Pol, q)}
 	own := q.User == v.User()
 	rv.CanCancel = own && q.State == storage.StatePending && now.Before(q.Expires)
 	rv.CanDrop = own && q.State == storage.StateApproved && q.GrantEnd != nil && now.Before(*q.GrantEnd)
@@ -299,13 +309,24 @@ func (h *Handler) apiRequest(w http.ResponseWriter, r *http.Request, v *viewer) 
 	writeJSON(w, http.StatusOK, viewOf(q, v, time.Now()))
 }
 
-// createRequest files a request from form or JSON fields.
-func (h *Handler) createRequest(r *http.Request, v *viewer, roles []string, reason, duration string) (storage.Request, error) {
-	d, err := parseDuration(duration)
+// createRequest files a request from form or JSON fields: roles, or node
+// and login for a resource request.
+func (h *Handler) createRequest(r *http.Request, v *viewer, in createJSON) (storage.Request, error) {
+	d, err := parseDuration(in.Duration)
 	if err != nil {
 		return storage.Request{}, refusal(err.Error())
 	}
-	return h.opt.Access.Create(r.Context(), v.Eff, roles, reason, d)
+	ask := access.Ask{Roles: in.Roles, Reason: in.Reason, Duration: d, Login: in.Login, ForSession: in.ForSession}
+	if node := strings.TrimSpace(in.Node); node != "" {
+		// An unknown node has no labels, so no role allows anything on
+		// it: the refusal does not tell which nodes exist.
+		n := policy.Node{Name: node}
+		if cn, ok := h.opt.Config.Node(node); ok {
+			n.Labels = cn.Labels
+		}
+		ask.Node = &n
+	}
+	return h.opt.Access.Ask(r.Context(), v.Eff, ask)
 }
 
 func (h *Handler) formCreateRequest(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -314,12 +335,18 @@ func (h *Handler) formCreateRequest(w http.ResponseWriter, r *http.Request, v *v
 	for _, s := range roles {
 		split = append(split, strings.Split(s, ",")...)
 	}
-	q, err := h.createRequest(r, v, split, r.PostFormValue("reason"), r.PostFormValue("duration"))
+	in := createJSON{Roles: split, Reason: r.PostFormValue("reason"), Duration: r.PostFormValue("duration"),
+		Node: r.PostFormValue("node"), Login: r.PostFormValue("login"), ForSession: r.PostFormValue("for_session") != ""}
+	if strings.TrimSpace(in.Node) != "" {
+		in.Roles = nil // the role boxes are for whole-role requests
+	}
+	q, err := h.createRequest(r, v, in)
 	var ref *access.Refusal
 	if errors.As(err, &ref) {
 		// The form again, with the refusal and everything typed, rather
 		// than a redirect that would lose it.
-		form := requestForm{Roles: map[string]bool{}, Duration: r.PostFormValue("duration"), Reason: r.PostFormValue("reason"), Error: ref.Msg}
+		form := requestForm{Roles: map[string]bool{}, Duration: in.Duration, Reason: in.Reason, Node: in.Node, Login: in.Login,
+			ForSession: in.ForSession, Error: ref.Msg}
 		for _, s := range split {
 			form.Roles[strings.TrimSpace(s)] = true
 		}
@@ -330,13 +357,22 @@ func (h *Handler) formCreateRequest(w http.ResponseWriter, r *http.Request, v *v
 		h.refused(w, r, v, "create request", err)
 		return
 	}
-	h.redirect(w, r, "/requests", "Requested "+strings.Join(q.Roles, ", ")+" for "+policy.FormatDuration(q.Duration)+" (request "+q.ID+"); reviewers have been told.")
+	what := strings.Join(q.Roles, ", ")
+	if q.IsResource() {
+		what = "login " + q.Login + " on " + q.Node + " (role " + what + ")"
+	}
+	h.redirect(w, r, "/requests", "Requested "+what+" for "+policy.FormatDuration(q.Duration)+" (request "+q.ID+"); reviewers have been told.")
 }
 
+// createJSON is the body of POST /api/requests: roles, or node and login
+// for a resource request.
 type createJSON struct {
-	Roles    []string `json:"roles"`
-	Reason   string   `json:"reason"`
-	Duration string   `json:"duration"`
+	Roles      []string `json:"roles"`
+	Reason     string   `json:"reason"`
+	Duration   string   `json:"duration"`
+	Node       string   `json:"node"`
+	Login      string   `json:"login"`
+	ForSession bool     `json:"for_session"`
 }
 
 func (h *Handler) apiCreateRequest(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -345,21 +381,29 @@ func (h *Handler) apiCreateRequest(w http.ResponseWriter, r *http.Request, v *vi
 		h.fail(w, r, v, http.StatusBadRequest, err.Error())
 		return
 	}
-	q, err := h.createRequest(r, v, in.Roles, in.Reason, in.Duration)
+	q, err := h.createRequest(r, v, in)
 	if err != nil {
 		h.refused(w, r, v, "create request", err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, q)
+	writeJSON(w, http.StatusCreated, viewOf(q, v, time.Now()))
 }
 
 // requestAction approves, denies, cancels or drops request id.
-func (h *Handler) requestAction(r *http.Request, v *viewer, id, action, reason string) (storage.Request, string, error) {
+// roles, for an approval, are the requested roles it approves (none: all).
+func (h *Handler) requestAction(r *http.Request, v *viewer, id, action, reason string, roles []string) (storage.Request, string, error) {
 	ctx := r.Context()
+	if len(roles) > 0 && action != "approve" {
+		return storage.Request{}, "", refusal("roles apply to approvals only")
+	}
 	switch action {
 	case "approve":
-		q, err := h.opt.Access.Review(ctx, v.Eff, id, true, reason)
-		return q, "Approved request " + id + " (" + strings.ToLower(q.State) + ").", err
+		q, err := h.opt.Access.ReviewWith(ctx, v.Eff, id, access.ReviewVerdict{Approve: true, Reason: reason, Roles: roles})
+		msg := "Approved request " + id + " (" + strings.ToLower(q.State) + ")."
+		if len(roles) > 0 {
+			msg = "Approved " + strings.Join(roles, ", ") + " of request " + id + " (" + strings.ToLower(q.State) + ")."
+		}
+		return q, msg, err
 	case "deny":
 		q, err := h.opt.Access.Review(ctx, v.Eff, id, false, reason)
 		return q, "Denied request " + id + " (" + strings.ToLower(q.State) + ").", err
@@ -388,7 +432,16 @@ func (h *Handler) requestAction(r *http.Request, v *viewer, id, action, reason s
 
 func (h *Handler) formRequestAction(w http.ResponseWriter, r *http.Request, v *viewer) {
 	id, action := r.PathValue("id"), r.PathValue("action")
-	_, msg, err := h.requestAction(r, v, id, action, r.PostFormValue("reason"))
+	all, ticked := r.PostFormValue("all_roles"), r.PostForm["roles"]
+	if action == "approve" && all != "" && len(ticked) == 0 {
+		h.refused(w, r, v, action+" request", refusal("tick at least one role to approve, or deny the request"))
+		return
+	}
+	var roles []string
+	if action == "approve" && len(ticked) < len(strings.Split(all, ",")) {
+		roles = ticked
+	}
+	_, msg, err := h.requestAction(r, v, id, action, r.PostFormValue("reason"), roles)
 	if err != nil {
 		h.refused(w, r, v, action+" request", err)
 		return
@@ -400,6 +453,8 @@ func (h *Handler) formRequestAction(w http.ResponseWriter, r *http.Request, v *v
 // optional.
 type actionJSON struct {
 	Reason string `json:"reason"`
+	// Roles, on approve, approve only these of the requested roles.
+	Roles []string `json:"roles"`
 	// OnBehalfOf names the person whose review a plugin submits (approve
 	// and deny only; the caller needs review_on_behalf).
 	OnBehalfOf string `json:"on_behalf_of"`
@@ -417,26 +472,39 @@ func (h *Handler) apiRequestAction(w http.ResponseWriter, r *http.Request, v *vi
 	var q storage.Request
 	var err error
 	switch {
+	case len(in.Roles) > 0 && action != "approve":
+		h.fail(w, r, v, http.StatusBadRequest, "roles apply to approve only")
+		return
 	case in.OnBehalfOf != "" && (action == "approve" || action == "deny"):
-		q, err = h.opt.Access.ReviewOnBehalf(r.Context(), v.Eff, in.OnBehalfOf, id, action == "approve", in.Reason)
+		q, err = h.opt.Access.ReviewOnBehalfWith(r.Context(), v.Eff, in.OnBehalfOf, id, access.ReviewVerdict{Approve: action == "approve", Reason: in.Reason, Roles: in.Roles})
 	case in.OnBehalfOf != "":
 		h.fail(w, r, v, http.StatusBadRequest, "on_behalf_of applies to approve and deny only")
 		return
 	default:
-		q, _, err = h.requestAction(r, v, id, action, in.Reason)
+		q, _, err = h.requestAction(r, v, id, action, in.Reason, in.Roles)
 	}
 	if err != nil {
 		h.refused(w, r, v, action+" request", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, q)
+	writeJSON(w, http.StatusOK, viewOf(q, v, time.Now()))
 }
 
 // reviewItem is a queued request with the reviews so far.
 type reviewPage struct {
 	*viewer
-	Queue    []storage.Request
+	Queue    []requestView
 	Fragment bool
+}
+
+// queueViews is the review queue as the page and the API show it.
+func queueViews(q []storage.Request, v *viewer) []requestView {
+	now := time.Now()
+	out := make([]requestView, 0, len(q))
+	for _, r := range q {
+		out = append(out, viewOf(r, v, now))
+	}
+	return out
 }
 
 func (h *Handler) reviewPage(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -449,7 +517,7 @@ func (h *Handler) reviewPage(w http.ResponseWriter, r *http.Request, v *viewer) 
 		h.internal(w, r, v, "list the review queue", err)
 		return
 	}
-	p := reviewPage{viewer: v, Queue: q}
+	p := reviewPage{viewer: v, Queue: queueViews(q, v)}
 	if r.URL.Query().Get("fragment") == "1" {
 		// The queue alone, for the page's script to swap in when it
 		// changes: the same template, so there is one way to draw it.
@@ -475,8 +543,5 @@ func (h *Handler) apiReview(w http.ResponseWriter, r *http.Request, v *viewer) {
 		h.internal(w, r, v, "list the review queue", err)
 		return
 	}
-	if q == nil {
-		q = []storage.Request{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"requests": q})
+	writeJSON(w, http.StatusOK, map[string]any{"requests": queueViews(q, v)})
 }

@@ -287,6 +287,20 @@ func TestAPIConformsToOpenAPI(t *testing.T) {
 	json.Unmarshal([]byte(bob.want(201, "POST", "/api/requests", map[string]any{"roles": []string{"dba"}, "reason": "INC-3"})), &r3)
 	bob.want(200, "POST", "/api/requests/"+r3.ID+"/cancel", nil)
 
+	// A resource request for one session, its rule progress, and an
+	// approval naming the roles it approves.
+	var r4 requestView
+	json.Unmarshal([]byte(bob.want(201, "POST", "/api/requests", map[string]any{"node": "db-1", "login": "postgres", "reason": "INC-4", "for_session": true})), &r4)
+	if r4.Node != "db-1" || r4.Login != "postgres" || !r4.ForSession || r4.Approval.Status != "needs 1 more approval from any reviewer" || r4.Approval.Met {
+		t.Fatalf("resource request %+v", r4)
+	}
+	bob.want(403, "POST", "/api/requests", map[string]any{"node": "db-1", "login": "www", "reason": "INC-5"})
+	alice.want(400, "POST", "/api/requests/"+r4.ID+"/deny", map[string]any{"roles": []string{"dba"}})
+	json.Unmarshal([]byte(alice.want(200, "POST", "/api/requests/"+r4.ID+"/approve", map[string]any{"roles": []string{"dba"}})), &r4)
+	if r4.State != storage.StateApproved || !r4.Approval.Met || r4.Approval.Status != "rule met: 1 from any reviewer (alice)" {
+		t.Fatalf("approved resource request %+v", r4)
+	}
+
 	// watch
 	res := streamGet(t, plugin, "/api/watch?after=0", "")
 	res.Body.Close()

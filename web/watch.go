@@ -28,6 +28,8 @@ var watchKinds = map[string]string{
 	audit.TypeRequestExpire:  "expired",
 	audit.TypeRequestCancel:  "cancelled",
 	audit.TypeRequestRevoke:  "revoked",
+	// A one-session grant whose session ended.
+	audit.TypeRequestSessionEnd: "ended",
 }
 
 // watchEvent is the data of one event on GET /api/watch.

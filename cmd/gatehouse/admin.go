@@ -110,6 +110,12 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	used = append(used, usedGrants(v.Standing, roles != nil), usedLock(v.Standing))
 	printVerdict(stdout, *user, *login, *node, v)
+	if !v.Allowed && v.Rule != access.RuleLock {
+		// What a request for each role the user may ask for needs.
+		for _, line := range b.Policy.Current().RequestHelp(v.Standing.Subject, *login, pn) {
+			fmt.Fprintf(stdout, "may request %s\n", termsafe.String(line))
+		}
+	}
 	fmt.Fprintln(stdout, "used:")
 	for _, u := range used {
 		fmt.Fprintf(stdout, "  %s\n", u)

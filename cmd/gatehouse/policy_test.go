@@ -57,6 +57,11 @@ func TestPolicyCheckUsesTheStoredClaims(t *testing.T) {
 		!strings.Contains(out, "claims: none (no login of bob is stored)") || !strings.Contains(out, "hint: request one with: ssh bastion request dba") {
 		t.Errorf("before any login: exit %d\n%s", code, out)
 	}
+	// What a request would need, between the verdict and what it used.
+	if i, j := strings.Index(out, "\nmay request dba: no role reviews it, so it cannot be approved; at most 1h; allows this login (whole role, or request --node db-1 --login postgres)\n"),
+		strings.Index(out, "\nused:\n"); i < 0 || j < i {
+		t.Errorf("before any login: want the may request line before used:\n%s", out)
+	}
 
 	ctx := context.Background()
 	b, err := openBastion(ctx, cfg)
@@ -80,6 +85,9 @@ func TestPolicyCheckUsesTheStoredClaims(t *testing.T) {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Errorf("with the stored claims: exit %d, want 0 and %q in\n%s", code, want, out)
 		}
+	}
+	if strings.Contains(out, "may request") {
+		t.Errorf("an allowed login lists what requests would need:\n%s", out)
 	}
 
 	code, out, _ = check("--claim", "groups=dev", "--claim", "email=bob@example.com")

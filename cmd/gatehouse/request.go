@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/gatehouse-dev/gatehouse/apiclient"
 	"github.com/gatehouse-dev/gatehouse/client"
 )
 
@@ -72,15 +73,21 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fs := newFlags("request "+sub, stderr)
 	pf := addProfileFlags(fs)
-	var roles, reason, duration *string
-	var wait *bool
+	var roles, reason, duration, node, login *string
+	var wait, forSession *bool
 	switch sub {
 	case "create":
 		roles = fs.String("roles", "", "roles to request, comma separated")
+		node = fs.String("node", "", "resource request: the node (with --login instead of --roles)")
+		login = fs.String("login", "", "resource request: the login on --node")
 		reason = fs.String("reason", "", "why you need them")
 		duration = fs.String("duration", "", "how long the access should last, e.g. 2h")
 		wait = fs.Bool("wait", false, "wait until the request is decided")
-	case "approve", "deny":
+		forSession = fs.Bool("for-session", false, "the grant ends when the first session that uses it ends")
+	case "approve":
+		roles = fs.String("roles", "", "approve only these of the requested roles, comma separated")
+		reason = fs.String("reason", "", "why")
+	case "deny":
 		reason = fs.String("reason", "", "why")
 	}
 	pos, err := parse(fs, args)
@@ -93,8 +100,15 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if len(pos) != 0 {
 			return usageError{fmt.Sprintf("unexpected argument %q", pos[0])}
 		}
-		if sub == "create" && *roles == "" {
-			return usageError{"--roles is required"}
+		if sub == "create" {
+			switch {
+			case (*node == "") != (*login == ""):
+				return usageError{"--node and --login go together"}
+			case *node != "" && *roles != "":
+				return usageError{"use --roles, or --node with --login, not both"}
+			case *node == "" && *roles == "":
+				return usageError{"--roles (or --node with --login) is required"}
+			}
 		}
 	default:
 		if len(pos) != 1 {
@@ -110,13 +124,21 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var code int
 	switch sub {
 	case "create":
-		code, err = c.Create(ctx, strings.Split(*roles, ","), *reason, *duration, *wait)
+		nr := apiclient.NewRequest{Node: *node, Login: *login, ForSession: *forSession, Reason: *reason, Duration: *duration}
+		if *roles != "" {
+			nr.Roles = strings.Split(*roles, ",")
+		}
+		code, err = c.Create(ctx, nr, *wait)
 	case "ls":
 		code, err = c.List(ctx)
 	case "show":
 		code, err = c.Show(ctx, id)
 	case "approve", "deny":
-		code, err = c.Review(ctx, id, sub == "approve", *reason)
+		var subset []string
+		if roles != nil && *roles != "" {
+			subset = strings.Split(*roles, ",")
+		}
+		code, err = c.Review(ctx, id, sub == "approve", subset, *reason)
 	case "cancel":
 		code, err = c.Cancel(ctx, id)
 	case "drop":

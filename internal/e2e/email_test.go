@@ -37,7 +37,7 @@ func TestAccessRequestEmail(t *testing.T) {
 	if created.From != "gatehouse@example.com" {
 		t.Errorf("From %q", created.From)
 	}
-	for _, want := range []string{"Requester: bob", "Roles:     dba", "INC-77 replica lag", "Duration:  30m", link} {
+	for _, want := range []string{"Requester: bob", "Roles:     dba", "INC-77 replica lag", "Duration:  30m", "Approval:  needs 1 more approval", link} {
 		if !strings.Contains(created.Text, want) {
 			t.Errorf("new-request mail body lacks %q:\n%s", want, created.Text)
 		}

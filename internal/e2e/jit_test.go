@@ -120,7 +120,7 @@ func TestJITRequestOnRefusal(t *testing.T) {
 
 	t.Run("without a terminal the refusal stays one line", func(t *testing.T) {
 		line := refusedJump(t, carol, "root@db-1")
-		want := "gatehouse: carol may not log in as root on db-1 (no role allows login root on {env: prod}); request one with: ssh bastion request breakglass,dba --reason ..."
+		want := "gatehouse: carol may not log in as root on db-1 (no role allows login root on {env: prod}); request one with: ssh bastion request breakglass,dba --reason ..., or this login only with: ssh bastion request --node db-1 --login root --reason ..."
 		if line != want {
 			t.Fatalf("non-terminal refusal:\n got %q\nwant %q", line, want)
 		}

@@ -26,17 +26,52 @@ func List(w io.Writer, reqs []storage.Request) {
 	f := termsafe.String
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, r := range reqs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f(r.ID), f(r.State), f(r.User), strings.Join(termsafe.Strings(r.Roles), ","), r.Created.Local().Format("01-02 15:04"), f(r.Reason))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f(r.ID), f(r.State), f(r.User), Describe(r), r.Created.Local().Format("01-02 15:04"), f(r.Reason))
 	}
 	_ = tw.Flush()
 }
 
-// Show is `requests ID`: a request with its reviews. The reason, the
-// reviewers' reasons and the closing note are other people's words.
-func Show(w io.Writer, r storage.Request) {
+// Approval is where a request stands against its approval rule, as the
+// bastion explains it (access.Service.Explain, or the API's "approval").
+type Approval struct {
+	Rule, Status string
+}
+
+// Describe names what a request is for: "dba", or for a one-login request
+// "login postgres on db-1 (role dba)"; " for one session" when the grant
+// is bound to one session.
+func Describe(r storage.Request) string {
+	s := strings.Join(termsafe.Strings(r.Roles), ",")
+	if r.IsResource() {
+		s = fmt.Sprintf("login %s on %s (role %s)", termsafe.String(r.Login), termsafe.String(r.Node), s)
+	}
+	if r.ForSession {
+		s += " for one session"
+	}
+	return s
+}
+
+// Show is `requests ID`: a request with its approval rule and reviews. The
+// reason, the reviewers' reasons and the closing note are other people's
+// words.
+func Show(w io.Writer, r storage.Request, st Approval) {
 	f := termsafe.String
-	fmt.Fprintf(w, "id: %s\nstate: %s\nuser: %s\nroles: %s\nreason: %s\nduration: %s\ncreated: %s\n",
-		f(r.ID), f(r.State), f(r.User), strings.Join(termsafe.Strings(r.Roles), ","), f(r.Reason), r.Duration, r.Created.Local().Format("2006-01-02 15:04:05 MST"))
+	fmt.Fprintf(w, "id: %s\nstate: %s\nuser: %s\nroles: %s\n", f(r.ID), f(r.State), f(r.User), strings.Join(termsafe.Strings(r.Roles), ","))
+	if len(r.Requested) > 0 {
+		fmt.Fprintf(w, "requested: %s\n", strings.Join(termsafe.Strings(r.Requested), ","))
+	}
+	if r.IsResource() {
+		fmt.Fprintf(w, "resource: login %s on %s\n", f(r.Login), f(r.Node))
+	}
+	if r.ForSession {
+		bound := "not used yet"
+		if r.Session != "" {
+			bound = "bound to session " + f(r.Session)
+		}
+		fmt.Fprintf(w, "for-session: ends with the first session that uses it (%s)\n", bound)
+	}
+	fmt.Fprintf(w, "reason: %s\nduration: %s\ncreated: %s\n", f(r.Reason), r.Duration, r.Created.Local().Format("2006-01-02 15:04:05 MST"))
+	fmt.Fprintf(w, "rule: %s\napproval: %s\n", f(st.Rule), f(st.Status))
 	if r.GrantStart != nil && r.GrantEnd != nil {
 		fmt.Fprintf(w, "access: %s to %s\n", r.GrantStart.Local().Format("15:04:05"), r.GrantEnd.Local().Format("2006-01-02 15:04:05 MST"))
 	}
@@ -44,6 +79,9 @@ func Show(w io.Writer, r storage.Request) {
 		verdict := "denied"
 		if rv.Approve {
 			verdict = "approved"
+		}
+		if len(rv.Roles) > 0 {
+			verdict += " " + strings.Join(termsafe.Strings(rv.Roles), ",")
 		}
 		fmt.Fprintf(w, "review: %s %s at %s %s\n", f(rv.Reviewer), verdict, rv.Time.Local().Format("15:04:05"), f(rv.Reason))
 	}
@@ -61,7 +99,7 @@ func Outcome(w io.Writer, r storage.Request) int {
 		if r.GrantEnd != nil {
 			end = " until " + r.GrantEnd.Local().Format("2006-01-02 15:04 MST")
 		}
-		fmt.Fprintf(w, "request %s APPROVED: %s granted%s\n", r.ID, strings.Join(termsafe.Strings(r.Roles), ","), end)
+		fmt.Fprintf(w, "request %s APPROVED: %s granted%s\n", r.ID, Describe(r), end)
 		return 0
 	default:
 		why := ""
@@ -75,8 +113,12 @@ func Outcome(w io.Writer, r storage.Request) int {
 }
 
 // Created is what filing a request prints: its id on a line of its own
-// (scripts read `id: ID`), then what happens next.
-func Created(w io.Writer, r storage.Request, approveHint string) {
+// (scripts read `id: ID`), then what happens next and, when the rule asks
+// for more than one approval, what it still needs.
+func Created(w io.Writer, r storage.Request, approveHint, status string) {
 	fmt.Fprintf(w, "id: %s\n", r.ID)
-	fmt.Fprintf(w, "request for %s is %s; an approver can run: %s %s\n", strings.Join(termsafe.Strings(r.Roles), ","), r.State, approveHint, r.ID)
+	fmt.Fprintf(w, "request for %s is %s; an approver can run: %s %s\n", Describe(r), r.State, approveHint, r.ID)
+	if status != "" {
+		fmt.Fprintf(w, "approval: %s\n", termsafe.String(status))
+	}
 }

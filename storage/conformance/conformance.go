@@ -594,6 +594,9 @@ func normRequest(r storage.Request) storage.Request {
 	if len(r.Reviews) == 0 {
 		r.Reviews = nil
 	}
+	if len(r.Requested) == 0 {
+		r.Requested = nil
+	}
 	rv := make([]storage.Review, len(r.Reviews))
 	for i, x := range r.Reviews {
 		x.Time = x.Time.UTC()
@@ -668,6 +671,43 @@ func runRequests(t *testing.T, open func(t *testing.T) storage.Store) {
 		}
 		if _, err := s.UpdateRequest(ctx, "nope", func(*storage.Request) error { return nil }); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("UpdateRequest(missing) error = %v, want ErrNotFound", err)
+		}
+	})
+
+	// Subset approval, resource requests and session-bound grants keep
+	// their fields through create, update and every read.
+	t.Run("ScopeFields", func(t *testing.T) {
+		s := open(t)
+		in := storage.Request{
+			ID: "r1", User: "bob", Roles: []string{"dba"}, State: storage.StatePending, Node: "db-1", Login: "postgres",
+			ForSession: true, Created: us(0), Expires: us(time.Hour), Updated: us(0), Duration: time.Hour,
+		}
+		if err := s.CreateRequest(ctx, in); err != nil {
+			t.Fatalf("CreateRequest: %v", err)
+		}
+		got, err := s.GetRequest(ctx, "r1")
+		if err != nil || !reflect.DeepEqual(normRequest(got), normRequest(in)) {
+			t.Fatalf("GetRequest = %+v, %v; want %+v", got, err, in)
+		}
+		upd, err := s.UpdateRequest(ctx, "r1", func(r *storage.Request) error {
+			r.Reviews = []storage.Review{{Reviewer: "alice", Approve: true, Time: us(time.Minute), Roles: []string{"dba"}, As: []string{"manager"}}}
+			r.Requested, r.Roles = []string{"dba", "web"}, []string{"dba"}
+			r.State, r.Session = storage.StateApproved, "s-1"
+			r.GrantStart, r.GrantEnd = ptr(us(time.Minute)), ptr(us(2*time.Hour))
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("UpdateRequest: %v", err)
+		}
+		for _, read := range []func() ([]storage.Request, error){
+			func() ([]storage.Request, error) { r, err := s.GetRequest(ctx, "r1"); return []storage.Request{r}, err },
+			func() ([]storage.Request, error) { return s.ListRequests(ctx, storage.RequestFilter{User: "bob"}) },
+			func() ([]storage.Request, error) { return s.ActiveGrants(ctx, "bob", us(time.Hour)) },
+		} {
+			rs, err := read()
+			if err != nil || len(rs) != 1 || !reflect.DeepEqual(normRequest(rs[0]), normRequest(upd)) {
+				t.Fatalf("read back %+v, %v; want %+v", rs, err, upd)
+			}
 		}
 	})
 

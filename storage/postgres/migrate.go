@@ -143,6 +143,12 @@ CREATE INDEX bot_tokens_bot ON bot_tokens (bot);
 `},
 		{version: 3, sql: `
 CREATE INDEX logins_user ON logins (user_name, created_ns DESC);
+ALTER TABLE access_requests
+	ADD COLUMN requested   text[],
+	ADD COLUMN node        text    NOT NULL DEFAULT '',
+	ADD COLUMN login       text    NOT NULL DEFAULT '',
+	ADD COLUMN for_session boolean NOT NULL DEFAULT false,
+	ADD COLUMN session_id  text    NOT NULL DEFAULT '';
 `},
 	}
 }

@@ -128,8 +128,16 @@ CREATE TABLE bot_tokens (
 );
 CREATE INDEX bot_tokens_bot ON bot_tokens(bot);
 `,
-		// 3: a user's latest login (policy check).
-		`CREATE INDEX logins_user ON logins(user, created);`,
+		// 3: a user's latest login (policy check); richer access requests:
+		// subset approval, resource requests, session-bound grants.
+		`
+CREATE INDEX logins_user ON logins(user, created);
+ALTER TABLE requests ADD COLUMN requested TEXT;
+ALTER TABLE requests ADD COLUMN node TEXT NOT NULL DEFAULT '';
+ALTER TABLE requests ADD COLUMN login TEXT NOT NULL DEFAULT '';
+ALTER TABLE requests ADD COLUMN for_session INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE requests ADD COLUMN session_id TEXT NOT NULL DEFAULT '';
+`,
 	}
 }
 
