@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sync"
 )
@@ -82,7 +83,7 @@ func FinalPath(dir, id string) (string, error) {
 // gzipFile closes both the gzip stream and the file under it.
 type gzipFile struct {
 	*gzip.Reader
-	f *os.File
+	f io.Closer
 }
 
 func (g gzipFile) Close() error {
@@ -92,7 +93,13 @@ func (g gzipFile) Close() error {
 // Open returns the plain asciicast v2 stream of session id's recording,
 // compressed or live (a live file reads as far as it has been flushed).
 func Open(dir, id string) (io.ReadCloser, error) {
-	b, err := base(dir, id)
+	return OpenFS(os.DirFS(dir), id)
+}
+
+// OpenFS is Open on the recordings in fsys, which is laid out like a
+// recordings directory (a bucket, for one).
+func OpenFS(fsys fs.FS, id string) (io.ReadCloser, error) {
+	b, err := Name(id)
 	if err != nil {
 		return nil, err
 	}
@@ -100,14 +107,14 @@ func Open(dir, id string) (io.ReadCloser, error) {
 	// final one is then complete. Trying it again after the live one
 	// covers a Close that finished between the two looks.
 	for _, name := range []string{b + finalExt, b + liveExt, b + finalExt} {
-		f, err := os.Open(name)
+		f, err := fsys.Open(name)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("open recording %s: %w", id, err)
 		}
-		if filepath.Ext(name) != ".gz" {
+		if path.Ext(name) != ".gz" {
 			return f, nil
 		}
 		zr, err := gzip.NewReader(f)

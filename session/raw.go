@@ -442,11 +442,16 @@ var ErrNoRawRecording = fmt.Errorf("no raw recording: %w", fs.ErrNotExist)
 
 // OpenRaw opens the raw store of session id.
 func OpenRaw(dir, id string) (*RawReader, io.Closer, error) {
-	path, err := RawPath(dir, id)
+	return OpenRawFS(os.DirFS(dir), id)
+}
+
+// OpenRawFS is OpenRaw on the recordings in fsys.
+func OpenRawFS(fsys fs.FS, id string) (*RawReader, io.Closer, error) {
+	name, err := Name(id)
 	if err != nil {
 		return nil, nil, err
 	}
-	f, err := os.Open(path)
+	f, err := fsys.Open(name + rawExt)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("open raw recording %s: %w", id, ErrNoRawRecording)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -38,9 +39,9 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		defer b.Close()
 		if *stream != "" {
-			return exportStream(ctx, b.Store, b.Config.Recording.Dir, pos[0], *stream, stdout, stderr)
+			return exportStream(ctx, b.Store, b.Recordings(ctx), pos[0], *stream, stdout, stderr)
 		}
-		rc, err := openRecording(ctx, b.Store, b.Config.Recording.Dir, pos[0])
+		rc, err := openRecording(ctx, b.Store, b.Recordings(ctx), pos[0])
 		if err != nil {
 			return err
 		}
@@ -81,10 +82,11 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	lw := session.NewListWriter(stdout, *asJSON)
+	recs := b.Recordings(ctx)
 	shown := 0
 	for _, s := range list {
 		if *grep != "" {
-			ok, err := grepRecording(ctx, b.Store, b.Config.Recording.Dir, s, *grep)
+			ok, err := grepRecording(ctx, b.Store, recs, s, *grep)
 			if err != nil || !ok {
 				continue
 			}
@@ -102,7 +104,7 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 
 // openRecording finds a session's recording by its id (validated by the
 // session package; ids never become raw paths).
-func openRecording(ctx context.Context, st storage.SessionStore, dir, id string) (io.ReadCloser, error) {
+func openRecording(ctx context.Context, st storage.SessionStore, recs fs.FS, id string) (io.ReadCloser, error) {
 	if err := session.ValidID(id); err != nil {
 		return nil, usageError{fmt.Sprintf("invalid session id %q", id)}
 	}
@@ -113,11 +115,11 @@ func openRecording(ctx context.Context, st storage.SessionStore, dir, id string)
 	if s.Recording == "" {
 		return nil, fmt.Errorf("session %s (%s) has no terminal recording; its bytes: sessions export --stream stdin|stdout|stderr %s", id, s.Kind, id)
 	}
-	return session.Open(dir, id)
+	return session.OpenFS(recs, id)
 }
 
 // exportStream writes the stored bytes of one raw stream of session id.
-func exportStream(ctx context.Context, st storage.SessionStore, dir, id, name string, stdout, stderr io.Writer) error {
+func exportStream(ctx context.Context, st storage.SessionStore, recs fs.FS, id, name string, stdout, stderr io.Writer) error {
 	if err := session.ValidID(id); err != nil {
 		return usageError{fmt.Sprintf("invalid session id %q", id)}
 	}
@@ -129,7 +131,7 @@ func exportStream(ctx context.Context, st storage.SessionStore, dir, id, name st
 	if err != nil {
 		return fmt.Errorf("session %s: %w", id, err)
 	}
-	rr, c, err := session.OpenRaw(dir, id)
+	rr, c, err := session.OpenRawFS(recs, id)
 	if errors.Is(err, session.ErrNoRawRecording) {
 		return fmt.Errorf("session %s (%s) has no raw streams: a session with a pty is recorded whole in its cast (sessions export without --stream)", id, s.Kind)
 	}
@@ -150,11 +152,11 @@ func exportStream(ctx context.Context, st storage.SessionStore, dir, id, name st
 	return nil
 }
 
-func grepRecording(ctx context.Context, st storage.SessionStore, dir string, s storage.Session, text string) (bool, error) {
+func grepRecording(ctx context.Context, st storage.SessionStore, recs fs.FS, s storage.Session, text string) (bool, error) {
 	if s.Recording == "" {
 		return strings.Contains(strings.ToLower(s.Command), strings.ToLower(text)), nil
 	}
-	rc, err := session.Open(dir, s.ID)
+	rc, err := session.OpenFS(recs, s.ID)
 	if err != nil {
 		return false, err
 	}
@@ -182,7 +184,7 @@ func runPlay(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer b.Close()
-	rc, err := openRecording(ctx, b.Store, b.Config.Recording.Dir, pos[0])
+	rc, err := openRecording(ctx, b.Store, b.Recordings(ctx), pos[0])
 	if err != nil {
 		return err
 	}
