@@ -266,12 +266,21 @@ func TestUploaderResumesAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(spool, "stray.txt"), []byte("not a recording"), 0o600)
+	// A cast whose compression failed stays plain; it goes up as it is.
+	plain, err := session.LivePath(spool, "plain-cast-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Dir(plain), 0o700)
+	if err := os.WriteFile(plain, []byte(`{"version": 2, "width": 80, "height": 24}`+"\n"+`[0.5, "o", "plain words"]`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	u := recstore.NewUploader(spool, store, recstore.UploaderOptions{})
 	if err := u.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	if u.Pending() != 2 {
-		t.Fatalf("Resume queued %d sessions, want 2", u.Pending())
+	if u.Pending() != 3 {
+		t.Fatalf("Resume queued %d sessions, want 3", u.Pending())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -286,8 +295,16 @@ func TestUploaderResumesAfterRestart(t *testing.T) {
 	if left := spoolFiles(t, spool); len(left) != 1 || filepath.Base(left[0]) != "stray.txt" {
 		t.Fatalf("the spool should hold only the stray file, holds %v", left)
 	}
-	if len(srv.Keys(t)) != 4 {
-		t.Fatalf("bucket holds %v, want 2 casts and 2 raw stores", srv.Keys(t))
+	if len(srv.Keys(t)) != 5 {
+		t.Fatalf("bucket holds %v, want 3 casts and 2 raw stores", srv.Keys(t))
+	}
+	rc, err := session.OpenFS(recstore.FS(ctx, store), "plain-cast-1")
+	if err != nil {
+		t.Fatalf("open the plain cast from the bucket: %v", err)
+	}
+	defer rc.Close()
+	if found, err := session.Grep(rc, "plain words"); !found || err != nil {
+		t.Fatalf("the plain cast read back from the bucket lacks its text: %v, %v", found, err)
 	}
 }
 
