@@ -202,6 +202,20 @@ func TestHighAvailability(t *testing.T) {
 		}
 	})
 
+	t.Run("readiness and doctor check the bucket", func(t *testing.T) {
+		if code, body := get(t, gh2.WebURL+"/readyz"); code != 200 || !strings.Contains(body, "ok   recording bucket\n") {
+			t.Fatalf("bastion-2 /readyz with the bucket up = %d:\n%s", code, body)
+		}
+		if r := gh2.Run("doctor"); !strings.Contains(r.Stdout, "ok   recording bucket "+bucket.Endpoint+"/") {
+			t.Fatalf("gatehouse doctor does not check the bucket: %s", r)
+		}
+		bucket.Stop()
+		defer bucket.Restart()
+		if code, body := get(t, gh2.WebURL+"/readyz"); code != 503 || !strings.Contains(body, "FAIL recording bucket: ") {
+			t.Fatalf("bastion-2 /readyz with the bucket down = %d, want 503 and FAIL recording bucket:\n%s", code, body)
+		}
+	})
+
 	t.Run("a lock placed through bastion-2 closes a session on bastion-1", func(t *testing.T) {
 		term := openShell(t, bob, "root@db-1")
 		locking := time.Now()
