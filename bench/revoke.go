@@ -96,8 +96,8 @@ func Revocation(ctx context.Context, e *Env, counts []int, parallel int) Section
 	text := "N interactive sessions (pty + shell, as in case 3) are opened for one user; then `gatehouse lock --user U` runs as a " +
 		"separate process against the same database, as an operator would run it. Times are from the start of the lock " +
 		"command: *notice* is when the session's output ends (Gatehouse writes the notice, exit status 255 and EOF), " +
-		"*closed* is when the client sees the channel closed (Gatehouse closes the connection 200 ms after the notice so it " +
-		"can be read). The lock command's own run time (process start, opening the store, the write) is in the figure. " +
+		"*closed* is when the client sees the channel closed (Gatehouse closes the connection once every channel's notice " +
+		"is sent, or after one second for a client that stopped reading). The lock command's own run time (process start, opening the store, the write) is in the figure. " +
 		"Baseline: OpenSSH has no live revocation; the closest it has is listing the key in the jump host's RevokedKeys, " +
 		"which refuses new logins (checked) and leaves live sessions running, so the ratio is not defined.\n\n" + t.Markdown()
 	for _, n := range notes {

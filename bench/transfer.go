@@ -190,8 +190,8 @@ func Bulk(ctx context.Context, e *Env, o BulkOptions) Section {
 		"inner connection's ciphertext, runs it once. "+
 		"Before every transfer the bench waits until gatehouse is idle (see below), so no run competes with the previous one's "+
 		"recording work. Recordings on disk after this case: %d MiB.\n\n%s\n"+
-		"After each Gatehouse download the client has exited but Gatehouse still finalizes the recording (gzip of the asciicast "+
-		"file) until it is idle again: text downloads median %s s wall and %s CPU-seconds, binary downloads %s s and %s CPU-s, "+
+		"After each Gatehouse download the client has exited but Gatehouse may still be finishing the recording (it is "+
+		"compressed with zstd as it is written, so only the tail of the queue and the file's close are left) until it is idle again: text downloads median %s s wall and %s CPU-seconds, binary downloads %s s and %s CPU-s, "+
 		"per %d MiB download. This work is not in the MiB/s above, but it competes with every other session on the bastion.\n",
 		o.Size>>20, o.Reps, runtime.NumCPU(), recs>>20, t.Markdown(), f1(Median(finWall["text"])), f1(Median(fin["text"])),
 		f1(Median(finWall["binary"])), f1(Median(fin["binary"])), o.Size>>20)

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
 	"gopkg.in/yaml.v3"
 )
 
@@ -116,6 +117,33 @@ type RecordingConfig struct {
 	// S3, when set, is the bucket recordings rest in once their session
 	// has ended; Dir is then only the spool they are written to.
 	S3 *S3Config `yaml:"s3"`
+	// EncryptTo lists age X25519 recipients (age1...). When set, every
+	// recording is encrypted to them as it is written; the identities
+	// (private keys) stay with whoever reads recordings, never here.
+	EncryptTo  []string `yaml:"encrypt_to"`
+	recipients []age.Recipient
+}
+
+// Recipients returns recording.encrypt_to parsed; empty when recordings
+// are not encrypted.
+func (r RecordingConfig) Recipients() []age.Recipient { return r.recipients }
+
+// parseRecipients checks recording.encrypt_to. A private key pasted by
+// mistake is refused with a message that says so, without echoing it.
+func parseRecipients(list []string) ([]age.Recipient, error) {
+	var out []age.Recipient
+	for i, s := range list {
+		s = strings.TrimSpace(s)
+		if strings.HasPrefix(strings.ToUpper(s), "AGE-SECRET-KEY-") {
+			return nil, fmt.Errorf("recording.encrypt_to[%d] is an age identity (a private key): put its recipient (age-keygen -y) here and keep the identity off the bastion", i)
+		}
+		r, err := age.ParseX25519Recipient(s)
+		if err != nil {
+			return nil, fmt.Errorf("recording.encrypt_to[%d] %q: want an age X25519 recipient (age1...): %w", i, s, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // S3Config is an S3-compatible bucket for recordings.
@@ -299,6 +327,11 @@ func (c *Config) fill() error {
 	if c.Recording.MaxRawBytes == 0 {
 		c.Recording.MaxRawBytes = DefaultMaxRawBytes
 	}
+	rs, err := parseRecipients(c.Recording.EncryptTo)
+	if err != nil {
+		return err
+	}
+	c.Recording.recipients = rs
 	c.Recording.Dir = abs(c.Recording.Dir)
 	if s3 := c.Recording.S3; s3 != nil {
 		if err := s3.check(); err != nil {

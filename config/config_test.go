@@ -58,6 +58,8 @@ func TestParseErrors(t *testing.T) {
 		{"s3 without bucket", "recording: {s3: {endpoint: http://h}}\n", "recording.s3.bucket is required"},
 		{"s3 key without secret", "recording: {s3: {endpoint: http://h, bucket: b, access_key_id: K}}\n", "go together"},
 		{"s3 prefix with slash", "recording: {s3: {endpoint: http://h, bucket: b, prefix: /x}}\n", "must not start with /"},
+		{"encrypt_to not a recipient", "recording: {encrypt_to: [age1nope]}\n", `recording.encrypt_to[0] "age1nope": want an age X25519 recipient`},
+		{"encrypt_to a private key", "recording: {encrypt_to: [AGE-SECRET-KEY-1QQQQ]}\n", "is an age identity (a private key)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -174,5 +176,23 @@ func TestParseS3(t *testing.T) {
 	c, err = Parse("/etc/gh/gatehouse.yaml", []byte("recording: {s3: {endpoint: 'https://s3.example.com', bucket: b}}\n"))
 	if err != nil || c.Recording.S3.AccessKeyID != "" {
 		t.Fatalf("s3 with the AWS environment: %+v, %v", c.Recording.S3, err)
+	}
+}
+
+func TestEncryptTo(t *testing.T) {
+	const rcpt = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+	c, err := Parse("gatehouse.yaml", []byte("recording: {encrypt_to: ["+rcpt+"]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := c.Recording.Recipients(); len(rs) != 1 {
+		t.Fatalf("recipients = %v, want one", rs)
+	}
+	c, err = Parse("gatehouse.yaml", []byte("nodes: []\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := c.Recording.Recipients(); len(rs) != 0 {
+		t.Errorf("recipients without encrypt_to = %v", rs)
 	}
 }

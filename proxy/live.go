@@ -232,7 +232,11 @@ func (r *registry) closeAll(why *UserError) int {
 type broadcaster struct {
 	mu       sync.Mutex
 	watchers map[chan []byte]struct{}
-	recent   []byte // the last replayBytes of output at most
+	// recent is the last replayBytes of output at most: it grows with
+	// the output, and once full is written round from head, so keeping
+	// it costs one copy of each write and no allocation.
+	recent []byte
+	head   int
 }
 
 // replayBytes bounds the output a new watcher is sent first: enough for a
@@ -244,12 +248,7 @@ func newBroadcaster() *broadcaster { return &broadcaster{watchers: map[chan []by
 func (b *broadcaster) write(p []byte) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.recent = append(b.recent, p...)
-	if len(b.recent) > replayBytes {
-		// Re-slicing keeps at most about twice the bound allocated:
-		// append copies only the kept tail when it grows the array.
-		b.recent = b.recent[len(b.recent)-replayBytes:]
-	}
+	b.keep(p)
 	if len(b.watchers) == 0 {
 		return
 	}
@@ -262,6 +261,22 @@ func (b *broadcaster) write(p []byte) {
 	}
 }
 
+// keep adds p to the recent output; mu is held.
+func (b *broadcaster) keep(p []byte) {
+	if len(p) > replayBytes {
+		p = p[len(p)-replayBytes:]
+	}
+	if n := min(len(p), replayBytes-len(b.recent)); n > 0 {
+		b.recent = append(b.recent, p[:n]...)
+		p = p[n:]
+	}
+	for len(p) > 0 {
+		n := copy(b.recent[b.head:], p)
+		p = p[n:]
+		b.head = (b.head + n) % replayBytes
+	}
+}
+
 // subscribe adds a watcher whose channel starts with the recent output,
 // queued under the same lock as later writes so nothing is lost or doubled
 // between the two.
@@ -269,7 +284,7 @@ func (b *broadcaster) subscribe() (<-chan []byte, func()) {
 	ch := make(chan []byte, 256)
 	b.mu.Lock()
 	if len(b.recent) > 0 {
-		ch <- append([]byte(nil), b.recent...)
+		ch <- append(append(make([]byte, 0, len(b.recent)), b.recent[b.head:]...), b.recent[:b.head]...)
 	}
 	b.watchers[ch] = struct{}{}
 	b.mu.Unlock()

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -158,6 +159,32 @@ func TestBroadcasterReplaysRecentOutput(t *testing.T) {
 	empty.closeAll()
 	if _, ok := <-ch3; ok {
 		t.Fatal("a watcher of a silent, closed session got data")
+	}
+}
+
+// The recent output is written round once full: whatever the sizes of the
+// writes, a new watcher gets exactly the newest replayBytes, in order.
+func TestBroadcasterRecentInOrder(t *testing.T) {
+	for _, sizes := range [][]int{{1000, 7, 40000, 3}, {replayBytes - 1, 2, replayBytes, 5}, {100}, {replayBytes + 1}, {333}} {
+		b := newBroadcaster()
+		var all []byte
+		for round := range 5 {
+			for _, n := range sizes {
+				chunk := make([]byte, n)
+				for j := range chunk {
+					chunk[j] = byte(len(all) + j + round)
+				}
+				all = append(all, chunk...)
+				b.write(chunk)
+			}
+			ch, stop := b.subscribe()
+			got := <-ch
+			stop()
+			want := all[max(0, len(all)-replayBytes):]
+			if !bytes.Equal(got, want) {
+				t.Fatalf("sizes %v round %d: replay of %d bytes differs from the newest %d", sizes, round, len(got), len(want))
+			}
+		}
 	}
 }
 

@@ -435,9 +435,9 @@ func (t *sessionTap) closeRecorder(cast *castStage) {
 	if rec == nil {
 		return
 	}
-	// Closing compresses the file: CPU-heavy for a big session. A few at
-	// a time, so a thousand sessions ending together (a lock, a shutdown)
-	// don't starve the live ones and the bookkeeping.
+	// Closing encodes and compresses what is still queued, then syncs
+	// the file. A few at a time, so a thousand sessions ending together
+	// (a lock, a shutdown) don't starve the live ones and the bookkeeping.
 	t.s.finalizers <- struct{}{}
 	err := rec.Close()
 	<-t.s.finalizers
@@ -549,8 +549,8 @@ func (t *sessionTap) finish() {
 		}
 		s.audit(ctx, storage.Event{Type: audit.TypeFileTransfer, Actor: lc.ident.User, Target: lc.node.Name, Fields: ft})
 	}
-	// Last: closing compresses the recording, which takes a while for a
-	// large session; the index and the audit log are already up to date.
+	// Last: closing drains the recording's queue and syncs it, which can
+	// wait on the disk; the index and the audit log are already up to date.
 	t.closeRecorder(cast)
 }
 

@@ -123,7 +123,8 @@ type Server struct {
 	srv   *gliderssh.Server
 	live  *registry
 	limit *preauth.Limiter
-	// finalizers bounds how many recordings are compressed at once.
+	// finalizers bounds how many recordings are closed (drained and
+	// synced) at once.
 	finalizers chan struct{}
 
 	wg sync.WaitGroup
@@ -403,15 +404,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// Connections that got in while the notices went out were cut
 	// without one; mark them closed.
 	s.live.closeAll(shuttingDown())
-	// Sessions end at once; finishing their recordings (compression) may
-	// take longer. Don't hold shutdown hostage: an unfinished recording
-	// stays complete as a plain .cast and is compressed on the next start.
+	// Sessions end at once; closing their recordings (draining queues,
+	// syncing) may take longer. Don't hold shutdown hostage: an unfinished
+	// recording keeps the segments already written, as after a crash.
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		s.log.Warn("shutdown: some recordings are still being finalized; they will be compressed on the next start")
+		s.log.Warn("shutdown: some recordings are still being closed; they keep what was written")
 	}
 	return err
 }

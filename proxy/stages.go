@@ -185,7 +185,7 @@ func (c *castStage) resize(cols, rows int) {
 }
 
 // close detaches the recorder and returns it for the caller to close
-// (closing compresses, which the caller paces); nil if there was none or
+// (closing drains and syncs, which the caller paces); nil if there was none or
 // it was already detached.
 func (c *castStage) close() Recorder {
 	if c == nil {
@@ -265,26 +265,40 @@ func (l *liveStage) Write(p []byte) (int, error) {
 func (l *liveStage) note(line string) { l.watch.write([]byte("\r\n[" + line + "]\r\n")) }
 
 // onlcr converts lone \n to \r\n across chunk boundaries. It reuses its
-// buffer, so the result is valid until the next call.
+// buffer, so the result is valid until the next call. It runs on the relay
+// goroutine for every chunk of a session without a pty, so it copies the
+// runs between newlines whole (memmove) instead of byte by byte.
 type onlcr struct {
 	lastCR bool
 	buf    []byte
 }
 
 func (o *onlcr) apply(p []byte) []byte {
-	if bytes.IndexByte(p, '\n') < 0 {
+	i := bytes.IndexByte(p, '\n')
+	if i < 0 {
 		if len(p) > 0 {
 			o.lastCR = p[len(p)-1] == '\r'
 		}
 		return p
 	}
 	o.buf = o.buf[:0]
-	for _, c := range p {
-		if c == '\n' && !o.lastCR {
+	for i >= 0 {
+		cr := o.lastCR
+		if i > 0 {
+			cr = p[i-1] == '\r'
+		}
+		o.buf = append(o.buf, p[:i]...)
+		if !cr {
 			o.buf = append(o.buf, '\r')
 		}
-		o.buf = append(o.buf, c)
-		o.lastCR = c == '\r'
+		o.buf = append(o.buf, '\n')
+		o.lastCR = false
+		p = p[i+1:]
+		i = bytes.IndexByte(p, '\n')
+	}
+	if len(p) > 0 {
+		o.buf = append(o.buf, p...)
+		o.lastCR = p[len(p)-1] == '\r'
 	}
 	return o.buf
 }

@@ -280,6 +280,7 @@ func TestCompose(t *testing.T) {
 		})
 	}
 }
+
 func TestONLCR(t *testing.T) {
 	tests := []struct {
 		chunks []string
@@ -290,6 +291,9 @@ func TestONLCR(t *testing.T) {
 		{[]string{"a\r", "\nb\n"}, "a\r\nb\r\n"},
 		{[]string{"no newline"}, "no newline"},
 		{[]string{"\n\n"}, "\r\n\r\n"},
+		{[]string{"x\r", "\n", "\n", "y\r\r\n\r"}, "x\r\n\r\ny\r\r\n\r"},
+		{[]string{"\r", "a\n"}, "\ra\r\n"},
+		{[]string{"ab\ncd\r\nef"}, "ab\r\ncd\r\nef"},
 	}
 	for _, tt := range tests {
 		var o onlcr

@@ -156,7 +156,8 @@ func (b *Bastion) recorder() proxy.RecorderFactory {
 			Env: map[string]string{"TERM": h.Term}, Command: h.Command,
 			// Without a pty, input is what the user fed the command, not
 			// keystrokes: always on record.
-		}, session.RecorderOptions{RecordInput: cfg.Recording.RecordInput || !h.PTY, OnError: onErr, ONLCR: !h.PTY})
+		}, session.RecorderOptions{RecordInput: cfg.Recording.RecordInput || !h.PTY, OnError: onErr, ONLCR: !h.PTY,
+			Encrypt: cfg.Recording.Recipients()})
 		if err != nil {
 			done()
 			return nil, "", err
@@ -168,11 +169,11 @@ func (b *Bastion) recorder() proxy.RecorderFactory {
 // rawRecorder opens the raw store (every byte of a session without a pty)
 // next to the recordings.
 func (b *Bastion) rawRecorder() proxy.RawRecorderFactory {
-	dir, max := b.Config.Recording.Dir, b.Config.Recording.MaxRawBytes
+	dir, max, to := b.Config.Recording.Dir, b.Config.Recording.MaxRawBytes, b.Config.Recording.Recipients()
 	return func(id string, onCap func(stored, max int64), onErr func(error)) (proxy.RawRecorder, error) {
 		done := b.spooling(id)
 		r, err := session.NewRawRecorder(dir, id, session.RawOptions{MaxBytes: max, OnError: onErr,
-			OnCap: func(stored int64) { onCap(stored, max) }})
+			OnCap: func(stored int64) { onCap(stored, max) }, Encrypt: to})
 		if err != nil {
 			done()
 			return nil, err
@@ -361,8 +362,9 @@ func (b *Bastion) followChanges(ctx context.Context) {
 	}
 }
 
-// finalizeRecordings compresses recordings a crash or a hurried shutdown
-// left as plain files, so every ended session is at rest compressed.
+// finalizeRecordings converts plain casts that a crash of an earlier
+// version left behind, so every ended session is at rest compressed (and
+// encrypted, with recording.encrypt_to).
 func (b *Bastion) finalizeRecordings(ctx context.Context) {
 	list, err := b.Store.ListSessions(ctx, storage.SessionFilter{Since: time.Now().Add(-30 * 24 * time.Hour)})
 	if err != nil {
@@ -373,7 +375,7 @@ func (b *Bastion) finalizeRecordings(ctx context.Context) {
 		if s.Status == "live" || s.Recording == "" || (s.Bastion != "" && s.Bastion != b.Config.BastionID) {
 			continue
 		}
-		if err := session.Finalize(b.Config.Recording.Dir, s.ID); err != nil {
+		if err := session.Finalize(b.Config.Recording.Dir, s.ID, b.Config.Recording.Recipients()...); err != nil {
 			b.Log.Warn("finalize recording", "session", s.ID, "err", err)
 		}
 	}

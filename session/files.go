@@ -9,16 +9,22 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
-	"sync"
+
+	"filippo.io/age"
 )
 
-// File name suffixes: a recording is live (being written, or left by a
-// crash) or final (closed and compressed).
+// File name suffixes. A session's terminal stream is its cast; a session
+// without a pty also has a raw store. Both are written compressed (and,
+// with recording.encrypt_to, encrypted) as they are written; the legacy
+// forms are what earlier versions wrote, still read.
 const (
-	liveExt  = ".cast"
-	finalExt = ".cast.gz"
+	castExt       = ".cast.zst"
+	castSealedExt = ".cast.ages"
+	rawExt        = ".raw.zst"
+	rawSealedExt  = ".raw.ages"
+	legacyGzExt   = ".cast.gz" // closed casts of earlier versions
+	legacyExt     = ".cast"    // live casts of earlier versions, left by a crash
 )
 
 var (
@@ -62,137 +68,165 @@ func base(dir, id string) (string, error) {
 	return filepath.Join(dir, hex.EncodeToString(sum[:1]), id), nil
 }
 
-// LivePath is where the recording of session id is written while live.
-func LivePath(dir, id string) (string, error) {
+// Files returns the names, relative to the recordings directory, that
+// the files of session id's recording may have: its cast, then its raw
+// store, each in every form a reader accepts, the forms written today
+// first. It is the one place that knows how recordings are named, for
+// whatever stores or copies them.
+func Files(id string) ([]string, error) {
+	b, err := base("", id)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ext := range []string{castSealedExt, castExt, legacyGzExt, legacyExt, rawSealedExt, rawExt} {
+		out = append(out, b+ext)
+	}
+	return out, nil
+}
+
+// CastPath is where a new cast of session id is written: encrypted when
+// there are recipients.
+func CastPath(dir, id string, to []age.Recipient) (string, error) {
+	return newPath(dir, id, castExt, castSealedExt, to)
+}
+
+// RawPath is where a new raw store of session id is written.
+func RawPath(dir, id string, to []age.Recipient) (string, error) {
+	return newPath(dir, id, rawExt, rawSealedExt, to)
+}
+
+func newPath(dir, id, plain, sealed string, to []age.Recipient) (string, error) {
 	b, err := base(dir, id)
 	if err != nil {
 		return "", err
 	}
-	return b + liveExt, nil
-}
-
-// FinalPath is where the recording of session id is kept once closed.
-func FinalPath(dir, id string) (string, error) {
-	b, err := base(dir, id)
-	if err != nil {
-		return "", err
+	if len(to) > 0 {
+		return b + sealed, nil
 	}
-	return b + finalExt, nil
+	return b + plain, nil
 }
 
-// gzipFile closes both the gzip stream and the file under it.
-type gzipFile struct {
-	*gzip.Reader
-	f io.Closer
+// readCloser closes the decoder and the file under it.
+type readCloser struct {
+	io.Reader
+	close func() error
 }
 
-func (g gzipFile) Close() error {
-	return errors.Join(g.Reader.Close(), g.f.Close())
-}
+func (r readCloser) Close() error { return r.close() }
 
-// Open returns the plain asciicast v2 stream of session id's recording,
-// compressed or live (a live file reads as far as it has been flushed).
-func Open(dir, id string) (io.ReadCloser, error) {
-	return OpenFS(os.DirFS(dir), id)
-}
-
-// OpenFS is Open on the recordings in fsys, which is laid out like a
-// recordings directory (a bucket, for one).
-func OpenFS(fsys fs.FS, id string) (io.ReadCloser, error) {
+// openStored opens the first of <shard>/id+exts in fsys that exists and
+// decodes it.
+func openStored(fsys fs.FS, id string, exts []string, ids []age.Identity) (io.ReadCloser, error) {
 	b, err := Name(id)
 	if err != nil {
 		return nil, err
 	}
-	// Final first: during Close both files exist for a moment, and the
-	// final one is then complete. Trying it again after the live one
-	// covers a Close that finished between the two looks.
-	for _, name := range []string{b + finalExt, b + liveExt, b + finalExt} {
-		f, err := fsys.Open(name)
+	for _, ext := range exts {
+		f, err := fsys.Open(b + ext)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("open recording %s: %w", id, err)
+			return nil, err
 		}
-		if path.Ext(name) != ".gz" {
-			return f, nil
-		}
-		zr, err := gzip.NewReader(f)
+		d, err := Decode(f, ids...)
 		if err != nil {
 			f.Close()
-			return nil, fmt.Errorf("open recording %s: %w", id, err)
+			return nil, err
 		}
-		return gzipFile{Reader: zr, f: f}, nil
+		return readCloser{d, func() error { return errors.Join(d.Close(), f.Close()) }}, nil
 	}
-	return nil, fmt.Errorf("open recording %s: %w", id, ErrNoRecording)
+	return nil, fs.ErrNotExist
 }
 
-// Finalize compresses a live recording left behind by a crash (or by a
-// failed compression in Recorder.Close) and removes the plain file. It is
-// a no-op when the recording is already final or does not exist.
-func Finalize(dir, id string) error {
+// Open returns the plain asciicast v2 stream of session id's recording,
+// in whichever form it is stored; an encrypted one needs ids (else the
+// error wraps ErrEncrypted). A recording still being written reads as far
+// as it has been flushed, then fails with ErrTruncated.
+func Open(dir, id string, ids ...age.Identity) (io.ReadCloser, error) {
+	return OpenFS(os.DirFS(dir), id, ids...)
+}
+
+// OpenFS is Open on the recordings in fsys, which is laid out like a
+// recordings directory (a bucket, for one).
+func OpenFS(fsys fs.FS, id string, ids ...age.Identity) (io.ReadCloser, error) {
+	// The legacy live file is tried before and after its compressed form:
+	// Finalize may convert it between the two looks.
+	rc, err := openStored(fsys, id, []string{castSealedExt, castExt, legacyGzExt, legacyExt, castExt}, ids)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("open recording %s: %w", id, ErrNoRecording)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open recording %s: %w", id, err)
+	}
+	return rc, nil
+}
+
+// Encrypted reports whether session id's cast is stored encrypted.
+func Encrypted(dir, id string) bool {
+	return EncryptedFS(os.DirFS(dir), id)
+}
+
+// EncryptedFS is Encrypted on the recordings in fsys.
+func EncryptedFS(fsys fs.FS, id string) bool {
+	b, err := Name(id)
+	if err != nil {
+		return false
+	}
+	_, err = fs.Stat(fsys, b+castSealedExt)
+	return err == nil
+}
+
+// newGzipReader reads recordings of earlier versions.
+func newGzipReader(r io.Reader) (io.ReadCloser, error) {
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("open gzip recording: %w", err)
+	}
+	return zr, nil
+}
+
+// Finalize converts a plain cast left behind by a crash of an earlier
+// version into today's form (encrypted to the recipients given, if any)
+// and removes the plain file. It is a no-op when there is no such file.
+// The new file is written under a temporary name, synced and renamed, so
+// a crash midway leaves the plain file for the next try.
+func Finalize(dir, id string, to ...age.Recipient) error {
 	b, err := base(dir, id)
 	if err != nil {
 		return err
 	}
-	return compress(b+liveExt, b+finalExt)
-}
-
-// compressor is a gzip writer and the buffer that feeds it.
-type compressor struct {
-	zw  *gzip.Writer
-	buf []byte
-}
-
-// compressors keeps compressors for reuse. Each flate compressor holds
-// about a megabyte of tables, allocated and cleared by gzip.NewWriter: at
-// tens of sessions a second that was most of the bastion's allocation and
-// garbage collection, for recordings of a few hundred bytes. A pool is
-// invisible to callers (Reset makes a writer as good as new), which is why
-// it is the one package-level variable here.
-var compressors = sync.Pool{New: func() any {
-	// BestSpeed: compression runs after every session, competing with live
-	// ones; it is 3-5x faster than the default for ~10% larger files.
-	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
-	// 64 KiB: a small recording in one read, and what flate takes per
-	// block for large ones.
-	return &compressor{zw: zw, buf: make([]byte, 64<<10)}
-}}
-
-// compress writes live to final as gzip and removes live. The gzip file is
-// written under a temporary name, synced and renamed, so final is either
-// absent or complete: a crash midway leaves live intact for the next try.
-func compress(live, final string) error {
+	live := b + legacyExt
 	in, err := os.Open(live)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("compress recording: %w", err)
+		return fmt.Errorf("finalize recording: %w", err)
 	}
 	defer in.Close()
+	final, _ := CastPath(dir, id, to)
 	if _, err := os.Stat(final); err == nil {
 		// A crash between rename and remove: the final file is complete.
 		if err := os.Remove(live); err != nil {
-			return fmt.Errorf("compress recording: remove %s: %w", live, err)
+			return fmt.Errorf("finalize recording: remove %s: %w", live, err)
 		}
 		return nil
 	}
 	tmp := final + ".tmp"
 	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("compress recording: %w", err)
+		return fmt.Errorf("finalize recording: %w", err)
 	}
-	c := compressors.Get().(*compressor)
-	c.zw.Reset(out)
-	err = c.copy(in)
+	sw, err := newSegmentWriter(out, to)
 	if err == nil {
-		err = c.zw.Close()
+		_, err = io.Copy(sw, in)
+		if err == nil {
+			err = sw.End()
+		}
+		sw.drop()
 	}
-	// Reset drops the reference to out; a writer that failed midway is
-	// reset as well, so nothing of this file goes back into the pool.
-	c.zw.Reset(io.Discard)
-	compressors.Put(c)
 	if err == nil {
 		err = out.Sync()
 	}
@@ -204,33 +238,13 @@ func compress(live, final string) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("compress recording %s: %w", live, err)
+		return fmt.Errorf("finalize recording %s: %w", live, err)
 	}
 	syncDir(filepath.Dir(final))
 	if err := os.Remove(live); err != nil {
-		return fmt.Errorf("compress recording: remove %s: %w", live, err)
+		return fmt.Errorf("finalize recording: remove %s: %w", live, err)
 	}
 	return nil
-}
-
-// copy feeds in to the gzip writer through the pooled buffer; io.Copy
-// would allocate 32 KiB per recording, as neither side offers a ReadFrom or
-// WriteTo that avoids it.
-func (c *compressor) copy(in *os.File) error {
-	for {
-		n, err := in.Read(c.buf)
-		if n > 0 {
-			if _, werr := c.zw.Write(c.buf[:n]); werr != nil {
-				return werr
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
 }
 
 // syncDir makes a rename durable. Failure is ignored: some filesystems do

@@ -11,14 +11,21 @@ import (
 	"testing"
 )
 
-// writeLive leaves a plain recording for id, as a crash or a failed Close
-// would, and returns its bytes.
-func writeLive(t *testing.T, dir, id string, events int) []byte {
+// legacyPath is where earlier versions wrote a live recording.
+func legacyPath(t *testing.T, dir, id string) string {
 	t.Helper()
-	live, err := LivePath(dir, id)
+	b, err := base(dir, id)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b + legacyExt
+}
+
+// writeLive leaves a plain recording for id, as a crash of an earlier
+// version would, and returns its bytes.
+func writeLive(t *testing.T, dir, id string, events int) []byte {
+	t.Helper()
+	live := legacyPath(t, dir, id)
 	if err := os.MkdirAll(filepath.Dir(live), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +85,7 @@ func TestFinalizeManyRecordingsConcurrently(t *testing.T) {
 		t.Error(err)
 	}
 	for _, id := range ids {
-		live, _ := LivePath(dir, id)
+		live := legacyPath(t, dir, id)
 		if _, err := os.Stat(live); err == nil {
 			t.Errorf("%s: live file remains after Finalize", id)
 		}
@@ -93,19 +100,19 @@ func TestFinalizeManyRecordingsConcurrently(t *testing.T) {
 func TestFinalizeAfterFailedCompression(t *testing.T) {
 	dir := t.TempDir()
 	const bad, good = "badrecording-0001", "goodrecording-0002"
-	live, _ := LivePath(dir, bad)
+	live := legacyPath(t, dir, bad)
 	// A directory where the plain file should be: opening works, reading
-	// fails after the gzip stream has begun.
+	// fails after the zstd stream has begun.
 	if err := os.MkdirAll(live, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	want := writeLive(t, dir, good, 50)
 	for range 3 {
 		err := Finalize(dir, bad)
-		if err == nil || !strings.Contains(err.Error(), "compress recording") {
-			t.Fatalf("Finalize of an unreadable recording: %v, want a compress error", err)
+		if err == nil || !strings.Contains(err.Error(), "finalize recording") {
+			t.Fatalf("Finalize of an unreadable recording: %v, want a finalize error", err)
 		}
-		final, _ := FinalPath(dir, bad)
+		final, _ := CastPath(dir, bad, nil)
 		if _, err := os.Stat(final); err == nil {
 			t.Fatalf("a failed compression left a final file")
 		}

@@ -17,16 +17,16 @@ import (
 	"sync"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
+	"filippo.io/age"
 )
 
 // The raw store keeps the bytes of a session that are not (or not only) a
 // terminal stream: stdin, stdout and stderr of every session without a pty,
 // transfers included. A cast is a readable view; this is the evidence. It
-// lives next to the cast as <id>.raw.zst.
+// lives next to the cast as <id>.raw.zst (.raw.ages when encrypted), written
+// in segments like the cast (see segment.go).
 //
-// Format, once decompressed (the file is a series of zstd frames, which
-// any zstd reader, `zstd -dc` included, reads as one stream):
+// Format, once decompressed:
 //
 //	"gatehouse-raw 1\n"
 //	record*: kind (1 byte), milliseconds since the start (uvarint),
@@ -38,10 +38,10 @@ import (
 // every stream go on to the end and are in the session.end audit event.
 //
 // The writer compresses on a goroutine of its own, which exists only while
-// there is something to write, and each of its turns is a complete zstd
-// frame: a session holds a compressor (about a megabyte of tables) only
-// while it moves data, and a killed bastion leaves a file that reads up to
-// the last member, or into the one being written.
+// there is something to write, and each of its turns is a segment: a
+// session holds a compressor (about a megabyte of tables) only while it
+// moves data, and a killed bastion leaves a file that reads up to the last
+// segment written.
 
 // Stream is one direction of a session's byte stream.
 type Stream byte
@@ -76,22 +76,12 @@ func ParseStream(name string) (Stream, error) {
 }
 
 const (
-	rawExt    = ".raw.zst"
 	rawMagic  = "gatehouse-raw 1\n"
 	rawQueued = 256 << 10 // bytes waiting for the writer before Write waits
 	// rawMaxRecord bounds one record's length when reading, so a damaged
 	// file cannot make a reader allocate without limit.
 	rawMaxRecord = 1 << 20
 )
-
-// RawPath is where the raw streams of session id are kept.
-func RawPath(dir, id string) (string, error) {
-	b, err := base(dir, id)
-	if err != nil {
-		return "", err
-	}
-	return b + rawExt, nil
-}
 
 // RawOptions tune a RawRecorder.
 type RawOptions struct {
@@ -108,6 +98,9 @@ type RawOptions struct {
 	Now func() time.Time
 	// Logger receives the first write error; default slog.Default().
 	Logger *slog.Logger
+	// Encrypt, when not empty, encrypts the store to these age
+	// recipients as it is written.
+	Encrypt []age.Recipient
 }
 
 // StreamSummary is what is known of one stream at the end, stored or not.
@@ -142,6 +135,8 @@ type RawRecorder struct {
 
 	// Owned by the writer goroutine while running, else by Close.
 	f      *os.File
+	sw     *segmentWriter
+	hdr    [1 + 2*binary.MaxVarintLen64]byte
 	stored int64
 	capped bool
 	err    error
@@ -162,7 +157,7 @@ type rawChunk struct {
 // NewRawRecorder creates the raw store of session id under dir. It fails
 // if the session already has one.
 func NewRawRecorder(dir, id string, opts RawOptions) (*RawRecorder, error) {
-	path, err := RawPath(dir, id)
+	path, err := RawPath(dir, id, opts.Encrypt)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +179,10 @@ func NewRawRecorder(dir, id string, opts RawOptions) (*RawRecorder, error) {
 	for i := range r.hashes {
 		r.hashes[i] = sha256.New()
 	}
-	if err := r.writeMagic(); err != nil {
+	if r.sw, err = newSegmentWriter(f, opts.Encrypt); err == nil {
+		err = r.writeMagic()
+	}
+	if err != nil {
 		f.Close()
 		os.Remove(path)
 		return nil, fmt.Errorf("start raw recording %s: %w", id, err)
@@ -224,22 +222,6 @@ func (r *RawRecorder) Write(s Stream, p []byte) {
 	}
 }
 
-// rawWriters pools what a writer's turn needs: the zstd compressor and the
-// buffer that batches its small writes into few file writes. zstd at its
-// fastest level costs a fraction of gzip's CPU per byte, and passes data
-// that does not compress (most binary output) through almost for free.
-var rawWriters = sync.Pool{New: func() any {
-	zw, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-		zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(1<<20))
-	return &rawWriter{zw: zw, bw: bufio.NewWriterSize(io.Discard, 64<<10)}
-}}
-
-type rawWriter struct {
-	zw  *zstd.Encoder
-	bw  *bufio.Writer
-	hdr [1 + 2*binary.MaxVarintLen64]byte
-}
-
 // write is the writer goroutine. Each turn takes what is queued, batch by
 // batch, into one zstd frame and ends the frame when the queue is empty;
 // the goroutine exits unless something came in meanwhile.
@@ -266,12 +248,9 @@ func (r *RawRecorder) write() {
 	}
 }
 
-// turn writes one zstd frame of everything queued; it returns the stored
+// turn writes everything queued as one segment; it returns the stored
 // byte count at which the cap was reached, or -1.
 func (r *RawRecorder) turn() int64 {
-	w := rawWriters.Get().(*rawWriter)
-	w.bw.Reset(r.f)
-	w.zw.Reset(w.bw)
 	capAt := int64(-1)
 	for {
 		r.mu.Lock()
@@ -282,7 +261,7 @@ func (r *RawRecorder) turn() int64 {
 		if len(batch) == 0 {
 			break
 		}
-		if c := r.encode(w, batch, data); c >= 0 {
+		if c := r.encode(batch, data); c >= 0 {
 			capAt = c
 		}
 		r.mu.Lock()
@@ -291,22 +270,19 @@ func (r *RawRecorder) turn() int64 {
 		r.mu.Unlock()
 	}
 	if r.err == nil {
-		if err := r.endMember(w); err != nil {
+		if err := r.sw.End(); err != nil {
 			r.fail(err)
 		}
-	} else {
-		// The file is not written after a failure: drop the member.
-		w.zw.Reset(io.Discard)
-		w.bw.Reset(io.Discard)
-		rawWriters.Put(w)
 	}
+	// The file is not written after a failure: the segment is dropped.
+	r.sw.drop()
 	return capAt
 }
 
 // encode hashes and counts a batch and stores what the cap allows. It
 // returns the stored byte count at which the cap was reached in this
 // batch, or -1.
-func (r *RawRecorder) encode(w *rawWriter, batch []rawChunk, data []byte) int64 {
+func (r *RawRecorder) encode(batch []rawChunk, data []byte) int64 {
 	capAt := int64(-1)
 	for _, c := range batch {
 		p := data[c.off : c.off+c.n]
@@ -320,11 +296,11 @@ func (r *RawRecorder) encode(w *rawWriter, batch []rawChunk, data []byte) int64 
 			keep = p[:max-r.stored]
 		}
 		if len(keep) > 0 {
-			r.record(w, byte(c.stream), c.t, keep)
+			r.record(byte(c.stream), c.t, keep)
 			r.stored += int64(len(keep))
 		}
 		if len(keep) < len(p) {
-			r.record(w, capKind, c.t, nil)
+			r.record(capKind, c.t, nil)
 			r.capped = true
 			capAt = r.stored
 		}
@@ -332,44 +308,30 @@ func (r *RawRecorder) encode(w *rawWriter, batch []rawChunk, data []byte) int64 
 	return capAt
 }
 
-func (r *RawRecorder) record(w *rawWriter, kind byte, t time.Duration, p []byte) {
+func (r *RawRecorder) record(kind byte, t time.Duration, p []byte) {
 	if r.err != nil {
 		return
 	}
-	h := w.hdr[:0]
+	h := r.hdr[:0]
 	h = append(h, kind)
 	h = binary.AppendUvarint(h, uint64(t/time.Millisecond))
 	h = binary.AppendUvarint(h, uint64(len(p)))
-	if _, err := w.zw.Write(h); err != nil {
+	if _, err := r.sw.Write(h); err != nil {
 		r.fail(err)
 		return
 	}
-	if _, err := w.zw.Write(p); err != nil {
+	if _, err := r.sw.Write(p); err != nil {
 		r.fail(err)
 	}
 }
 
-// writeMagic writes the first member: the magic alone, so that even an
+// writeMagic writes the first segment: the magic alone, so that even an
 // empty session's file says what it is.
 func (r *RawRecorder) writeMagic() error {
-	w := rawWriters.Get().(*rawWriter)
-	w.bw.Reset(r.f)
-	w.zw.Reset(w.bw)
-	_, _ = w.zw.Write([]byte(rawMagic))
-	return r.endMember(w)
-}
-
-// endMember finishes the zstd frame and writes it out, then returns the
-// compressor to the pool without a reference to the file.
-func (r *RawRecorder) endMember(w *rawWriter) error {
-	err := w.zw.Close()
-	if err == nil {
-		err = w.bw.Flush()
+	if _, err := r.sw.Write([]byte(rawMagic)); err != nil {
+		return err
 	}
-	w.zw.Reset(io.Discard)
-	w.bw.Reset(io.Discard)
-	rawWriters.Put(w)
-	return err
+	return r.sw.End()
 }
 
 // fail keeps the first write error and reports it; later data is counted
@@ -431,7 +393,6 @@ type RawRecord struct {
 
 // RawReader reads a raw store.
 type RawReader struct {
-	zr  *zstd.Decoder
 	br  *bufio.Reader
 	buf []byte
 }
@@ -440,45 +401,46 @@ type RawReader struct {
 // store. It also matches fs.ErrNotExist.
 var ErrNoRawRecording = fmt.Errorf("no raw recording: %w", fs.ErrNotExist)
 
-// OpenRaw opens the raw store of session id.
-func OpenRaw(dir, id string) (*RawReader, io.Closer, error) {
-	return OpenRawFS(os.DirFS(dir), id)
+// OpenRaw opens the raw store of session id; an encrypted one needs ids.
+func OpenRaw(dir, id string, ids ...age.Identity) (*RawReader, io.Closer, error) {
+	return OpenRawFS(os.DirFS(dir), id, ids...)
 }
 
 // OpenRawFS is OpenRaw on the recordings in fsys.
-func OpenRawFS(fsys fs.FS, id string) (*RawReader, io.Closer, error) {
-	name, err := Name(id)
-	if err != nil {
-		return nil, nil, err
-	}
-	f, err := fsys.Open(name + rawExt)
+func OpenRawFS(fsys fs.FS, id string, ids ...age.Identity) (*RawReader, io.Closer, error) {
+	rc, err := openStored(fsys, id, []string{rawSealedExt, rawExt}, ids)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("open raw recording %s: %w", id, ErrNoRawRecording)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("open raw recording %s: %w", id, err)
 	}
-	rr, err := NewRawReader(f)
+	rr, err := newRawReader(rc)
 	if err != nil {
-		f.Close()
+		rc.Close()
 		return nil, nil, fmt.Errorf("open raw recording %s: %w", id, err)
 	}
-	return rr, closerFunc(func() error { rr.zr.Close(); return f.Close() }), nil
+	return rr, rc, nil
 }
 
-type closerFunc func() error
-
-func (c closerFunc) Close() error { return c() }
-
-// NewRawReader reads the compressed raw store in r.
-func NewRawReader(r io.Reader) (*RawReader, error) {
-	zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+// NewRawReader reads the stored raw store in r; an encrypted one needs
+// ids. Closing r is the caller's.
+func NewRawReader(r io.Reader, ids ...age.Identity) (*RawReader, error) {
+	d, err := Decode(r, ids...)
 	if err != nil {
 		return nil, fmt.Errorf("read raw recording: %w", err)
 	}
-	rr := &RawReader{zr: zr, br: bufio.NewReaderSize(zr, 64<<10)}
+	return newRawReader(d)
+}
+
+// newRawReader reads the decoded raw store in r.
+func newRawReader(r io.Reader) (*RawReader, error) {
+	rr := &RawReader{br: bufio.NewReaderSize(r, 64<<10)}
 	magic := make([]byte, len(rawMagic))
-	if _, err := io.ReadFull(rr.br, magic); err != nil || !bytes.Equal(magic, []byte(rawMagic)) {
+	if _, err := io.ReadFull(rr.br, magic); errors.Is(err, ErrWrongIdentity) {
+		return nil, err
+	}
+	if !bytes.Equal(magic, []byte(rawMagic)) {
 		return nil, errors.New("read raw recording: not a gatehouse raw recording")
 	}
 	return rr, nil
@@ -525,7 +487,7 @@ func (rr *RawReader) Next() (RawRecord, error) {
 
 // cut turns the end of a file killed mid-write into ErrTruncated.
 func (rr *RawReader) cut(err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, ErrTruncated) {
 		return ErrTruncated
 	}
 	return fmt.Errorf("read raw recording: %w", err)

@@ -143,7 +143,7 @@ func TestRawTruncated(t *testing.T) {
 	if _, err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	path, _ := RawPath(dir, id)
+	path, _ := RawPath(dir, id, nil)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"filippo.io/age"
 )
 
 // Buffering of the recorder. The relay hands each chunk to Output, which
@@ -60,6 +62,9 @@ type RecorderOptions struct {
 	// "\n" as "\r\n". Set it for sessions without a pty, whose output
 	// the user's own terminal converted; without it replays staircase.
 	ONLCR bool
+	// Encrypt, when not empty, encrypts the recording to these age
+	// recipients as it is written.
+	Encrypt []age.Recipient
 }
 
 // Recorder writes one session's terminal stream as asciicast v2. Its
@@ -68,8 +73,7 @@ type RecorderOptions struct {
 type Recorder struct {
 	opts     RecorderOptions
 	id       string
-	live     string
-	final    string
+	path     string
 	start    time.Time
 	interval time.Duration
 
@@ -91,6 +95,7 @@ type Recorder struct {
 	// Owned by the writer goroutine while running is set, else by
 	// whoever holds mu.
 	f       *os.File
+	sw      *segmentWriter
 	buf     []byte
 	out, in runeCarry
 	outCR   bool // the last output byte encoded was '\r' (for ONLCR)
@@ -113,7 +118,7 @@ type queued struct {
 // disk when NewRecorder returns. It fails if the session already has a
 // recording.
 func NewRecorder(dir, id string, h Header, opts RecorderOptions) (*Recorder, error) {
-	b, err := base(dir, id)
+	path, err := CastPath(dir, id, opts.Encrypt)
 	if err != nil {
 		return nil, err
 	}
@@ -137,37 +142,44 @@ func NewRecorder(dir, id string, h Header, opts RecorderOptions) (*Recorder, err
 	}
 	h.Width, h.Height = min(h.Width, maxDimension), min(h.Height, maxDimension)
 
-	r := &Recorder{opts: opts, id: id, live: b + liveExt, final: b + finalExt, start: start, interval: interval,
+	r := &Recorder{opts: opts, id: id, path: path, start: start, interval: interval,
 		wake: make(chan struct{}, 1)}
 	r.room.L = &r.mu
-	if _, err := os.Stat(r.final); err == nil {
+	if castExists(dir, id) {
 		return nil, fmt.Errorf("start recording %s: %w", id, fs.ErrExist)
 	}
-	if err := os.MkdirAll(filepath.Dir(r.live), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("start recording %s: %w", id, err)
 	}
 	// O_EXCL: a second recorder for the same id must not interleave with
 	// or truncate the first.
-	f, err := os.OpenFile(r.live, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("start recording %s: %w", id, err)
 	}
 	r.f = f
+	// The header is a segment of its own: on disk, and readable, now.
 	var head []byte
 	if head, err = appendHeader(nil, h); err == nil {
-		_, err = f.Write(head)
+		if r.sw, err = newSegmentWriter(f, opts.Encrypt); err == nil {
+			if _, err = r.sw.Write(head); err == nil {
+				err = r.sw.End()
+			}
+		}
 	}
 	if err != nil {
+		if r.sw != nil {
+			r.sw.drop()
+		}
 		f.Close()
-		os.Remove(r.live)
+		os.Remove(path)
 		return nil, fmt.Errorf("start recording %s: write header: %w", id, err)
 	}
 	return r, nil
 }
 
-// Path is the file being written; after Close the recording is at the
-// final (compressed) path instead.
-func (r *Recorder) Path() string { return r.live }
+// Path is the file the recording is written to.
+func (r *Recorder) Path() string { return r.path }
 
 // Output records bytes the session wrote to the terminal.
 func (r *Recorder) Output(p []byte) { r.enqueue('o', p, 0, 0) }
@@ -300,7 +312,7 @@ func (r *Recorder) write() {
 		r.mu.Unlock()
 
 		if len(batch) > 0 && !failed {
-			if len(r.buf) == 0 {
+			if !r.pending() {
 				due = time.Now().Add(r.interval)
 			}
 			r.encode(batch, data)
@@ -311,14 +323,16 @@ func (r *Recorder) write() {
 		r.room.Broadcast()
 		ending := r.closed || r.flush || r.err != nil
 		r.mu.Unlock()
-		if len(r.buf) > 0 && (ending || len(r.buf) >= flushThreshold || !time.Now().Before(due)) {
-			r.writeOut()
+		if r.pending() && (ending || !time.Now().Before(due)) {
+			r.writeOut(true)
+		} else if len(r.buf) >= flushThreshold {
+			r.writeOut(false)
 		}
 
 		r.mu.Lock()
 		failure := r.takeFailure()
 		ending = r.closed || r.flush || r.err != nil
-		if len(r.queue) == 0 && ending && (len(r.buf) == 0 || r.err != nil) {
+		if len(r.queue) == 0 && ending && (!r.pending() || r.err != nil) {
 			// Everything is written (or cannot be): hand the file back
 			// and go. Close, or after Flush the next event, takes over.
 			r.buf = r.buf[:0]
@@ -336,7 +350,7 @@ func (r *Recorder) write() {
 		// Wait for more events, or until the buffer is due (or, with an
 		// empty buffer, one interval of quiet before exiting).
 		wait := r.interval
-		if len(r.buf) > 0 {
+		if r.pending() {
 			wait = max(time.Until(due), 0)
 		}
 		if timer == nil {
@@ -348,7 +362,7 @@ func (r *Recorder) write() {
 		case <-r.wake:
 		case <-timer.C:
 			r.mu.Lock()
-			if len(r.queue) == 0 && len(r.buf) == 0 {
+			if len(r.queue) == 0 && !r.pending() {
 				r.stopLocked()
 				r.mu.Unlock()
 				return
@@ -358,8 +372,16 @@ func (r *Recorder) write() {
 	}
 }
 
+// pending reports whether recorded events are not yet on disk: in the
+// buffer, or in a segment not yet ended. Only the writer (or Close, once
+// it is gone) calls it.
+func (r *Recorder) pending() bool { return len(r.buf) > 0 || r.sw.open() }
+
 // stopLocked ends the writer's turn; mu is held.
 func (r *Recorder) stopLocked() {
+	if r.err != nil {
+		r.sw.drop()
+	}
 	r.trimLocked()
 	r.running, r.flush = false, false
 	close(r.done)
@@ -402,13 +424,14 @@ func (r *Recorder) encode(batch []queued, data []byte) {
 // makeRoom writes the buffer out when one more event might not fit; false
 // means the write failed (published) and the batch is to be dropped.
 func (r *Recorder) makeRoom() bool {
-	return len(r.buf) < flushThreshold || r.writeOut()
+	return len(r.buf) < flushThreshold || r.writeOut(false)
 }
 
 // writeOut is the writer's write: without the lock (only the writer
-// touches buf and f while it runs), a failure published under it.
-func (r *Recorder) writeOut() bool {
-	err := r.writeBuf()
+// touches buf and f while it runs), a failure published under it. With
+// end, the segment is ended too, which puts everything on disk.
+func (r *Recorder) writeOut(end bool) bool {
+	err := r.writeBuf(end)
 	if err == nil {
 		return true
 	}
@@ -451,21 +474,25 @@ func (r *Recorder) appendData(typ byte, t time.Duration, c *runeCarry, chunk []b
 
 // flushLocked writes the buffer; mu is held (Close, once the writer is gone).
 func (r *Recorder) flushLocked() {
-	if err := r.writeBuf(); err != nil {
+	if err := r.writeBuf(true); err != nil {
 		r.setErr(err)
 	}
 }
 
-// writeBuf writes the buffer to the file and empties it. After a failure
-// nothing more is written: later events are dropped rather than written
-// after a gap.
-func (r *Recorder) writeBuf() error {
-	if len(r.buf) == 0 {
-		return nil
-	}
+// writeBuf hands the buffer to the compressor and empties it; with end it
+// also ends the segment, writing it to the file. After a failure nothing
+// more is written: later events are dropped rather than written after a
+// gap.
+func (r *Recorder) writeBuf(end bool) error {
 	var err error
-	if r.err == nil {
-		_, err = r.f.Write(r.buf)
+	if r.err == nil && len(r.buf) > 0 {
+		_, err = r.sw.Write(r.buf)
+	}
+	if err == nil && r.err == nil && end {
+		err = r.sw.End()
+	}
+	if err != nil || r.err != nil {
+		r.sw.drop()
 	}
 	r.buf = r.buf[:0]
 	if err != nil {
@@ -516,10 +543,9 @@ func (r *Recorder) report(err error) {
 	}
 }
 
-// Close writes what is buffered, closes the file and compresses it to its
-// final path. It returns the first write error if there was one, else any
-// error closing or compressing (the plain file then stays, complete, for
-// Finalize). Further calls return the same result.
+// Close writes what is buffered, then syncs and closes the file. It
+// returns the first write error if there was one, else any error syncing
+// or closing. Further calls return the same result.
 func (r *Recorder) Close() error {
 	r.closeOnce.Do(func() { r.closeErr = r.close() })
 	return r.closeErr
@@ -558,21 +584,35 @@ func (r *Recorder) close() error {
 	r.flushLocked()
 	writeErr := r.err
 	failure := r.takeFailure()
-	// No fsync of the plain file: compress writes, syncs and renames the
-	// final file before it removes this one, so the recording is durable
-	// exactly when it is final; until then a killed bastion's page cache
-	// still holds it. One fsync less for every session.
-	err := r.f.Close()
+	// One fsync per session, at its end: until then a killed bastion's
+	// page cache still holds what was written.
+	err := r.f.Sync()
+	if cerr := r.f.Close(); err == nil {
+		err = cerr
+	}
 	r.buf = nil
 	r.mu.Unlock()
 	r.report(failure)
 	if err != nil {
 		err = fmt.Errorf("close recording %s: %w", r.id, err)
-	} else {
-		err = compress(r.live, r.final)
 	}
+	syncDir(filepath.Dir(r.path))
 	if writeErr != nil {
 		return writeErr
 	}
 	return err
+}
+
+// castExists reports whether session id has a cast in any form.
+func castExists(dir, id string) bool {
+	b, err := base(dir, id)
+	if err != nil {
+		return false
+	}
+	for _, ext := range []string{castSealedExt, castExt, legacyGzExt, legacyExt} {
+		if _, err := os.Stat(b + ext); err == nil {
+			return true
+		}
+	}
+	return false
 }

@@ -13,7 +13,8 @@ import (
 
 // Whatever copies recordings elsewhere (the uploader to a bucket) names
 // them like the recordings directory does, and learns which files a
-// session has from Files alone: the suffixes stay this package's business.
+// session has from Files (files.go) alone: the suffixes stay this
+// package's business.
 
 // Name returns <shard>/<id>, the slash-separated path of session id's
 // recording files without suffix, relative to a recordings directory or
@@ -24,19 +25,6 @@ func Name(id string) (string, error) {
 		return "", err
 	}
 	return filepath.ToSlash(b), nil
-}
-
-// Files returns the names, slash-separated and relative to a recordings
-// directory, that the files of session id's recording may have: its cast
-// (closed, or left plain by a crash or a failed compression) and its raw
-// store. Every form a reader accepts is listed, so a copy of all that
-// exist is a copy of the recording.
-func Files(id string) ([]string, error) {
-	b, err := Name(id)
-	if err != nil {
-		return nil, err
-	}
-	return []string{b + finalExt, b + liveExt, b + rawExt}, nil
 }
 
 // Finished lists the files of session id's recording that exist in dir,

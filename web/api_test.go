@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/proxy"
+	"github.com/gatehouse-dev/gatehouse/session"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
@@ -232,6 +234,11 @@ func TestAPIConformsToOpenAPI(t *testing.T) {
 	noCSRF := *sam
 	noCSRF.csrf = ""
 	e.addSession(t, "s-bob-0001", "bob", "db-1", "ls\r\n")
+	sealedTo, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.addRecordedSession(t, "s-bob-0002", "bob", "db-1", "ls\r\n", session.RecorderOptions{Encrypt: []age.Recipient{sealedTo.Recipient()}})
 	e.live.mu.Lock()
 	e.live.sessions = []proxy.LiveSession{{ID: "s-bob-0001", User: "bob", Node: "db-1", Login: "root"}}
 	e.live.mu.Unlock()
@@ -292,6 +299,7 @@ func TestAPIConformsToOpenAPI(t *testing.T) {
 	sam.want(200, "GET", "/api/sessions/s-bob-0001/recording", nil)
 	bob.want(404, "GET", "/api/sessions/s-bob-0001/recording", nil)
 	anon.want(401, "GET", "/api/sessions/s-bob-0001/recording", nil)
+	sam.want(409, "GET", "/api/sessions/s-bob-0002/recording", nil)
 	sam.want(200, "GET", "/api/sessions/s-bob-0001/live", nil)
 	sam.want(404, "GET", "/api/sessions/nope/live", nil)
 	sam.want(400, "GET", "/api/sessions?since=yesterday", nil)

@@ -297,8 +297,14 @@ func (b *browser) getJSON(path string, out any) int {
 // whose output is text.
 func (e *env) addSession(t *testing.T, id, user, node, text string) {
 	t.Helper()
+	e.addRecordedSession(t, id, user, node, text, session.RecorderOptions{})
+}
+
+// addRecordedSession is addSession with the recorder's options.
+func (e *env) addRecordedSession(t *testing.T, id, user, node, text string, opts session.RecorderOptions) {
+	t.Helper()
 	now := time.Now().UTC()
-	rec, err := session.NewRecorder(e.cfg.Recording.Dir, id, session.Header{Width: 80, Height: 24, Timestamp: now.Unix()}, session.RecorderOptions{})
+	rec, err := session.NewRecorder(e.cfg.Recording.Dir, id, session.Header{Width: 80, Height: 24, Timestamp: now.Unix()}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

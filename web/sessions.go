@@ -41,6 +41,8 @@ type sessionFilter struct {
 	Node  string
 	Since string
 	Grep  string
+	// Unsearched counts the encrypted recordings a search skipped.
+	Unsearched int
 }
 
 // sessionView is an index entry with what the viewer may do with it.
@@ -51,6 +53,9 @@ type sessionView struct {
 	CanJoin   bool `json:"can_join"`
 	CanKill   bool `json:"can_terminate"`
 	Recording bool `json:"has_recording"`
+	// Encrypted: the recording is encrypted to recording.encrypt_to, so
+	// this bastion cannot play or search it (it never holds the key).
+	Encrypted bool `json:"encrypted,omitempty"`
 }
 
 // maxGrep bounds how many recordings one search opens.
@@ -82,11 +87,15 @@ func (h *Handler) listSessions(r *http.Request, v *viewer) (sessionFilter, []ses
 	if err != nil {
 		return f, nil, fmt.Errorf("list sessions: %w", err)
 	}
-	live := h.liveIDs()
+	live, recs := h.liveIDs(), h.recordings(r.Context())
 	out := make([]sessionView, 0, len(list))
 	for _, s := range list {
 		if f.Grep != "" {
-			ok, err := h.grep(r.Context(), s.ID, f.Grep)
+			if s.Recording != "" && session.EncryptedFS(recs, s.ID) {
+				f.Unsearched++
+				continue
+			}
+			ok, err := h.grep(recs, s.ID, f.Grep)
 			if err != nil {
 				h.log.WarnContext(r.Context(), "web: search recording", "session", s.ID, "err", err)
 			}
@@ -95,6 +104,7 @@ func (h *Handler) listSessions(r *http.Request, v *viewer) (sessionFilter, []ses
 			}
 		}
 		sv := sessionView{Session: s, LiveHere: live[s.ID], Recording: s.Recording != ""}
+		sv.Encrypted = sv.Recording && session.EncryptedFS(recs, s.ID)
 		sv.CanPlay = v.CanPlay && sv.Recording
 		reachable := sv.LiveHere || h.runsElsewhere(s)
 		sv.CanJoin = v.CanJoin && reachable
@@ -104,10 +114,12 @@ func (h *Handler) listSessions(r *http.Request, v *viewer) (sessionFilter, []ses
 	return f, out, nil
 }
 
-func (h *Handler) grep(ctx context.Context, id, text string) (bool, error) {
-	rc, err := session.OpenFS(h.recordings(ctx), id)
+// grep searches one recording. An encrypted one is not searched: the web
+// server has no key to read it with (see playerPage).
+func (h *Handler) grep(recs fs.FS, id, text string) (bool, error) {
+	rc, err := session.OpenFS(recs, id)
 	if err != nil {
-		if errors.Is(err, session.ErrNoRecording) {
+		if errors.Is(err, session.ErrNoRecording) || errors.Is(err, session.ErrEncrypted) {
 			return false, nil
 		}
 		return false, err
@@ -202,9 +214,19 @@ func (h *Handler) playerPage(w http.ResponseWriter, r *http.Request, v *viewer) 
 		return
 	}
 	live := h.liveIDs()[s.ID]
+	rec := s.Recording != ""
 	reachable := live || h.runsElsewhere(s)
 	h.render(w, r, http.StatusOK, "player", playerPage{viewer: v, S: sessionView{Session: s, LiveHere: live,
-		CanJoin: v.CanJoin && reachable, CanKill: v.CanTerminate && reachable, Recording: s.Recording != "", CanPlay: true}})
+		CanJoin: v.CanJoin && reachable, CanKill: v.CanTerminate && reachable, Recording: rec, CanPlay: true,
+		Encrypted: rec && session.EncryptedFS(h.recordings(r.Context()), s.ID)}})
+}
+
+// encryptedMsg is what the web UI says instead of playing an encrypted
+// recording. The web server decrypts nothing: the identity that could
+// would have to live on the bastion, next to the recordings it protects,
+// and anyone who took the bastion would take both.
+func encryptedMsg(id string) string {
+	return "this recording is encrypted (recording.encrypt_to); the bastion holds no key for it: export it where your age identity is, with gatehouse sessions export --identity FILE " + id
 }
 
 // apiRecording streams the asciicast file. It is data for the player,
@@ -219,6 +241,10 @@ func (h *Handler) apiRecording(w http.ResponseWriter, r *http.Request, v *viewer
 	rc, err := session.OpenFS(h.recordings(r.Context()), s.ID)
 	if errors.Is(err, session.ErrNoRecording) {
 		h.fail(w, r, v, http.StatusNotFound, "session "+s.ID+" has no recording on this bastion")
+		return
+	}
+	if errors.Is(err, session.ErrEncrypted) {
+		h.fail(w, r, v, http.StatusConflict, encryptedMsg(s.ID))
 		return
 	}
 	if err != nil {

@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/gatehouse-dev/gatehouse/proxy"
+	"github.com/gatehouse-dev/gatehouse/session"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
@@ -235,6 +238,52 @@ func TestSessionFiltersAndGrep(t *testing.T) {
 	}
 	if code := sam.getJSON("/api/sessions?since=yesterdayish", nil); code != http.StatusBadRequest {
 		t.Errorf("bad since: %d, want 400 (bad input, not a permission problem)", code)
+	}
+}
+
+// An encrypted recording is neither played nor searched by the web
+// server, which holds no key: the player says how to export it instead,
+// the recording API answers 409, and a search says what it skipped.
+func TestEncryptedRecordingNotPlayed(t *testing.T) {
+	e := newEnv(t)
+	ident, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.addRecordedSession(t, "sealed-0001", "alice", "db-1", "DROP TABLE users;\r\n",
+		session.RecorderOptions{Encrypt: []age.Recipient{ident.Recipient()}})
+	e.addSession(t, "plain-0002", "bob", "db-1", "DROP TABLE orders;\r\n")
+	sam := e.login(t, "sam")
+
+	res, page := sam.get("/sessions/sealed-0001")
+	if res.StatusCode != http.StatusOK || !strings.Contains(page, `id="encrypted"`) || strings.Contains(page, `id="player"`) ||
+		!strings.Contains(page, "--identity KEYFILE sealed-0001") {
+		t.Errorf("player page of an encrypted recording: %d\n%s", res.StatusCode, page)
+	}
+	if _, page := sam.get("/sessions/plain-0002"); !strings.Contains(page, `id="player"`) {
+		t.Errorf("player page of a plain recording has no player:\n%s", page)
+	}
+	res, body := sam.get("/api/sessions/sealed-0001/recording")
+	if res.StatusCode != http.StatusConflict || !strings.Contains(body, "sessions export --identity FILE sealed-0001") || strings.Contains(body, "DROP") {
+		t.Errorf("recording API of an encrypted recording: %d %s", res.StatusCode, body)
+	}
+
+	var out struct{ Sessions []sessionView }
+	if code := sam.getJSON("/api/sessions?grep=drop+table", &out); code != http.StatusOK {
+		t.Fatalf("grep: %d", code)
+	}
+	if len(out.Sessions) != 1 || out.Sessions[0].ID != "plain-0002" {
+		t.Errorf("grep found %+v, want only the plain recording", out.Sessions)
+	}
+	if _, page := sam.get("/sessions?grep=drop+table"); !strings.Contains(page, `id="unsearched"`) {
+		t.Errorf("search page does not say an encrypted recording was skipped:\n%s", page)
+	}
+	out.Sessions = nil
+	sam.getJSON("/api/sessions", &out)
+	for _, s := range out.Sessions {
+		if s.Encrypted != (s.ID == "sealed-0001") {
+			t.Errorf("%s: encrypted = %v", s.ID, s.Encrypted)
+		}
 	}
 }
 

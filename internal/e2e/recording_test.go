@@ -369,18 +369,31 @@ func TestRecordingInteractiveReplay(t *testing.T) {
 	})
 }
 
-// castFile finds the plain (live) recording of session id under dir.
-func castFile(t *testing.T, dir, id string) string {
+// castFile finds the recording of session id under dir: ID.cast.zst, or
+// ID.cast.ages when it is encrypted.
+func castFile(t *testing.T, dir, id, ext string) string {
 	t.Helper()
-	m, err := filepath.Glob(filepath.Join(dir, "*", id+".cast"))
+	m, err := filepath.Glob(filepath.Join(dir, "*", id+ext))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(m) != 1 {
 		all, _ := filepath.Glob(filepath.Join(dir, "*", "*"))
-		t.Fatalf("want one %s.cast under %s, found %v (all files: %v)", id, dir, m, all)
+		t.Fatalf("want one %s%s under %s, found %v (all files: %v)", id, ext, dir, m, all)
 	}
 	return m[0]
+}
+
+// zstdCat decompresses a recording with the reference zstd tool. A file
+// left by a crash may end inside a frame: zstd then fails at the cut,
+// after writing everything before it, which is what is returned.
+func zstdCat(t *testing.T, path string) []byte {
+	t.Helper()
+	out, err := exec.Command("zstd", "-dc", path).Output()
+	if err != nil {
+		t.Logf("zstd -dc %s: %v (a cut at the end is expected after a crash)", path, err)
+	}
+	return out
 }
 
 func TestRecordingSurvivesBastionKill(t *testing.T) {
@@ -394,26 +407,24 @@ func TestRecordingSurvivesBastionKill(t *testing.T) {
 	s := waitSession(t, gh, "bob's live shell", func(s sessionLine) bool {
 		return s.User == "bob" && s.Kind == "shell" && s.Status == "live"
 	})
-	live := castFile(t, recDir, s.ID)
-	// The recorder flushes on a short timer; kill only once what the user
-	// saw is on disk, which is the promise under test.
+	live := castFile(t, recDir, s.ID, ".cast.zst")
+	// The recorder ends a compressed segment on a short timer; kill only
+	// once what the user saw is on disk, which is the promise under test.
 	if !poll(30*time.Second, func() bool {
-		data, _ := os.ReadFile(live)
-		return strings.Contains(string(data), "BEFORE-CRASH-42")
+		return strings.Contains(string(zstdCat(t, live)), "BEFORE-CRASH-42")
 	}) {
-		data, _ := os.ReadFile(live)
-		t.Fatalf("live recording %s never contained BEFORE-CRASH-42:\n%s", live, data)
+		t.Fatalf("live recording %s never contained BEFORE-CRASH-42:\n%s", live, zstdCat(t, live))
 	}
 
 	gh.Kill()
 	// The client loses its connection with the bastion.
 	term.Wait(60 * time.Second)
 
-	t.Run("plain cast plays up to the kill", func(t *testing.T) {
-		data, err := os.ReadFile(live)
-		if err != nil {
-			t.Fatalf("the crash left no plain recording: %v", err)
+	t.Run("cast plays up to the kill", func(t *testing.T) {
+		if _, err := os.Stat(live); err != nil {
+			t.Fatalf("the crash left no recording: %v", err)
 		}
+		data := zstdCat(t, live)
 		// A crash may cut the last line short; everything before it must
 		// parse, which is what a player needs.
 		if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
@@ -423,7 +434,11 @@ func TestRecordingSurvivesBastionKill(t *testing.T) {
 		if text := outputText(events); !strings.Contains(text, "BEFORE-CRASH-42") {
 			t.Fatalf("recording left by the crash lacks BEFORE-CRASH-42:\n%q", text)
 		}
-		if out := stripANSI(asciinemaCat(t, live)); !strings.Contains(out, "BEFORE-CRASH-42") {
+		plain := filepath.Join(t.TempDir(), "crash.cast")
+		if err := os.WriteFile(plain, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out := stripANSI(asciinemaCat(t, plain)); !strings.Contains(out, "BEFORE-CRASH-42") {
 			t.Fatalf("asciinema cat of the crash's recording does not show BEFORE-CRASH-42:\n%q", out)
 		}
 	})

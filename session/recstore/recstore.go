@@ -66,6 +66,19 @@ func (f storeFS) Open(name string) (fs.File, error) {
 	return storeFile{ReadCloser: rc, name: name, s: f}, nil
 }
 
+// Stat asks the store about name alone (one HEAD for a bucket), where
+// fs.Stat would otherwise open the object.
+func (f storeFS) Stat(name string) (fs.FileInfo, error) {
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrInvalid}
+	}
+	info, err := f.s.Stat(f.ctx, name)
+	if err != nil {
+		return nil, &fs.PathError{Op: "stat", Path: name, Err: err}
+	}
+	return fileInfo{name: name, size: info.Size}, nil
+}
+
 // storeFile is an object being read. Stat asks the store again: readers
 // here stream and rarely ask.
 type storeFile struct {
@@ -74,13 +87,7 @@ type storeFile struct {
 	s    storeFS
 }
 
-func (f storeFile) Stat() (fs.FileInfo, error) {
-	info, err := f.s.s.Stat(f.s.ctx, f.name)
-	if err != nil {
-		return nil, err
-	}
-	return fileInfo{name: f.name, size: info.Size}, nil
-}
+func (f storeFile) Stat() (fs.FileInfo, error) { return f.s.Stat(f.name) }
 
 type fileInfo struct {
 	name string
@@ -102,16 +109,27 @@ func Union(layers ...fs.FS) fs.FS { return union(layers) }
 type union []fs.FS
 
 func (u union) Open(name string) (fs.File, error) {
-	var last error = &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	return first(u, "open", name, func(l fs.FS) (fs.File, error) { return l.Open(name) })
+}
+
+// Stat is Open's search without opening anything.
+func (u union) Stat(name string) (fs.FileInfo, error) {
+	return first(u, "stat", name, func(l fs.FS) (fs.FileInfo, error) { return fs.Stat(l, name) })
+}
+
+// first returns what op finds in the first layer that has name.
+func first[T any](u union, op, name string, find func(fs.FS) (T, error)) (T, error) {
+	var zero T
+	var last error = &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
 	for _, l := range u {
-		f, err := l.Open(name)
+		v, err := find(l)
 		if err == nil {
-			return f, nil
+			return v, nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
+			return zero, err
 		}
 		last = err
 	}
-	return nil, last
+	return zero, last
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/gatehouse-dev/gatehouse/internal/s3test"
 	"github.com/gatehouse-dev/gatehouse/session"
 	"github.com/gatehouse-dev/gatehouse/session/recstore"
@@ -105,17 +106,17 @@ func conformance(t *testing.T, s recstore.Store) {
 
 // record writes a finished session to spool the way the bastion does: a
 // cast and a raw store.
-func record(t *testing.T, spool, id string, u *recstore.Uploader) {
+func record(t *testing.T, spool, id string, u *recstore.Uploader, to ...age.Recipient) {
 	t.Helper()
 	if u != nil {
 		u.Opened(id)
 		u.Opened(id)
 	}
-	r, err := session.NewRecorder(spool, id, session.Header{Width: 80, Height: 24}, session.RecorderOptions{})
+	r, err := session.NewRecorder(spool, id, session.Header{Width: 80, Height: 24}, session.RecorderOptions{Encrypt: to})
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := session.NewRawRecorder(spool, id, session.RawOptions{})
+	raw, err := session.NewRawRecorder(spool, id, session.RawOptions{Encrypt: to})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,16 +138,16 @@ func record(t *testing.T, spool, id string, u *recstore.Uploader) {
 
 // readBack reads session id's cast and raw stdout through the spool and
 // the store together, as export and the web player do.
-func readBack(t *testing.T, spool string, s recstore.Store, id string) (cast, stdout string) {
+func readBack(t *testing.T, spool string, s recstore.Store, id string, ids ...age.Identity) (cast, stdout string) {
 	t.Helper()
 	fsys := recstore.Union(os.DirFS(spool), recstore.FS(context.Background(), s))
-	rc, err := session.OpenFS(fsys, id)
+	rc, err := session.OpenFS(fsys, id, ids...)
 	if err != nil {
 		t.Fatalf("open %s: %v", id, err)
 	}
 	b, _ := io.ReadAll(rc)
 	rc.Close()
-	rr, c, err := session.OpenRawFS(fsys, id)
+	rr, c, err := session.OpenRawFS(fsys, id, ids...)
 	if err != nil {
 		t.Fatalf("open raw %s: %v", id, err)
 	}
@@ -318,6 +319,55 @@ func TestUploaderResumesAfterRestart(t *testing.T) {
 	defer rc.Close()
 	if found, err := session.Grep(rc, "plain words"); !found || err != nil {
 		t.Fatalf("the plain cast read back from the bucket lacks its text: %v, %v", found, err)
+	}
+}
+
+// With recording.encrypt_to the bucket gets the encrypted files as they
+// are, and reading them back from it takes the identity.
+func TestUploaderKeepsRecordingsEncrypted(t *testing.T) {
+	srv := s3test.Start(t)
+	store := s3Store(t, srv, "")
+	spool := t.TempDir()
+	key, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, spool, "sealed-session-1", nil, key.Recipient())
+	u := recstore.NewUploader(spool, store, recstore.UploaderOptions{})
+	if err := u.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go u.Run(ctx)
+	waitUploaded(t, u, spool)
+	keys := srv.Keys(t)
+	if len(keys) != 2 {
+		t.Fatalf("bucket holds %v, want the cast and the raw store", keys)
+	}
+	for _, k := range keys {
+		if !strings.HasSuffix(k, ".ages") {
+			t.Fatalf("bucket holds %s: not an encrypted file", k)
+		}
+		rc, err := store.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if bytes.Contains(b, []byte("sealed-session-1")) {
+			t.Fatalf("object %s holds plaintext", k)
+		}
+	}
+	if _, err := session.OpenFS(recstore.FS(ctx, store), "sealed-session-1"); !errors.Is(err, session.ErrEncrypted) {
+		t.Fatalf("reading the encrypted cast from the bucket without an identity: want ErrEncrypted, got %v", err)
+	}
+	if !session.EncryptedFS(recstore.FS(ctx, store), "sealed-session-1") {
+		t.Fatal("EncryptedFS does not see the encrypted cast in the bucket")
+	}
+	cast, stdout := readBack(t, spool, store, "sealed-session-1", key)
+	if !strings.Contains(cast, "hello from sealed-session-1") || stdout != "raw bytes of sealed-session-1" {
+		t.Fatalf("read back with the identity: cast %q, stdout %q", cast, stdout)
 	}
 }
 
