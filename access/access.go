@@ -65,6 +65,8 @@ type Store interface {
 	storage.AccessStore
 	storage.LockStore
 	storage.BotStore
+	// Logins hold user API tokens (IssueUserToken).
+	storage.IdentityStore
 }
 
 // PolicySource yields the policy in force; *policy.Engine satisfies it.
@@ -202,6 +204,9 @@ type Effective struct {
 	Grants  []storage.Request // active grants (APPROVED, within their window)
 	Lock    *storage.Lock     // set when the user is locked
 	admin   bool
+	// userToken: authenticated by a user API token, which acts only as
+	// its person (no review on behalf of others).
+	userToken bool
 	// pol is the policy Base was computed under; Decide answers from it,
 	// so one answer never mixes two policies.
 	pol *policy.Policy

@@ -53,12 +53,13 @@ func HashToken(token string) string {
 	return hex.EncodeToString(h[:])
 }
 
-func newToken() (string, error) {
+// newToken is prefix and 256 random bits.
+func newToken(prefix string) (string, error) {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("generate token: %w", err)
 	}
-	return tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
+	return prefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
 // AddBot creates bot name with roles and returns it with its token, which
@@ -93,7 +94,7 @@ func (s *Service) AddBot(ctx context.Context, actor Effective, name string, role
 	if ttl < 0 {
 		return storage.Bot{}, "", refuse("token ttl must be positive")
 	}
-	tok, err := newToken()
+	tok, err := newToken(tokenPrefix)
 	if err != nil {
 		return storage.Bot{}, "", err
 	}
@@ -151,10 +152,18 @@ func (s *Service) ListBots(ctx context.Context) ([]storage.Bot, error) {
 // Authenticate returns the standing of the bot whose token this is, read
 // from the store now (so a removed bot or an expired token is refused on
 // every bastion at once): its roles from the bot record, or none while the
-// bot is locked (gatehouse lock --user bot:NAME). It returns ErrBadToken for
-// any token that does not name a current bot.
+// bot is locked (gatehouse lock --user bot:NAME). A user API token
+// (IssueUserToken) gives its person's standing now instead. It returns
+// ErrBadToken for any token that names no current bot or unrevoked user
+// token.
 func (s *Service) Authenticate(ctx context.Context, token string) (Effective, error) {
-	if !strings.HasPrefix(token, tokenPrefix) || len(token) > 128 {
+	if len(token) > 128 {
+		return Effective{}, ErrBadToken
+	}
+	if strings.HasPrefix(token, userTokenPrefix) {
+		return s.authenticateUser(ctx, token)
+	}
+	if !strings.HasPrefix(token, tokenPrefix) {
 		return Effective{}, ErrBadToken
 	}
 	b, _, err := s.store.BotByToken(ctx, HashToken(token), s.now())

@@ -19,4 +19,8 @@
 // or a lock is placed, letting the proxy close sessions whose access is gone.
 // The watch is driven by what is in the store, not by what this process did,
 // so a revoke or lock made on another bastion ends sessions here too.
+//
+// API callers are bots (bots.go) or people through a user API token
+// (usertokens.go), which Authenticate turns into the same Effective a web or
+// SSH caller gets, so every channel runs the same checks.
 package access

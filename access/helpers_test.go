@@ -156,7 +156,13 @@ func openStore(t testing.TB, path string) *sqlite.Store {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	p, err := policy.Parse("roles.yaml", []byte(testRoles))
+	return newEnvRoles(t, testRoles)
+}
+
+// newEnvRoles is newEnv under another roles file.
+func newEnvRoles(t testing.TB, roles string) *env {
+	t.Helper()
+	p, err := policy.Parse("roles.yaml", []byte(roles))
 	if err != nil {
 		t.Fatalf("parse roles: %v", err)
 	}

@@ -63,6 +63,7 @@ func (s *Service) Lock(ctx context.Context, actor Effective, user, reason string
 	// A lock is a verdict on the person, not a pause: whatever access they
 	// were granted or asked for before it must not come back with unlock.
 	s.endAccessOf(ctx, actor, user, now)
+	s.revokeUserTokens(ctx, user)
 	s.changed(ctx, audit.TypeUserLock, user)
 	return l, nil
 }

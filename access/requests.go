@@ -144,6 +144,9 @@ func (s *Service) ReviewOnBehalf(ctx context.Context, bot Effective, person, id 
 	if err != nil {
 		return storage.Request{}, fmt.Errorf("review request %s: %w", id, err)
 	}
+	if bot.userToken {
+		return storage.Request{}, refuse("a user API token acts only as its user: on_behalf_of is for plugin bots")
+	}
 	if bot.admin || bot.Lock != nil || !p.MayReviewOnBehalf(bot.Subject) {
 		return storage.Request{}, refuse("%s may not review on behalf of others (no role of it allows review_on_behalf)", bot.User())
 	}
@@ -208,6 +211,11 @@ func (s *Service) review(ctx context.Context, p *policy.Policy, reviewer Effecti
 			if rv.Reviewer == reviewer.User() {
 				return refuse("%s already reviewed request %s", who, id)
 			}
+		}
+		// Checked here, the one place every channel's review passes (ssh,
+		// web, API, plugins on someone's behalf), so none can skip it.
+		if role, ok := p.ReviewReasonRequired(r.Roles); ok && reason == "" {
+			return refuse("a reason is required to review request %s (role %s asks reviewers to say why)", id, role)
 		}
 		r.Reviews = append(r.Reviews, storage.Review{Reviewer: reviewer.User(), Via: via, Approve: approve, Reason: reason, Time: now})
 		r.Updated = now

@@ -34,6 +34,9 @@ type Request struct {
 	// (list and show only).
 	CanCancel bool `json:"can_cancel,omitempty"`
 	CanDrop   bool `json:"can_drop,omitempty"`
+	// ReviewReasonRequired says an approval or denial must give a reason
+	// (list and show only).
+	ReviewReasonRequired bool `json:"review_reason_required,omitempty"`
 }
 
 // Review is one reviewer's verdict; Via names the bot that relayed it.

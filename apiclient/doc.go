@@ -3,7 +3,9 @@
 // and the `gatehouse request` command line use it.
 //
 // A client authenticates with a bot token (WithToken; `gatehouse bot add`
-// prints one) or with a browser session (WithHTTPClient holding the session
+// prints one), a user API token (WithToken too; `ssh bastion api-token`
+// prints one, which is how `gatehouse request` acts as its user) or with a
+// browser session (WithHTTPClient holding the session
 // cookie, plus WithCSRFToken for calls that change state). Refusals come back
 // as *Error with the server's one-line message and HTTP status.
 //

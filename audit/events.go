@@ -133,6 +133,11 @@ const (
 	TypeBotAdd = "bot.add"
 	// TypeBotRemove: target bot:NAME.
 	TypeBotRemove = "bot.rm"
+	// TypeUserAPIToken: a user API token was issued over the person's SSH
+	// connection (`ssh bastion api-token`, what `gatehouse request` does).
+	// Actor and target the person; fields: expires, token_sha256 (first
+	// 16 hex digits), login_id, key_fp.
+	TypeUserAPIToken = "user.api_token"
 )
 
 // Operations.

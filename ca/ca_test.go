@@ -1,7 +1,6 @@
 package ca
 
 import (
-	"crypto/ed25519"
 	"crypto/rand"
 	"net"
 	"os"
@@ -12,20 +11,9 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-)
 
-func newSigner(t *testing.T) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+	"github.com/gatehouse-dev/gatehouse/internal/sshtest"
+)
 
 // signRaw signs c with signer without x/crypto's checks (it refuses to
 // sign a certificate without principals, which another tool would sign).
@@ -50,7 +38,7 @@ func TestCheckUserCert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := newSigner(t).PublicKey()
+	key := sshtest.NewSigner(t).PublicKey()
 	now := time.Now()
 	at := func(d time.Duration) uint64 { return uint64(now.Add(d).Unix()) }
 	cert := func(edit func(*ssh.Certificate)) *ssh.Certificate {
@@ -92,7 +80,7 @@ func TestCheckUserCert(t *testing.T) {
 		{"plain key", key, "bob", "not a certificate"},
 		{"signed by another CA", func() ssh.PublicKey {
 			c := &ssh.Certificate{Key: key, CertType: ssh.UserCert, ValidPrincipals: []string{"bob"}, ValidAfter: at(-time.Minute), ValidBefore: at(time.Hour)}
-			signRaw(t, c, newSigner(t))
+			signRaw(t, c, sshtest.NewSigner(t))
 			return c
 		}(), "bob", "unknown authority"},
 		{"signed by the host CA", func() ssh.PublicKey {
@@ -168,7 +156,7 @@ func TestSignUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := newSigner(t).PublicKey()
+	key := sshtest.NewSigner(t).PublicKey()
 	tests := []struct {
 		name string
 		u    UserCert
@@ -323,7 +311,7 @@ func TestLoadKeepsAndCreatesKeys(t *testing.T) {
 }
 
 func TestAuthorizedLine(t *testing.T) {
-	k := newSigner(t).PublicKey()
+	k := sshtest.NewSigner(t).PublicKey()
 	line := AuthorizedLine(k, "gatehouse user CA")
 	if !strings.HasPrefix(line, "ssh-ed25519 ") || !strings.HasSuffix(line, " gatehouse user CA") || strings.Contains(line, "\n") {
 		t.Errorf("line %q", line)

@@ -1,7 +1,9 @@
 // Package client is the user side of Gatehouse's command line: it finds the
 // user's Gatehouse credentials (from `gatehouse login`, or given explicitly)
-// and runs the bastion's own commands over SSH, so the CLI and
-// `ssh bob@bastion request ...` share one authenticated, audited path.
+// and reaches the bastion with them. `gatehouse request` talks to the
+// bastion's HTTP API through apiclient, as the user, with a short-lived user
+// API token that SSH (the certificate) obtains for each run: the same
+// checks as the web UI, the same audit, no second secret kept on disk.
 package client
 
 import (

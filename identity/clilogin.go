@@ -245,6 +245,16 @@ func (s *Service) handleCLIRevoke(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusServiceUnavailable, "logout failed: storage unavailable", "revoke CLI login", err)
 		return
 	}
+	// The person's API tokens (kind "api", minted over SSH for their
+	// command line) end with the login: after logout nothing they held
+	// keeps working. All of them, not only this login's: a token does not
+	// record which credential minted it, and failing wide is the safe side.
+	if l.User != "" {
+		if err := s.opt.Store.RevokeLogins(ctx, l.User, "api"); err != nil {
+			s.fail(w, http.StatusServiceUnavailable, "logout failed: storage unavailable", "revoke API tokens", err)
+			return
+		}
+	}
 	_ = s.audit(ctx, audit.TypeOIDCLogout, l.User, l.User, "success", map[string]any{"kind": "cli", "login": l.ID, "key_fp": l.KeyFP})
 	writeJSON(w, http.StatusOK, map[string]string{"revoked": req.LoginID})
 }

@@ -3,7 +3,6 @@ package identity
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/sshtest"
 	"github.com/gatehouse-dev/gatehouse/storage"
 	"golang.org/x/crypto/ssh"
 )
@@ -454,18 +454,6 @@ func cliCodeFor(t *testing.T, e *env, c *http.Client, pub ssh.PublicKey) string 
 	return loc.Query().Get("code")
 }
 
-func newKey(t *testing.T) ssh.Signer {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 func postJSONTest(t *testing.T, u string, v any) (int, string) {
 	t.Helper()
 	b, _ := json.Marshal(v)
@@ -481,7 +469,7 @@ func TestCLIExchangeAndRevokeRefusals(t *testing.T) {
 	e := newEnv(t)
 	c, _ := e.httpLogin(t, "bob", "bob", "/whoami")
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	keyA, keyB := newKey(t), newKey(t)
+	keyA, keyB := sshtest.NewSigner(t), sshtest.NewSigner(t)
 	authA := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(keyA.PublicKey())))
 	authB := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(keyB.PublicKey())))
 
@@ -544,9 +532,23 @@ func TestCLIExchangeAndRevokeRefusals(t *testing.T) {
 	if revoked, _ := e.svc.LoginRevoked(ctx, resp.LoginID); revoked {
 		t.Fatal("login revoked by a stranger")
 	}
+	// bob's API tokens (minted over SSH) end with his logout; alice's stay.
+	for _, l := range []storage.Login{
+		{ID: "api-bob", User: "bob", Kind: "api", Created: time.Now(), Expires: time.Now().Add(time.Hour)},
+		{ID: "api-alice", User: "alice", Kind: "api", Created: time.Now(), Expires: time.Now().Add(time.Hour)},
+	} {
+		if err := e.store.PutLogin(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
 	n = nonce()
 	if st, body := revoke(keyA, n); st != 200 {
 		t.Fatalf("revoke by the key holder: %d %s", st, body)
+	}
+	for id, want := range map[string]bool{"api-bob": true, "api-alice": false} {
+		if l, err := e.store.GetLogin(ctx, id); err != nil || l.Revoked != want {
+			t.Errorf("after bob's logout, API token %s revoked=%v (%v), want %v", id, l.Revoked, err, want)
+		}
 	}
 	if st, _ := revoke(keyA, n); st != 403 {
 		t.Fatalf("replayed nonce: %d, want 403", st)

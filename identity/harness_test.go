@@ -2,7 +2,6 @@ package identity
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/identity/devidp"
+	"github.com/gatehouse-dev/gatehouse/internal/sshtest"
 	"github.com/gatehouse-dev/gatehouse/storage"
 	"github.com/gatehouse-dev/gatehouse/storage/sqlite"
 	"golang.org/x/crypto/ssh"
@@ -61,15 +61,7 @@ func (a *recordingAuditor) find(typ string, match func(storage.Event) bool) (sto
 type testCA struct{ signer ssh.Signer }
 
 func newTestCA(t *testing.T) *testCA {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{signer: s}
+	return &testCA{signer: sshtest.NewSigner(t)}
 }
 
 func (c *testCA) SignUser(pub ssh.PublicKey, user, loginID string, ttl time.Duration) (*ssh.Certificate, error) {
@@ -187,8 +179,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.store.Close() })
-	hostPub, _, _ := ed25519.GenerateKey(rand.Reader)
-	hk, _ := ssh.NewPublicKey(hostPub)
+	hk := sshtest.NewSigner(t).PublicKey()
 	e.hostKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hk)))
 	e.svc, err = New(ctx, Options{
 		Issuer: idpURL, ClientID: "gatehouse", ClientSecret: "s3cret",

@@ -204,6 +204,20 @@ func (p *Policy) Requestable(s Subject) (roles []string, maxDuration time.Durati
 	return slices.Compact(roles), maxDuration, reasonRequired
 }
 
+// ReviewReasonRequired reports whether a review of a request for roles must
+// give a reason: one of them sets options.review_reason_required. It depends
+// on the request alone (not on who asked or who reviews), so every channel
+// and every plugin asking about the same request gets the same answer. The
+// first such role is returned to name in the refusal.
+func (p *Policy) ReviewReasonRequired(roles []string) (string, bool) {
+	for _, name := range roles {
+		if r, ok := p.roles[name]; ok && r.opts.reviewReason {
+			return name, true
+		}
+	}
+	return "", false
+}
+
 func (p *Policy) requestDenied(s *Subject, name string) bool {
 	denied := false
 	p.subjectRoles(s, func(r *role) { denied = denied || r.deny.request[name] })

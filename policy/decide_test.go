@@ -437,3 +437,37 @@ func TestFormatDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestReviewReasonRequired(t *testing.T) {
+	p, err := Parse("roles.yaml", []byte(`roles:
+  - name: dba
+    options: {review_reason_required: true, max_session_ttl: 1h}
+  - name: readonly
+    options: {review_reason_required: false}
+  - name: web
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		roles []string
+		role  string
+		want  bool
+	}{
+		{[]string{"dba"}, "dba", true},
+		{[]string{"web", "dba"}, "dba", true},
+		{[]string{"readonly", "web"}, "", false},
+		{[]string{"gone"}, "", false},
+		{nil, "", false},
+	}
+	for _, tc := range tests {
+		if role, ok := p.ReviewReasonRequired(tc.roles); ok != tc.want || role != tc.role {
+			t.Errorf("ReviewReasonRequired(%v) = %q %v, want %q %v", tc.roles, role, ok, tc.role, tc.want)
+		}
+	}
+	// A role asked for is not a session option: it changes no decision.
+	s := Subject{User: "x", Roles: []string{"dba"}}
+	if d := p.Decide(s, "root", Node{Name: "n"}); d.Allowed {
+		t.Errorf("dba allows nothing, got %+v", d)
+	}
+}

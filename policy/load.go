@@ -211,6 +211,20 @@ func (l *loader) mapping(n *yaml.Node, what string, known ...string) (map[string
 	return m, nil
 }
 
+// keyNode is the key node named key in mapping n, or nil.
+func keyNode(n *yaml.Node, key string) *yaml.Node {
+	n = deref(n)
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := deref(n.Content[i]); k.Kind == yaml.ScalarNode && k.Value == key {
+			return k
+		}
+	}
+	return nil
+}
+
 func (l *loader) str(n *yaml.Node, what string) (string, error) {
 	n = deref(n)
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
@@ -385,6 +399,11 @@ func (l *loader) rules(n *yaml.Node, what string, deny bool) (rules, error) {
 		if deny {
 			keys = keys[:1]
 		}
+		if k := keyNode(v.val, "review_reason_required"); k != nil {
+			// Where people look first: say where it goes instead of only
+			// "unknown key".
+			return r, l.errf(k, "review_reason_required is not a key of %s request: it is an option of the role being requested (that role's options: review_reason_required: true)", what)
+		}
 		rf, err := l.mapping(v.val, what+" request", keys...)
 		if err != nil {
 			return r, err
@@ -486,11 +505,16 @@ func set(names []string) map[string]bool {
 
 func (l *loader) options(n *yaml.Node, what string) (roleOptions, error) {
 	var o roleOptions
-	f, err := l.mapping(n, what, "max_session_ttl", "port_forwarding", "agent_forwarding")
+	f, err := l.mapping(n, what, "max_session_ttl", "port_forwarding", "agent_forwarding", "review_reason_required")
 	if err != nil {
 		return o, err
 	}
 	o.hasOptions = len(f) > 0
+	if v, ok := f["review_reason_required"]; ok {
+		if o.reviewReason, err = l.boolean(v.val, what+" review_reason_required"); err != nil {
+			return o, err
+		}
+	}
 	if v, ok := f["max_session_ttl"]; ok {
 		if o.maxTTL, err = l.duration(v.val, what+" max_session_ttl"); err != nil {
 			return o, err

@@ -116,6 +116,19 @@ roles:
         roles: [dba]
         max_duration: -4h
 `, 7, `bad duration "-4h"`},
+		{"review reason not a boolean", `roles:
+  - name: dba
+    options:
+      review_reason_required: always
+`, 4, `role dba options review_reason_required must be true or false`},
+		{"review reason on the requesting side", `roles:
+  - name: dba
+  - name: dev
+    allow:
+      request:
+        roles: [dba]
+        review_reason_required: true
+`, 7, `review_reason_required is not a key of role dev allow request: it is an option of the role being requested`},
 		{"duration as number", `roles:
   - name: dba
     options:

@@ -156,6 +156,11 @@ type roleOptions struct {
 	portFwd    tristate
 	agentFwd   tristate
 	hasOptions bool
+	// reviewReason is options.review_reason_required: a review of a
+	// request for this role (approve or deny) must give a reason. It is
+	// a property of the role asked for, not of a session, so it takes no
+	// part in merging session options.
+	reviewReason bool
 }
 
 type tristate int8

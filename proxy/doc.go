@@ -50,7 +50,9 @@
 // context with a UserError as the cause (liveConn.terminate); each
 // session channel's relay, which owns the channel, writes the line and the
 // exit status, and the connection is closed once they are out (or after
-// noticeTimeout, for a client that stopped reading).
+// noticeTimeout, for a client that stopped reading). A channel the proxy
+// will not open is rejected with a UserError's line as the message
+// (rejectChannel), which OpenSSH prints.
 //
 // The proxy reads nothing from gatehouse.yaml itself: Options carries the
 // inventory, the bastion's names, the recording mode, the timeouts and the

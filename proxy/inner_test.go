@@ -1,49 +1,22 @@
 package proxy
 
 import (
-	"crypto/ed25519"
 	"crypto/rand"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
-)
 
-func newTestSigner(t *testing.T) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+	"github.com/gatehouse-dev/gatehouse/internal/sshtest"
+)
 
 // innerHandshake runs one inner-hop handshake in memory: cfg on the server
 // side, ccfg on the client side. It returns what the server recorded.
 func innerHandshake(t *testing.T, cfg *ssh.ServerConfig, ccfg *ssh.ClientConfig) (innerAuth, error) {
 	t.Helper()
-	cfg.AddHostKey(newTestSigner(t))
-	// Loopback TCP rather than net.Pipe: both sides send their version
-	// line at once, and an unbuffered pipe would deadlock on it.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	b, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg.AddHostKey(sshtest.NewSigner(t))
+	b, a := sshtest.Loopback(t)
 	defer a.Close()
 	defer b.Close()
 	type result struct {
@@ -90,12 +63,12 @@ func innerHandshake(t *testing.T, cfg *ssh.ServerConfig, ccfg *ssh.ClientConfig)
 // each other method alone the test turns "none" off on a copy of the
 // config; everything else is the config serveInner uses.
 func TestInnerHopAcceptsWhateverMethodComesFirst(t *testing.T) {
-	key := newTestSigner(t)
-	certKey := newTestSigner(t)
+	key := sshtest.NewSigner(t)
+	certKey := sshtest.NewSigner(t)
 	cert := &ssh.Certificate{Key: certKey.PublicKey(), CertType: ssh.UserCert, ValidPrincipals: []string{"someone-else"},
 		ValidBefore: ssh.CertTimeInfinity}
 	// Signed by a key nobody trusts: the inner hop must not care.
-	if err := cert.SignCert(rand.Reader, newTestSigner(t)); err != nil {
+	if err := cert.SignCert(rand.Reader, sshtest.NewSigner(t)); err != nil {
 		t.Fatal(err)
 	}
 	certSigner, err := ssh.NewCertSigner(cert, certKey)
@@ -149,7 +122,7 @@ func TestInnerPermissionsCarryNoIdentity(t *testing.T) {
 	perms := []*ssh.Permissions{}
 	p, _ := cfg.NoClientAuthCallback(nil)
 	perms = append(perms, p)
-	p, _ = cfg.PublicKeyCallback(nil, newTestSigner(t).PublicKey())
+	p, _ = cfg.PublicKeyCallback(nil, sshtest.NewSigner(t).PublicKey())
 	perms = append(perms, p)
 	p, _ = cfg.PasswordCallback(nil, []byte("root"))
 	perms = append(perms, p)

@@ -112,12 +112,12 @@ const heldStartWait = 10 * time.Second
 // delivered (one line on every session, as today) and ok is false.
 func (s *Server) requestOnRefusal(ctx context.Context, lc *liveConn, v Verdict, chans <-chan ssh.NewChannel, greqs <-chan *ssh.Request) (Verdict, <-chan ssh.NewChannel, <-chan *ssh.Request, bool) {
 	inner, id, login, node := lc.inner, lc.ident, lc.login, lc.node
-	msg := refusal(id.User, login, node.Name, v)
+	refused := refusal(id.User, login, node.Name, v)
 	ar, ok := s.opt.Authorizer.(AccessRequester)
 	if !ok || v.Rule == "" {
 		// No requester, or no decision was made (the store could not be
 		// read): nothing to offer.
-		s.refuseAll(inner, chans, greqs, &UserError{Line: msg})
+		s.refuseAll(inner, chans, greqs, refused)
 		return v, nil, nil, false
 	}
 	opts, err := ar.RequestOptions(ctx, id, login, node)
@@ -125,22 +125,22 @@ func (s *Server) requestOnRefusal(ctx context.Context, lc *liveConn, v Verdict, 
 		s.log.Warn("requestable roles", "user", id.User, "login", login, "node", node.Name, "err", err)
 	}
 	if len(opts) == 0 {
-		s.refuseAll(inner, chans, greqs, &UserError{Line: msg})
+		s.refuseAll(inner, chans, greqs, refused)
 		return v, nil, nil, false
 	}
 	gr := newGate(greqs, nil)
-	h, ok := holdSession(inner, chans, msg)
+	h, ok := holdSession(inner, chans, refused)
 	if !ok {
-		s.refuseAll(inner, chans, gr.out, &UserError{Line: msg})
+		s.refuseAll(inner, chans, gr.out, refused)
 		return v, nil, nil, false
 	}
 	plain := v
 	plain.Hint = "" // the dialogue is the hint
 	d := &requestDialog{keys: h.keys, out: h.ch, desk: userDesk{ar, id, s.log}, options: opts,
-		refusal: refusal(id.User, login, node.Name, plain), target: login + "@" + node.Name}
+		refusal: refusal(id.User, login, node.Name, plain).Line, target: login + "@" + node.Name}
 	if !d.run(ctx) {
 		endChannel(h.ch, "")
-		s.refuseAll(inner, chans, gr.out, &UserError{Line: msg})
+		s.refuseAll(inner, chans, gr.out, refused)
 		return v, nil, nil, false
 	}
 	// Registered before the decision, as serveInner does.
@@ -152,8 +152,8 @@ func (s *Server) requestOnRefusal(ctx context.Context, lc *liveConn, v Verdict, 
 			s.log.Error("authorize", "user", id.User, "login", login, "node", node.Name, "err", err)
 			nv = Verdict{Reason: "access could not be checked right now; try again"}
 		}
-		endChannel(h.ch, refusal(id.User, login, node.Name, nv))
-		s.refuseAll(inner, chans, gr.out, &UserError{Line: msg})
+		endChannel(h.ch, refusal(id.User, login, node.Name, nv).Line)
+		s.refuseAll(inner, chans, gr.out, refused)
 		return v, nil, nil, false
 	}
 	s.observer().Decision("allowed")
@@ -230,8 +230,8 @@ type heldSession struct {
 
 // holdSession waits for the client's first channel and its start. It
 // returns ok only for a session that asked for a terminal and a shell or a
-// command; anything else has been refused with msg.
-func holdSession(inner *ssh.ServerConn, chans <-chan ssh.NewChannel, msg string) (*heldSession, bool) {
+// command; anything else has been refused with refused's line.
+func holdSession(inner *ssh.ServerConn, chans <-chan ssh.NewChannel, refused *UserError) (*heldSession, bool) {
 	timer := time.AfterFunc(heldStartWait, func() { inner.Close() })
 	defer timer.Stop()
 	nc, ok := <-chans
@@ -239,7 +239,7 @@ func holdSession(inner *ssh.ServerConn, chans <-chan ssh.NewChannel, msg string)
 		return nil, false
 	}
 	if nc.ChannelType() != "session" {
-		_ = nc.Reject(ssh.Prohibited, msg)
+		rejectChannel(nc, ssh.Prohibited, refused)
 		return nil, false
 	}
 	ch, reqs, err := nc.Accept()
@@ -257,7 +257,7 @@ func holdSession(inner *ssh.ServerConn, chans <-chan ssh.NewChannel, msg string)
 	interactive := h.pty != nil && h.start != nil
 	h.mu.Unlock()
 	if !interactive {
-		endChannel(ch, msg)
+		endChannel(ch, refused.Line)
 		return nil, false
 	}
 	h.keys = newKeyReader(ch)

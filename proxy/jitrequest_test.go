@@ -3,12 +3,13 @@ package proxy
 import (
 	"errors"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse-dev/gatehouse/internal/sshtest"
 )
 
 // heldConn is an in-memory SSH connection whose server side is handed to
@@ -20,23 +21,9 @@ type heldConn struct {
 
 func newHeldConn(t *testing.T) *heldConn {
 	t.Helper()
-	// Loopback TCP, not net.Pipe: both ends send their version line at once.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	cc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close(); cc.Close() })
+	cc, sc := sshtest.Loopback(t)
 	scfg := innerServerConfig()
-	scfg.AddHostKey(newTestSigner(t))
+	scfg.AddHostKey(sshtest.NewSigner(t))
 	h := &heldConn{held: make(chan *heldSession, 1)}
 	go func() {
 		inner, chans, greqs, err := ssh.NewServerConn(sc, scfg)
@@ -45,7 +32,7 @@ func newHeldConn(t *testing.T) *heldConn {
 			return
 		}
 		go ssh.DiscardRequests(greqs)
-		s, ok := holdSession(inner, chans, "gatehouse: refused")
+		s, ok := holdSession(inner, chans, &UserError{Line: "gatehouse: refused"})
 		if !ok {
 			s = nil
 		}

@@ -42,19 +42,19 @@ func newID() string {
 func (s *Server) handleJump(_ *gliderssh.Server, conn *ssh.ServerConn, newCh ssh.NewChannel, ctx gliderssh.Context) {
 	id, ok := identityOf(conn)
 	if !ok {
-		_ = newCh.Reject(ssh.Prohibited, "gatehouse: not authenticated")
+		rejectChannel(newCh, ssh.Prohibited, userErrorf("not authenticated"))
 		return
 	}
 	var req directTCPIP
 	if err := ssh.Unmarshal(newCh.ExtraData(), &req); err != nil {
-		_ = newCh.Reject(ssh.ConnectionFailed, "gatehouse: malformed direct-tcpip request")
+		rejectChannel(newCh, ssh.ConnectionFailed, userErrorf("malformed direct-tcpip request"))
 		return
 	}
 	node, ok := s.opt.Nodes.Node(req.Host)
 	if !ok {
 		s.audit(ctx, storage.Event{Type: audit.TypeSessionDenied, Actor: id.User, Target: req.Host, Outcome: "denied",
 			Fields: map[string]any{"reason": "unknown node", "remote": conn.RemoteAddr().String()}})
-		_ = newCh.Reject(ssh.Prohibited, fmt.Sprintf("gatehouse: unknown node %s (see: ssh %s@bastion nodes)", termsafe.Quote(req.Host), termsafe.String(id.User)))
+		rejectChannel(newCh, ssh.Prohibited, userErrorf("unknown node %s (see: ssh %s@bastion nodes)", termsafe.Quote(req.Host), termsafe.String(id.User)))
 		return
 	}
 	// Even a refusal that needs no login (a locked user) is decided after
@@ -309,31 +309,30 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// refusal is the one line a refused user sees. The login is whatever the
-// client sent (`ssh -J bastion $'\e]0;x\a'@db-1`), so it is escaped.
-func refusal(user, login, node string, v Verdict) string {
+// refusal is what a refused user is told: one line. The login is whatever
+// the client sent (`ssh -J bastion $'\e]0;x\a'@db-1`), so it is escaped.
+func refusal(user, login, node string, v Verdict) *UserError {
 	f := termsafe.String
 	if v.Notice != "" {
-		return "gatehouse: " + f(v.Notice)
+		return userErrorf("%s", f(v.Notice))
 	}
-	msg := fmt.Sprintf("gatehouse: %s may not log in as %s on %s (%s)", f(user), f(login), f(node), f(v.Reason))
+	msg := fmt.Sprintf("%s may not log in as %s on %s (%s)", f(user), f(login), f(node), f(v.Reason))
 	if v.Hint != "" {
 		msg += "; " + f(v.Hint)
 	}
-	return msg
+	return userErrorf("%s", msg)
 }
 
 // refuseAll answers every session channel with the refusal's line on
 // stderr and exit status 1, rejects everything else, and ends the
 // connection.
 func (s *Server) refuseAll(inner *ssh.ServerConn, chans <-chan ssh.NewChannel, greqs <-chan *ssh.Request, refused *UserError) {
-	msg := refused.Line
 	go ssh.DiscardRequests(greqs)
 	done := time.AfterFunc(10*time.Second, func() { inner.Close() })
 	defer done.Stop()
 	for nc := range chans {
 		if nc.ChannelType() != "session" {
-			_ = nc.Reject(ssh.Prohibited, msg)
+			rejectChannel(nc, ssh.Prohibited, refused)
 			continue
 		}
 		ch, reqs, err := nc.Accept()
@@ -347,7 +346,7 @@ func (s *Server) refuseAll(inner *ssh.ServerConn, chans <-chan ssh.NewChannel, g
 				switch r.Type {
 				case "shell", "exec", "subsystem":
 					_ = r.Reply(true, nil)
-					_, _ = ch.Stderr().Write([]byte(msg + "\r\n"))
+					_, _ = ch.Stderr().Write([]byte(refused.Line + "\r\n"))
 					_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ S uint32 }{1}))
 					_ = ch.Close()
 				default:
@@ -393,7 +392,7 @@ func (s *Server) relayNodeChannels(ctx context.Context, lc *liveConn, up *upstre
 			nc.ChannelType() == "auth-agent@openssh.com" && v.AgentForwarding:
 			go s.bridgeChannel(ctx, lc, nc, lc.inner, "remote")
 		default:
-			_ = nc.Reject(ssh.Prohibited, "gatehouse: not permitted")
+			rejectChannel(nc, ssh.Prohibited, userErrorf("not permitted"))
 		}
 	}
 }
@@ -406,7 +405,7 @@ func (s *Server) bridgeChannel(ctx context.Context, lc *liveConn, nc ssh.NewChan
 		if errors.As(err, &oce) {
 			_ = nc.Reject(oce.Reason, oce.Message)
 		} else {
-			_ = nc.Reject(ssh.ConnectionFailed, "gatehouse: "+err.Error())
+			rejectChannel(nc, ssh.ConnectionFailed, asUserError(err))
 		}
 		return
 	}
@@ -423,7 +422,7 @@ func (s *Server) bridgeChannel(ctx context.Context, lc *liveConn, nc ssh.NewChan
 	if !agent {
 		if err := s.auditAll(ctx, storage.Event{Type: audit.TypePortForward, Actor: lc.ident.User, Target: lc.node.Name, Fields: fields("open")}); err != nil {
 			dst.Close()
-			_ = nc.Reject(ssh.Prohibited, "gatehouse: the audit log is unavailable; port forward refused")
+			rejectChannel(nc, ssh.Prohibited, userErrorf("the audit log is unavailable; port forward refused"))
 			return
 		}
 	}

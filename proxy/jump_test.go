@@ -3,8 +3,6 @@ package proxy_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"io"
 	"regexp"
@@ -15,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse-dev/gatehouse/ca"
+	"github.com/gatehouse-dev/gatehouse/internal/sshtest"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/proxy/internal/proxytest"
 )
@@ -130,9 +129,7 @@ func TestForwardingVerdictReachesTheCertificate(t *testing.T) {
 // is on record as session.denied, and never reaches the node.
 func TestJumpRefusals(t *testing.T) {
 	otherKey := func(t *testing.T) string {
-		_, priv, _ := ed25519.GenerateKey(rand.Reader)
-		s, _ := ssh.NewSignerFromKey(priv)
-		return ca.AuthorizedLine(s.PublicKey(), "")
+		return ca.AuthorizedLine(sshtest.NewSigner(t).PublicKey(), "")
 	}
 	tests := []struct {
 		name    string

@@ -3,17 +3,16 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gatehouse-dev/gatehouse/internal/sshtest"
 )
 
 // channelPair returns the two ends of one session channel over an
@@ -36,32 +35,9 @@ type pair struct {
 
 func connPair(t *testing.T) pair {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Loopback TCP, not net.Pipe: both ends send their version line at
-	// once, which an unbuffered pipe deadlocks on.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	cc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sc.Close(); cc.Close() })
+	cc, sc := sshtest.Loopback(t)
 	scfg := &ssh.ServerConfig{NoClientAuth: true}
-	scfg.AddHostKey(signer)
+	scfg.AddHostKey(sshtest.NewSigner(t))
 	got := make(chan ssh.Channel, 1)
 	var sconn *ssh.ServerConn
 	go func() {

@@ -2,8 +2,6 @@ package proxy_test
 
 import (
 	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse-dev/gatehouse/ca"
+	"github.com/gatehouse-dev/gatehouse/internal/sshtest"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 )
 
@@ -65,8 +64,7 @@ func foreignSigner(t *testing.T, user string) ssh.Signer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	s, _ := ssh.NewSignerFromKey(priv)
+	s := sshtest.NewSigner(t)
 	cert, err := other.SignUser(ca.UserCert{Key: s.PublicKey(), Principals: []string{user}, KeyID: "foreign", TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)

@@ -2,8 +2,6 @@ package proxy_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"net"
 	"testing"
@@ -24,12 +22,7 @@ func TestProbeNodeStages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer := func() ssh.Signer {
-		_, priv, _ := ed25519.GenerateKey(rand.Reader)
-		s, _ := ssh.NewSignerFromKey(priv)
-		return s
-	}
-	hostCA, otherCA := signer(), signer()
+	hostCA, otherCA := sshtest.NewSigner(t), sshtest.NewSigner(t)
 	pinned := sshtest.Start(t, sshtest.Options{UserCA: auth.UserCAKey(), Logins: []string{"ubuntu"}})
 	certified := sshtest.Start(t, sshtest.Options{UserCA: auth.UserCAKey(), HostCA: hostCA, HostNames: []string{"db-1"}})
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
@@ -48,7 +41,7 @@ func TestProbeNodeStages(t *testing.T) {
 	}{
 		{"pinned key", config.Node{Name: "web-1", Address: pinned.Addr, HostKey: pinned.HostKeyLine}, "ubuntu", ""},
 		{"host CA names the node", config.Node{Name: "db-1", Address: certified.Addr, NodeHostCA: line(hostCA.PublicKey())}, "ubuntu", ""},
-		{"pinned key differs", config.Node{Name: "web-1", Address: pinned.Addr, HostKey: line(signer().PublicKey())}, "ubuntu", proxy.ProbeHostKey},
+		{"pinned key differs", config.Node{Name: "web-1", Address: pinned.Addr, HostKey: line(sshtest.NewSigner(t).PublicKey())}, "ubuntu", proxy.ProbeHostKey},
 		{"host CA certificate for another name", config.Node{Name: "db-2", Address: certified.Addr, NodeHostCA: line(hostCA.PublicKey())}, "ubuntu", proxy.ProbeHostKey},
 		{"another host CA", config.Node{Name: "db-1", Address: certified.Addr, NodeHostCA: line(otherCA.PublicKey())}, "ubuntu", proxy.ProbeHostKey},
 		{"no such login", config.Node{Name: "web-1", Address: pinned.Addr, HostKey: pinned.HostKeyLine}, "root", proxy.ProbeLogin},

@@ -3,8 +3,6 @@ package proxy_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -167,8 +165,7 @@ func (b *bastion) stop() {
 // userSigner returns a certificate signer for user from the bastion's CA.
 func (b *bastion) userSigner(t testing.TB, user string) ssh.Signer {
 	t.Helper()
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	s, _ := ssh.NewSignerFromKey(priv)
+	s := sshtest.NewSigner(t)
 	cert, err := b.auth.SignUser(ca.UserCert{Key: s.PublicKey(), Principals: []string{user}, KeyID: "test", TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)

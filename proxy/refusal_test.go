@@ -11,7 +11,7 @@ import (
 // sent, so it is shown escaped.
 func TestRefusalEscapesTheLogin(t *testing.T) {
 	for name, attack := range termsafetest.Attacks {
-		msg := refusal("bob", attack, "db-1", Verdict{Reason: "login " + attack + " is not valid", Hint: "request one"})
+		msg := refusal("bob", attack, "db-1", Verdict{Reason: "login " + attack + " is not valid", Hint: "request one"}).Line
 		termsafetest.Inert(t, name, msg)
 		if !strings.HasPrefix(msg, "gatehouse: bob may not log in as ") || strings.Contains(msg, "\n") {
 			t.Errorf("%s: %q", name, msg)
@@ -23,7 +23,7 @@ func TestRefusalEscapesTheLogin(t *testing.T) {
 // not log in as" line and adds no hint.
 func TestRefusalOfALock(t *testing.T) {
 	v := Verdict{Rule: "lock", Reason: "bob is locked", Notice: "bob is locked; contact your security team", Hint: "request one"}
-	if got, want := refusal("bob", "root", "db-1", v), "gatehouse: bob is locked; contact your security team"; got != want {
+	if got, want := refusal("bob", "root", "db-1", v).Line, "gatehouse: bob is locked; contact your security team"; got != want {
 		t.Errorf("refusal = %q, want %q", got, want)
 	}
 }

@@ -99,12 +99,12 @@ func (s *Server) handleInnerChannel(ctx context.Context, lc *liveConn, nc ssh.Ne
 		if !v.PortForwarding {
 			s.audit(ctx, storage.Event{Type: audit.TypePortForward, Actor: lc.ident.User, Target: lc.node.Name, Outcome: "denied",
 				Fields: map[string]any{"direction": "local", "login": lc.login, "host": fwd.Host, "port": fwd.Port}})
-			_ = nc.Reject(ssh.Prohibited, fmt.Sprintf("gatehouse: port forwarding is not allowed for %s as %s on %s", lc.ident.User, lc.login, lc.node.Name))
+			rejectChannel(nc, ssh.Prohibited, userErrorf("port forwarding is not allowed for %s as %s on %s", lc.ident.User, lc.login, lc.node.Name))
 			return
 		}
 		s.bridgeChannel(ctx, lc, nc, up.conn, "local")
 	default:
-		_ = nc.Reject(ssh.UnknownChannelType, "gatehouse: unsupported channel type "+nc.ChannelType())
+		rejectChannel(nc, ssh.UnknownChannelType, userErrorf("unsupported channel type %s", nc.ChannelType()))
 	}
 }
 
@@ -165,7 +165,7 @@ const inputDrainWait = 5 * time.Second
 func (s *Server) relaySession(ctx context.Context, lc *liveConn, nc ssh.NewChannel, up *upstream) {
 	upCh, upReqs, err := up.conn.OpenChannel("session", nc.ExtraData())
 	if err != nil {
-		_ = nc.Reject(ssh.ConnectionFailed, "gatehouse: node refused the session: "+err.Error())
+		rejectChannel(nc, ssh.ConnectionFailed, &UserError{Line: "gatehouse: node refused the session: " + err.Error(), Cause: err})
 		return
 	}
 	ch, reqs, err := nc.Accept()

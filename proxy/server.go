@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -159,6 +160,7 @@ const (
 	extKeyFP   = "gatehouse-key-fp"
 	extMethod  = "gatehouse-method"
 	extClaims  = "gatehouse-claims"
+	extExpires = "gatehouse-expires" // unix seconds
 )
 
 // New builds a Server; call Serve to accept connections.
@@ -274,9 +276,10 @@ func (s *Server) checkPublicKey(ctx context.Context, meta ssh.ConnMetadata, key 
 				return nil, fmt.Errorf("login %s was revoked or has expired", loginID)
 			}
 			id.LoginID, id.KeyFP, id.Method = loginID, ssh.FingerprintSHA256(cert.Key), "certificate"
+			id.Expires = earliest(id.Expires, certEnd(cert))
 			return identityPerms(id), nil
 		}
-		return identityPerms(Identity{User: meta.User(), KeyFP: ssh.FingerprintSHA256(cert.Key), Method: "certificate"}), nil
+		return identityPerms(Identity{User: meta.User(), KeyFP: ssh.FingerprintSHA256(cert.Key), Method: "certificate", Expires: certEnd(cert)}), nil
 	}
 	if s.opt.KeyLogins == nil {
 		return nil, errors.New("only Gatehouse certificates are accepted")
@@ -319,8 +322,28 @@ func (s *Server) checkPublicKey(ctx context.Context, meta ssh.ConnMetadata, key 
 	}}
 }
 
+// certEnd is when cert stops being valid; zero for a certificate that
+// never expires.
+func certEnd(cert *ssh.Certificate) time.Time {
+	if cert.ValidBefore == ssh.CertTimeInfinity || cert.ValidBefore > 1<<62 {
+		return time.Time{}
+	}
+	return time.Unix(int64(cert.ValidBefore), 0)
+}
+
+// earliest is the earlier of two ends, zero meaning none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
 func identityPerms(id Identity) *ssh.Permissions {
 	ext := map[string]string{extUser: id.User, extLoginID: id.LoginID, extKeyFP: id.KeyFP, extMethod: id.Method}
+	if !id.Expires.IsZero() {
+		ext[extExpires] = strconv.FormatInt(id.Expires.Unix(), 10)
+	}
 	if len(id.Claims) > 0 {
 		b, _ := json.Marshal(id.Claims)
 		ext[extClaims] = string(b)
@@ -339,6 +362,9 @@ func identityOf(conn *ssh.ServerConn) (Identity, bool) {
 		return Identity{}, false
 	}
 	id := Identity{User: u, LoginID: e[extLoginID], KeyFP: e[extKeyFP], Method: e[extMethod]}
+	if n, err := strconv.ParseInt(e[extExpires], 10, 64); err == nil {
+		id.Expires = time.Unix(n, 0)
+	}
 	if c := e[extClaims]; c != "" {
 		_ = json.Unmarshal([]byte(c), &id.Claims)
 	}

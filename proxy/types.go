@@ -16,6 +16,11 @@ type Identity struct {
 	LoginID string // OIDC login behind the key or certificate, "" for admin-issued certificates
 	KeyFP   string
 	Method  string // "certificate" or "oidc-key"
+	// Expires is when the credential that authenticated stops being valid:
+	// the certificate's end or its OIDC login's, whichever is first (zero:
+	// unknown). What the bastion hands out on this connection (an API
+	// token) must not outlive it.
+	Expires time.Time
 }
 
 // Verdict is the Authorizer's answer for one login on one node.

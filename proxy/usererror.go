@@ -3,6 +3,8 @@ package proxy
 import (
 	"errors"
 	"fmt"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // UserError is how the proxy tells a user that it refused or ended
@@ -39,4 +41,10 @@ func asUserError(err error) *UserError {
 		return ue
 	}
 	return &UserError{Line: "gatehouse: " + err.Error(), Cause: err}
+}
+
+// rejectChannel refuses a channel the client asked to open, with why's
+// line as the message (OpenSSH shows it to the user).
+func rejectChannel(nc ssh.NewChannel, reason ssh.RejectionReason, why *UserError) {
+	_ = nc.Reject(reason, why.Line)
 }

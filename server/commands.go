@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/access"
+	"github.com/gatehouse-dev/gatehouse/internal/reqtext"
 	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/storage"
@@ -27,8 +27,9 @@ func (b *Bastion) sshCommands() map[string]proxy.Command {
 		"deny": func(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, o, e io.Writer) int {
 			return b.cmdReview(ctx, id, args, false, o, e)
 		},
-		"cancel": b.cmdCancel,
-		"drop":   b.cmdDrop,
+		"cancel":    b.cmdCancel,
+		"drop":      b.cmdDrop,
+		"api-token": b.cmdAPIToken,
 	}
 }
 
@@ -116,8 +117,7 @@ func (b *Bastion) cmdRequest(ctx context.Context, id proxy.Identity, args []stri
 	if err != nil {
 		return b.refused(ctx, stderr, "request", err)
 	}
-	fmt.Fprintf(stdout, "id: %s\n", req.ID)
-	fmt.Fprintf(stdout, "request for %s is %s; an approver can run: ssh bastion approve %s\n", strings.Join(termsafe.Strings(req.Roles), ","), req.State, req.ID)
+	reqtext.Created(stdout, req, "ssh bastion approve")
 	if !wait {
 		return 0
 	}
@@ -126,27 +126,7 @@ func (b *Bastion) cmdRequest(ctx context.Context, id proxy.Identity, args []stri
 	if err != nil {
 		return b.refused(ctx, stderr, "wait for request "+req.ID, err)
 	}
-	return printOutcome(stdout, done)
-}
-
-func printOutcome(w io.Writer, r storage.Request) int {
-	switch r.State {
-	case storage.StateApproved:
-		end := ""
-		if r.GrantEnd != nil {
-			end = " until " + r.GrantEnd.Local().Format("2006-01-02 15:04 MST")
-		}
-		fmt.Fprintf(w, "request %s APPROVED: %s granted%s\n", r.ID, strings.Join(termsafe.Strings(r.Roles), ","), end)
-		return 0
-	default:
-		why := ""
-		if r.StateReason != "" {
-			// The reviewer's words, shown to the requester.
-			why = ": " + termsafe.String(r.StateReason)
-		}
-		fmt.Fprintf(w, "request %s %s%s\n", r.ID, r.State, why)
-		return 1
-	}
+	return reqtext.Outcome(stdout, done)
 }
 
 func (b *Bastion) cmdRequests(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, stdout, stderr io.Writer) int {
@@ -160,32 +140,15 @@ func (b *Bastion) cmdRequests(ctx context.Context, id proxy.Identity, args []str
 		if err != nil {
 			return b.refused(ctx, stderr, "look up request", err)
 		}
-		showRequest(stdout, r)
+		reqtext.Show(stdout, r)
 		return 0
 	}
 	reqs, err := b.Access.List(ctx, eff, storage.RequestFilter{Limit: 50})
 	if err != nil {
 		return b.refused(ctx, stderr, "list requests", err)
 	}
-	writeRequests(stdout, reqs)
+	reqtext.List(stdout, reqs)
 	return 0
-}
-
-// writeRequests is the `requests` listing, one request per line, id first.
-// The user, roles and reason are the requester's words shown to reviewers:
-// every field goes through termsafe, which also keeps a tab or newline in a
-// reason from breaking the table.
-func writeRequests(w io.Writer, reqs []storage.Request) {
-	if len(reqs) == 0 {
-		fmt.Fprintln(w, "no requests")
-		return
-	}
-	f := termsafe.String
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, r := range reqs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f(r.ID), f(r.State), f(r.User), strings.Join(termsafe.Strings(r.Roles), ","), r.Created.Local().Format("01-02 15:04"), f(r.Reason))
-	}
-	_ = tw.Flush()
 }
 
 func (b *Bastion) cmdReview(ctx context.Context, id proxy.Identity, args []string, approve bool, stdout, stderr io.Writer) int {
@@ -240,27 +203,6 @@ func (b *Bastion) simple(ctx context.Context, id proxy.Identity, args []string, 
 	}
 	fmt.Fprintf(stdout, "request %s is now %s\n", r.ID, r.State)
 	return 0
-}
-
-// showRequest is `requests ID`: a request with its reviews. The reason,
-// the reviewers' reasons and the closing note are other people's words.
-func showRequest(w io.Writer, r storage.Request) {
-	f := termsafe.String
-	fmt.Fprintf(w, "id: %s\nstate: %s\nuser: %s\nroles: %s\nreason: %s\nduration: %s\ncreated: %s\n",
-		f(r.ID), f(r.State), f(r.User), strings.Join(termsafe.Strings(r.Roles), ","), f(r.Reason), r.Duration, r.Created.Local().Format("2006-01-02 15:04:05 MST"))
-	if r.GrantStart != nil && r.GrantEnd != nil {
-		fmt.Fprintf(w, "access: %s to %s\n", r.GrantStart.Local().Format("15:04:05"), r.GrantEnd.Local().Format("2006-01-02 15:04:05 MST"))
-	}
-	for _, rv := range r.Reviews {
-		verdict := "denied"
-		if rv.Approve {
-			verdict = "approved"
-		}
-		fmt.Fprintf(w, "review: %s %s at %s %s\n", f(rv.Reviewer), verdict, rv.Time.Local().Format("15:04:05"), f(rv.Reason))
-	}
-	if r.StateReason != "" {
-		fmt.Fprintf(w, "note: %s (%s)\n", f(r.StateReason), f(r.StateBy))
-	}
 }
 
 // refused writes the one line for a failed access call and returns the

@@ -67,7 +67,7 @@ type keyLogins struct {
 }
 
 func loginIdentity(l storage.Login) proxy.Identity {
-	return proxy.Identity{User: l.User, Claims: l.Claims, LoginID: l.ID}
+	return proxy.Identity{User: l.User, Claims: l.Claims, LoginID: l.ID, Expires: l.Expires}
 }
 
 func (k keyLogins) LoginByKey(ctx context.Context, fp string) (proxy.Identity, bool, error) {

@@ -204,7 +204,7 @@ type Login struct {
 	ID        string              `json:"id"`
 	User      string              `json:"user"`
 	Claims    map[string][]string `json:"claims,omitempty"`
-	Kind      string              `json:"kind"` // web, cli, sshkey
+	Kind      string              `json:"kind"` // web, cli, sshkey, api
 	KeyFP     string              `json:"key_fp,omitempty"`
 	Created   time.Time           `json:"created"`
 	Expires   time.Time           `json:"expires"`
@@ -219,9 +219,17 @@ type IdentityStore interface {
 	// LoginByKey returns the unexpired, unrevoked sshkey login bound to fp.
 	LoginByKey(ctx context.Context, fp string, now time.Time) (Login, error)
 	RevokeLogin(ctx context.Context, id string) error
-	// LatestLogin returns user's most recently created login of any kind,
-	// expired and revoked ones included (its claims are the newest the
-	// identity provider gave); ErrNotFound if the user never logged in.
+	// RevokeLogins revokes every login of user of kind (e.g. all of a
+	// user's API tokens at a lock or logout); none is not an error.
+	RevokeLogins(ctx context.Context, user, kind string) error
+	// DeleteExpiredLogins removes the logins of kind that expired before
+	// before (short-lived API tokens, one per command-line run, would
+	// otherwise pile up).
+	DeleteExpiredLogins(ctx context.Context, kind string, before time.Time) error
+	// LatestLogin returns user's most recently created login of any kind
+	// but api, expired and revoked ones included (its claims are the newest
+	// the identity provider gave; an API token only copies claims);
+	// ErrNotFound if the user never logged in.
 	LatestLogin(ctx context.Context, user string) (Login, error)
 	// Generic short-lived one-time values (login URL codes, CLI codes).
 	PutOneTime(ctx context.Context, key string, value []byte, expires time.Time) error

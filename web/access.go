@@ -133,6 +133,10 @@ type requestView struct {
 	storage.Request
 	CanCancel bool `json:"can_cancel"`
 	CanDrop   bool `json:"can_drop"`
+	// ReviewReasonRequired says a review (approve or deny) must give a
+	// reason (a requested role sets options.review_reason_required), so a
+	// plugin asks its user for one before submitting.
+	ReviewReasonRequired bool `json:"review_reason_required"`
 }
 
 type requestsPage struct {
@@ -161,10 +165,7 @@ func (h *Handler) myRequests(r *http.Request, v *viewer) ([]requestView, error) 
 	now := time.Now()
 	out := make([]requestView, 0, len(list))
 	for _, q := range list {
-		rv := requestView{Request: q}
-		rv.CanCancel = q.State == storage.StatePending && now.Before(q.Expires)
-		rv.CanDrop = q.State == storage.StateApproved && q.GrantEnd != nil && now.Before(*q.GrantEnd)
-		out = append(out, rv)
+		out = append(out, viewOf(q, v, now))
 	}
 	return out, nil
 }
@@ -282,6 +283,9 @@ func viewOf(q storage.Request, v *viewer, now time.Time) requestView {
 	own := q.User == v.User()
 	rv.CanCancel = own && q.State == storage.StatePending && now.Before(q.Expires)
 	rv.CanDrop = own && q.State == storage.StateApproved && q.GrantEnd != nil && now.Before(*q.GrantEnd)
+	if v.Pol != nil {
+		_, rv.ReviewReasonRequired = v.Pol.ReviewReasonRequired(q.Roles)
+	}
 	return rv
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/legacy"
 
 	"github.com/gatehouse-dev/gatehouse/access"
+	"github.com/gatehouse-dev/gatehouse/audit"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/session"
 	"github.com/gatehouse-dev/gatehouse/storage"
@@ -535,4 +536,55 @@ func TestWatchKeepAlive(t *testing.T) {
 	if !slices.Contains(lines, ": keep-alive") || !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "id: ") }) {
 		t.Fatalf("idle stream: %q, want an id line and a keep-alive comment", lines)
 	}
+}
+
+// TestUserTokens: a person's API token (what `gatehouse request` uses) acts
+// as that person through every /api/ route: the two-person rule and their
+// own roles hold, on_behalf_of is refused, the audit names them, and a lock
+// ends the token.
+func TestUserTokens(t *testing.T) {
+	e := newEnvRoles(t, pluginRoles)
+	ctx := context.Background()
+	token := func(user string) string {
+		tok, _, err := e.acc.IssueUserToken(ctx, access.TokenSubject{User: user}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	bob := &caller{t: t, base: e.srv.URL, c: &http.Client{}, token: token("bob")}
+	alice := &caller{t: t, base: e.srv.URL, c: &http.Client{}, token: token("alice")}
+	var me struct{ User string }
+	json.Unmarshal([]byte(bob.want(200, "GET", "/api/me", nil)), &me)
+	if me.User != "bob" {
+		t.Fatalf("bob's token is %q", me.User)
+	}
+	var r struct {
+		ID                   string
+		State                string
+		ReviewReasonRequired *bool `json:"review_reason_required"`
+		Reviews              []struct{ Reviewer, Via string }
+	}
+	json.Unmarshal([]byte(bob.want(201, "POST", "/api/requests", map[string]any{"roles": []string{"dba"}, "reason": "INC-3"})), &r)
+	bob.want(403, "POST", "/api/requests/"+r.ID+"/approve", map[string]any{"reason": "mine"}) // two-person rule
+	json.Unmarshal([]byte(alice.want(200, "GET", "/api/requests/"+r.ID, nil)), &r)
+	if r.ReviewReasonRequired == nil || *r.ReviewReasonRequired {
+		t.Fatalf("review_reason_required of a dba request: %v, want false and present", r.ReviewReasonRequired)
+	}
+	if text := alice.want(403, "POST", "/api/requests/"+r.ID+"/approve", map[string]any{"reason": "x", "on_behalf_of": "sam"}); !strings.Contains(text, "acts only as its user") {
+		t.Fatalf("on_behalf_of with a user token: %s", text)
+	}
+	json.Unmarshal([]byte(alice.want(200, "POST", "/api/requests/"+r.ID+"/approve", map[string]any{"reason": "ok"})), &r)
+	if r.State != "APPROVED" || len(r.Reviews) != 1 || r.Reviews[0].Reviewer != "alice" || r.Reviews[0].Via != "" {
+		t.Fatalf("after alice's approval: %+v", r)
+	}
+	evs, err := e.store.ListEvents(ctx, storage.EventFilter{Type: audit.TypeRequestApprove})
+	if err != nil || len(evs) != 1 || evs[0].Actor != "alice" || evs[0].Fields["via"] != nil {
+		t.Fatalf("request.approve events %+v %v", evs, err)
+	}
+	if _, err := e.acc.Lock(ctx, access.Admin(), "bob", "token leaked", 0); err != nil {
+		t.Fatal(err)
+	}
+	bob.want(401, "GET", "/api/me", nil)
+	alice.want(200, "GET", "/api/me", nil)
 }

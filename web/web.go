@@ -246,7 +246,7 @@ type viewer struct {
 	Eff    access.Effective
 	Pol    *policy.Policy
 	API    bool
-	Bot    bool // authenticated by a bearer token
+	Bot    bool // authenticated by a bot's bearer token
 	CSRF   string
 	Flash  string
 	FlashE bool
@@ -263,6 +263,16 @@ type viewer struct {
 
 // User is the viewer's name.
 func (v *viewer) User() string { return v.Eff.User() }
+
+// ReviewReasonRequired reports whether reviewing a request for roles needs a
+// reason (the review page marks the field required; access enforces it).
+func (v *viewer) ReviewReasonRequired(roles []string) bool {
+	if v.Pol == nil {
+		return false
+	}
+	_, ok := v.Pol.ReviewReasonRequired(roles)
+	return ok
+}
 
 // errSignedOut is what reauth returns once a browser session has ended.
 var errSignedOut = errors.New("the browser session has ended")
@@ -293,8 +303,9 @@ func (h *Handler) apiAuth(fn func(http.ResponseWriter, *http.Request, *viewer)) 
 	})
 }
 
-// withBearer serves fn for the bot whose token the Authorization header
-// carries; the token is checked against the store on every request.
+// withBearer serves fn for the bot, or the person, whose token the
+// Authorization header carries; the token is checked against the store on
+// every request.
 func (h *Handler) withBearer(w http.ResponseWriter, r *http.Request, auth string, fn func(http.ResponseWriter, *http.Request, *viewer)) {
 	scheme, token, _ := strings.Cut(auth, " ")
 	token = strings.TrimSpace(token)
@@ -315,7 +326,11 @@ func (h *Handler) withBearer(w http.ResponseWriter, r *http.Request, auth string
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the API token could not be checked right now; try again"})
 		return
 	}
-	v := &viewer{Login: storage.Login{User: eff.User(), Kind: "bot"}, API: true, Bot: true}
+	kind := "bot"
+	if !access.IsBot(eff.User()) {
+		kind = access.LoginKindAPI // a person's own API token
+	}
+	v := &viewer{Login: storage.Login{User: eff.User(), Kind: kind}, API: true, Bot: kind == "bot"}
 	v.reauth = func(ctx context.Context) (access.Effective, error) { return h.opt.Access.Authenticate(ctx, token) }
 	h.serveViewer(w, r, v, eff, fn)
 }

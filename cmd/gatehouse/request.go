@@ -87,45 +87,41 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	var remote []string
+	var id string
 	switch sub {
-	case "create":
+	case "create", "ls":
 		if len(pos) != 0 {
 			return usageError{fmt.Sprintf("unexpected argument %q", pos[0])}
 		}
-		if *roles == "" {
+		if sub == "create" && *roles == "" {
 			return usageError{"--roles is required"}
 		}
-		remote = []string{"request", *roles, "--reason", *reason}
-		if *duration != "" {
-			remote = append(remote, "--duration", *duration)
-		}
-		if *wait {
-			remote = append(remote, "--wait")
-		}
-	case "ls":
-		if len(pos) != 0 {
-			return usageError{fmt.Sprintf("unexpected argument %q", pos[0])}
-		}
-		remote = []string{"requests"}
 	default:
 		if len(pos) != 1 {
 			return usageError{fmt.Sprintf("usage: gatehouse request %s ID", sub)}
 		}
-		name := sub
-		if name == "show" {
-			name = "requests"
-		}
-		remote = []string{name, pos[0]}
-		if reason != nil && *reason != "" {
-			remote = append(remote, "--reason", *reason)
-		}
+		id = pos[0]
 	}
 	p, err := pf.profile()
 	if err != nil {
 		return err
 	}
-	code, err := client.Run(ctx, p, remote, stdout, stderr)
+	c := client.NewRequests(p, stdout, stderr)
+	var code int
+	switch sub {
+	case "create":
+		code, err = c.Create(ctx, strings.Split(*roles, ","), *reason, *duration, *wait)
+	case "ls":
+		code, err = c.List(ctx)
+	case "show":
+		code, err = c.Show(ctx, id)
+	case "approve", "deny":
+		code, err = c.Review(ctx, id, sub == "approve", *reason)
+	case "cancel":
+		code, err = c.Cancel(ctx, id)
+	case "drop":
+		code, err = c.Drop(ctx, id)
+	}
 	if err != nil {
 		return err
 	}

@@ -255,7 +255,13 @@ func (env *accessEnv) cli(t *testing.T, u *e2e.User, args ...string) e2e.Result 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := env.cliCommand(ctx, t, u, args...)
+	return runResult(t, env.cliCommand(ctx, t, u, args...))
+}
+
+// runResult runs cmd to completion and returns what it printed and its
+// exit status; a command that could not run fails the test.
+func runResult(t *testing.T, cmd *exec.Cmd) e2e.Result {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

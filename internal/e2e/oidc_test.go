@@ -269,6 +269,55 @@ func TestOIDCCLILoginAndLogout(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	cliLogin(t, gh, browser.New(t), "alice", home, true)
+	keyPath, certPath := filepath.Join(home, "id_ed25519"), filepath.Join(home, "id_ed25519-cert.pub")
+	for _, f := range []string{keyPath, certPath} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("gatehouse login did not write %s: %v", f, err)
+		}
+	}
+	// logout deletes its files; keep a copy to show the bastion then
+	// refuses the very same certificate.
+	keep := t.TempDir()
+	keptKey, keptCert := filepath.Join(keep, "id_ed25519"), filepath.Join(keep, "id_ed25519-cert.pub")
+	copyFile(t, keyPath, keptKey, 0o600)
+	copyFile(t, certPath, keptCert, 0o644)
+
+	alice := e2e.NewUserWithCert(t, gh, "alice", keyPath, certPath)
+	if r := alice.SSH("ubuntu@web-1", "id -un; echo cli-$((6*7))"); r.ExitCode != 0 || r.Stdout != "ubuntu\ncli-42\n" {
+		t.Fatalf("ssh -J with the certificate from gatehouse login: %s", r)
+	}
+
+	lo := exec.CommandContext(ctx, gh.Binary, "logout", "--home", home)
+	loOut, err := lo.CombinedOutput()
+	if err != nil {
+		t.Fatalf("gatehouse logout: %v\n%s", err, loOut)
+	}
+	if !strings.HasPrefix(string(loOut), "logged out of http") || !strings.Contains(string(loOut), "the certificate is revoked") {
+		t.Errorf("gatehouse logout should say what it did: %q", loOut)
+	}
+	kept := e2e.NewUserWithCert(t, gh, "alice", keptKey, keptCert)
+	if !poll(30*time.Second, func() bool {
+		r := kept.SSH("ubuntu@web-1", "echo REACHED")
+		return r.ExitCode == 255 && !strings.Contains(r.Stdout, "REACHED")
+	}) {
+		t.Fatalf("after gatehouse logout the bastion still accepts the certificate: %s", kept.SSH("ubuntu@web-1", "echo REACHED"))
+	}
+	// Refused for the right reason: the certificate's login was revoked,
+	// not some unrelated failure.
+	waitAudit(t, gh, "ssh.auth.failure", "alice's revoked certificate", func(ev auditLine) bool {
+		reason, _ := ev.Fields["reason"].(string)
+		return ev.Actor == "alice" && ev.Fields["key_type"] == "ssh-ed25519-cert-v01@openssh.com" && strings.Contains(reason, "revoked")
+	})
+}
+
+// cliLogin runs `gatehouse login --headless --home home` against gh, signs
+// in as user in the browser b and waits for the CLI to finish; shots saves
+// a screenshot of the page the CLI's callback shows.
+func cliLogin(t *testing.T, gh *e2e.Gatehouse, b context.Context, user, home string, shots bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
 	cmd := exec.CommandContext(ctx, gh.Binary, "login", "--proxy", gh.WebURL, "--headless", "--home", home)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = 5 * time.Second
@@ -310,11 +359,12 @@ func TestOIDCCLILoginAndLogout(t *testing.T) {
 		t.Fatalf("gatehouse login --headless printed no URL of %s: %q (stderr %q)", gh.WebURL, lines.all(), stderr.String())
 	}
 
-	b := browser.New(t)
 	// The bastion hands the browser back to the CLI's loopback callback,
 	// whose page says the CLI got its code.
-	confirmAs(t, b, link, "alice", "Signed in")
-	browser.Screenshot(t, b, browser.ArtifactsDir(t), "cli-login-done")
+	confirmAs(t, b, link, user, "Signed in")
+	if shots {
+		browser.Screenshot(t, b, browser.ArtifactsDir(t), "cli-login-done")
+	}
 
 	select {
 	case <-exited:
@@ -324,48 +374,9 @@ func TestOIDCCLILoginAndLogout(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("gatehouse login did not finish after the browser confirmed; stdout %q", lines.all())
 	}
-	if got := strings.Join(lines.all(), "\n"); !strings.Contains(got, "Signed in as alice") {
+	if got := strings.Join(lines.all(), "\n"); !strings.Contains(got, "Signed in as "+user) {
 		t.Errorf("gatehouse login should say who is signed in: %q", got)
 	}
-	keyPath, certPath := filepath.Join(home, "id_ed25519"), filepath.Join(home, "id_ed25519-cert.pub")
-	for _, f := range []string{keyPath, certPath} {
-		if _, err := os.Stat(f); err != nil {
-			t.Fatalf("gatehouse login did not write %s: %v", f, err)
-		}
-	}
-	// logout deletes its files; keep a copy to show the bastion then
-	// refuses the very same certificate.
-	keep := t.TempDir()
-	keptKey, keptCert := filepath.Join(keep, "id_ed25519"), filepath.Join(keep, "id_ed25519-cert.pub")
-	copyFile(t, keyPath, keptKey, 0o600)
-	copyFile(t, certPath, keptCert, 0o644)
-
-	alice := e2e.NewUserWithCert(t, gh, "alice", keyPath, certPath)
-	if r := alice.SSH("ubuntu@web-1", "id -un; echo cli-$((6*7))"); r.ExitCode != 0 || r.Stdout != "ubuntu\ncli-42\n" {
-		t.Fatalf("ssh -J with the certificate from gatehouse login: %s", r)
-	}
-
-	lo := exec.CommandContext(ctx, gh.Binary, "logout", "--home", home)
-	loOut, err := lo.CombinedOutput()
-	if err != nil {
-		t.Fatalf("gatehouse logout: %v\n%s", err, loOut)
-	}
-	if !strings.HasPrefix(string(loOut), "logged out of http") || !strings.Contains(string(loOut), "the certificate is revoked") {
-		t.Errorf("gatehouse logout should say what it did: %q", loOut)
-	}
-	kept := e2e.NewUserWithCert(t, gh, "alice", keptKey, keptCert)
-	if !poll(30*time.Second, func() bool {
-		r := kept.SSH("ubuntu@web-1", "echo REACHED")
-		return r.ExitCode == 255 && !strings.Contains(r.Stdout, "REACHED")
-	}) {
-		t.Fatalf("after gatehouse logout the bastion still accepts the certificate: %s", kept.SSH("ubuntu@web-1", "echo REACHED"))
-	}
-	// Refused for the right reason: the certificate's login was revoked,
-	// not some unrelated failure.
-	waitAudit(t, gh, "ssh.auth.failure", "alice's revoked certificate", func(ev auditLine) bool {
-		reason, _ := ev.Fields["reason"].(string)
-		return ev.Actor == "alice" && ev.Fields["key_type"] == "ssh-ed25519-cert-v01@openssh.com" && strings.Contains(reason, "revoked")
-	})
 }
 
 func copyFile(t *testing.T, from, to string, mode os.FileMode) {

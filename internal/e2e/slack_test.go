@@ -21,11 +21,12 @@ import (
 // ssh is posted to the channel; carol's click is refused in Slack; alice
 // clicks Approve (a signed interaction, as Slack sends it); bob's very next
 // connection works; the audit log names alice as reviewer via bot:slack; the
-// message was updated and bob told; a plugin restarted mid-stream posts the
-// request made while it was down.
+// message was updated and bob told; breakglass asks reviewers for a reason,
+// so sam's click opens a modal and his typed reason goes with his approval;
+// a plugin restarted mid-stream posts the request made while it was down.
 func TestSlackPlugin(t *testing.T) {
 	e2e.RequireAccount(t, "root")
-	env := startAccessRoles(t, apiRoles, nil)
+	env := startAccessRoles(t, slackRoles, nil)
 	gh := env.gh
 	bob := env.user(t, "bob")
 	token := addBot(t, gh, "slack", "chat-plugin")
@@ -34,6 +35,7 @@ func TestSlackPlugin(t *testing.T) {
 		slacktest.User{ID: "UALICE", Name: "alice", RealName: "Alice Example", Email: "alice@example.com"},
 		slacktest.User{ID: "UBOB", Name: "bob", RealName: "Bob Example", Email: "bob@example.com"},
 		slacktest.User{ID: "UCAROL", Name: "carol", RealName: "Carol Example", Email: "carol@example.com"},
+		slacktest.User{ID: "USAM", Name: "sam", RealName: "Sam Security", Email: "sam@example.com"},
 	)
 	t.Cleanup(sl.Close)
 	dir := t.TempDir()
@@ -139,6 +141,56 @@ email_domain: example.com
 		t.Fatalf("bob got no direct message; calls: %v", calls)
 	}
 
+	// breakglass asks reviewers for a reason: sam's click opens a modal with
+	// the click's trigger id and submits nothing; an empty reason keeps the
+	// modal open; the reason he types goes with his approval.
+	bg := env.request(t, bob, "breakglass", "INC-11 primary down", "10m")
+	bgTS := waitPosted(t, sl, bg).TS
+	c := slacktest.Click{UserID: "USAM", ActionID: "gatehouse_approve", Value: bg, Channel: "CREQ", MessageTS: bgTS, TriggerID: "e2e-sam"}
+	if code, err := slacktest.Post(http.DefaultClient, interactions, secret, time.Now().Unix(), c.Body()); err != nil || code != http.StatusOK {
+		t.Fatalf("sam clicks Approve: %d %v", code, err)
+	}
+	if calls, ok := sl.WaitFor(time.Minute, func(cs []slacktest.Call) bool { return countCalls(cs, "views.open") > 0 }); !ok {
+		t.Fatalf("no modal asked sam for a reason; calls: %v", calls)
+	}
+	views := sl.Views()
+	if len(views) != 1 || views[0].TriggerID != "e2e-sam" || views[0].Title != "Approve request" {
+		t.Fatalf("views opened: %+v", views)
+	}
+	if st := env.state(t, bob, bg); st != "PENDING" {
+		t.Fatalf("after the click alone the request is %s", st)
+	}
+	submit := func(reason string) (int, string) {
+		t.Helper()
+		sub := slacktest.Submission{UserID: "USAM", View: views[0], Values: map[string]map[string]string{"reason": {"reason": reason}}}
+		code, body, err := slacktest.Send(http.DefaultClient, interactions, secret, time.Now().Unix(), sub.Body())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code, body
+	}
+	if code, body := submit(" "); code != http.StatusOK || !strings.Contains(body, `"response_action":"errors"`) {
+		t.Fatalf("empty reason: %d %s, want the modal kept open with an error", code, body)
+	}
+	if code, body := submit("failover drill INC-11 checked"); code != http.StatusOK || body != "" {
+		t.Fatalf("submission: %d %q", code, body)
+	}
+	calls, ok = sl.WaitFor(time.Minute, func(cs []slacktest.Call) bool {
+		for _, c := range cs {
+			if c.Method == "chat.update" && c.Form.Get("ts") == bgTS && strings.Contains(c.Form.Get("blocks"), "APPROVED") {
+				return true
+			}
+		}
+		return false
+	})
+	if !ok {
+		t.Fatalf("the breakglass message was never updated to APPROVED; calls: %v", calls)
+	}
+	ev2 := waitAudit(t, gh, "request.review", "sam's review", func(ev auditLine) bool { return ev.Target == bg })
+	if ev2.Actor != "sam" || ev2.Fields["via"] != "bot:slack" || ev2.Fields["reason"] != "failover drill INC-11 checked" {
+		t.Fatalf("request.review %+v: want sam via bot:slack with his reason", ev2)
+	}
+
 	// Restarted mid-stream: the request made while the plugin was down is
 	// posted when it comes back; the first one is not posted again.
 	plugin.Stop(t)
@@ -155,6 +207,13 @@ email_domain: example.com
 		t.Fatalf("request %s posted %d times, want once", id, n)
 	}
 }
+
+// slackRoles: apiRoles where breakglass asks its reviewers for a reason and
+// one approval (sam's) decides it.
+var slackRoles = strings.Replace(strings.Replace(apiRoles, `  - name: breakglass
+    allow:`, `  - name: breakglass
+    options: {review_reason_required: true}
+    allow:`, 1), "review_requests: {roles: [breakglass], approvals: 2}", "review_requests: {roles: [breakglass], approvals: 1}", 1)
 
 // waitPosted waits for the channel post of request id with its buttons.
 func waitPosted(t *testing.T, sl *slacktest.Server, id string) slacktest.Call {

@@ -1,8 +1,10 @@
 // Package slacktest is a stand-in for the Slack Web API, for tests: no real
 // Slack can run here. It answers the methods the Slack plugin calls
 // (chat.postMessage, chat.update, chat.postEphemeral, users.info,
-// users.lookupByEmail) the way Slack documents them, checks the bot token,
-// and records every call so a test can see what the plugin told Slack.
+// users.lookupByEmail, views.open) the way Slack documents them, checks the
+// bot token, and records every call so a test can see what the plugin told
+// Slack. Click and Submission build the signed interaction payloads Slack
+// would send for a button press and a modal's submission.
 package slacktest
 
 import (
@@ -11,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -29,6 +32,8 @@ type User struct {
 type Call struct {
 	Method string     // e.g. chat.postMessage
 	Form   url.Values // the form fields (slack-go posts forms)
+	// JSON is the body of a method called with a JSON body (views.open).
+	JSON json.RawMessage
 	// TS is the message timestamp the stand-in answered a
 	// chat.postMessage with (Slack's id of the message).
 	TS string
@@ -45,6 +50,28 @@ type Server struct {
 	nextTS  int
 	changed chan struct{}  // closed and replaced on every call
 	limited map[string]int // method → calls still to answer 429
+	views   []View
+	// triggers are the trigger ids views.open has used: Slack honours
+	// each once.
+	triggers map[string]bool
+}
+
+// View is a modal the app opened with views.open.
+type View struct {
+	ID              string
+	TriggerID       string
+	CallbackID      string
+	PrivateMetadata string
+	Title           string
+	// Blocks is the view's blocks as the app sent them.
+	Blocks json.RawMessage
+}
+
+// Views returns the modals opened so far.
+func (s *Server) Views() []View {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]View(nil), s.views...)
 }
 
 // RateLimit makes the next n calls of method answer as Slack does when an
@@ -57,7 +84,7 @@ func (s *Server) RateLimit(method string, n int) {
 
 // New starts a stand-in that accepts the bot token token.
 func New(token string, users ...User) *Server {
-	s := &Server{token: token, users: users, nextTS: 1, changed: make(chan struct{}), limited: map[string]int{}}
+	s := &Server{token: token, users: users, nextTS: 1, changed: make(chan struct{}), limited: map[string]int{}, triggers: map[string]bool{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
 }
@@ -105,7 +132,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if err := r.ParseForm(); err != nil {
+	var body json.RawMessage
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil || !json.Valid(b) {
+			reply(w, map[string]any{"ok": false, "error": "invalid_json"})
+			return
+		}
+		body = b
+	} else if err := r.ParseForm(); err != nil {
 		reply(w, map[string]any{"ok": false, "error": "invalid_form_data"})
 		return
 	}
@@ -126,12 +161,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ts := fmt.Sprintf("1700000000.%06d", s.nextTS)
-	s.calls = append(s.calls, Call{Method: method, Form: r.PostForm, TS: ts})
+	s.calls = append(s.calls, Call{Method: method, Form: r.PostForm, JSON: body, TS: ts})
 	s.nextTS++
 	close(s.changed)
 	s.changed = make(chan struct{})
 	users := s.users
 	s.mu.Unlock()
+
+	if method == "views.open" {
+		s.openView(w, body)
+		return
+	}
 
 	f := r.PostForm
 	switch method {
@@ -155,6 +195,54 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		reply(w, map[string]any{"ok": false, "error": "unknown_method"})
 	}
+}
+
+// openView answers views.open as Slack does for a modal: the trigger id of
+// a recent interaction, used once; a modal with a title of at most 24
+// characters and at least one block.
+func (s *Server) openView(w http.ResponseWriter, body json.RawMessage) {
+	var in struct {
+		TriggerID string `json:"trigger_id"`
+		View      struct {
+			Type            string `json:"type"`
+			CallbackID      string `json:"callback_id"`
+			PrivateMetadata string `json:"private_metadata"`
+			Title           struct {
+				Type string `json:"type"`
+				Text string `json:"text"`
+			} `json:"title"`
+			Blocks []json.RawMessage `json:"blocks"`
+		} `json:"view"`
+	}
+	if err := json.Unmarshal(body, &in); err != nil {
+		reply(w, map[string]any{"ok": false, "error": "invalid_arguments"})
+		return
+	}
+	v := in.View
+	switch {
+	case in.TriggerID == "":
+		reply(w, map[string]any{"ok": false, "error": "invalid_trigger_id"})
+		return
+	case v.Type != "modal" || v.Title.Type != "plain_text" || v.Title.Text == "" || len([]rune(v.Title.Text)) > 24 || len(v.Blocks) == 0 || len(v.PrivateMetadata) > 3000:
+		reply(w, map[string]any{"ok": false, "error": "invalid_arguments"})
+		return
+	}
+	s.mu.Lock()
+	if s.triggers[in.TriggerID] {
+		s.mu.Unlock()
+		reply(w, map[string]any{"ok": false, "error": "expired_trigger_id"})
+		return
+	}
+	s.triggers[in.TriggerID] = true
+	blocks, _ := json.Marshal(v.Blocks)
+	view := View{ID: fmt.Sprintf("V%06d", len(s.views)+1), TriggerID: in.TriggerID, CallbackID: v.CallbackID,
+		PrivateMetadata: v.PrivateMetadata, Title: v.Title.Text, Blocks: blocks}
+	s.views = append(s.views, view)
+	s.mu.Unlock()
+	reply(w, map[string]any{"ok": true, "view": map[string]any{
+		"id": view.ID, "type": "modal", "callback_id": view.CallbackID, "private_metadata": view.PrivateMetadata,
+		"title": map[string]any{"type": "plain_text", "text": view.Title}, "blocks": json.RawMessage(blocks),
+	}})
 }
 
 func reply(w http.ResponseWriter, v any) {
@@ -193,20 +281,58 @@ func (c Click) Body() string {
 	return url.Values{"payload": {string(b)}}.Encode()
 }
 
+// Submission is a person pressing the submit button of a modal the app
+// opened, as Slack sends it: the view with what was typed, Values[block id]
+// [action id] for plain text inputs.
+type Submission struct {
+	UserID string
+	View   View
+	Values map[string]map[string]string
+}
+
+// Body is the form body of a view_submission interaction for c.
+func (c Submission) Body() string {
+	values := map[string]map[string]any{}
+	for block, actions := range c.Values {
+		values[block] = map[string]any{}
+		for action, text := range actions {
+			values[block][action] = map[string]any{"type": "plain_text_input", "value": text}
+		}
+	}
+	p := map[string]any{
+		"type": "view_submission",
+		"user": map[string]any{"id": c.UserID},
+		"view": map[string]any{
+			"id": c.View.ID, "type": "modal", "callback_id": c.View.CallbackID,
+			"private_metadata": c.View.PrivateMetadata, "state": map[string]any{"values": values},
+		},
+	}
+	b, _ := json.Marshal(p)
+	return url.Values{"payload": {string(b)}}.Encode()
+}
+
 // Post sends body to the interactions URL signed with secret at ts, as Slack
 // does, and returns the response status.
 func Post(hc *http.Client, interactionsURL, secret string, ts int64, body string) (int, error) {
+	code, _, err := Send(hc, interactionsURL, secret, ts, body)
+	return code, err
+}
+
+// Send is Post that also returns the answer's body (a view submission may
+// answer with errors to show in the modal).
+func Send(hc *http.Client, interactionsURL, secret string, ts int64, body string) (int, string, error) {
 	req, err := http.NewRequest(http.MethodPost, interactionsURL, strings.NewReader(body))
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Slack-Request-Timestamp", strconv.FormatInt(ts, 10))
 	req.Header.Set("X-Slack-Signature", Sign(secret, ts, body))
 	res, err := hc.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	res.Body.Close()
-	return res.StatusCode, nil
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	return res.StatusCode, string(b), err
 }

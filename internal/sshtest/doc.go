@@ -16,4 +16,8 @@
 // subsystem (pkg/sftp over the test process's file system) and
 // direct-tcpip. It is a stand-in for unit tests: the end-to-end suite
 // (internal/e2e) runs real sshd nodes.
+//
+// NewSigner and Loopback are the pieces tests of SSH code share besides
+// a node: a fresh key (a CA, host or user key) and the two ends of a
+// loopback connection for an SSH client and server in one test.
 package sshtest

@@ -3,7 +3,6 @@ package sshtest
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -79,14 +78,7 @@ func Start(t testing.TB, opt Options) *Node {
 	if opt.UserCA == nil {
 		t.Fatal("sshtest.Start: Options.UserCA is required")
 	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := NewSigner(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

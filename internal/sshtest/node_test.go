@@ -3,7 +3,6 @@ package sshtest
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"slices"
 	"strings"
@@ -13,24 +12,11 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-func newSigner(t *testing.T) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // certSigner signs a fresh key's user certificate with ca; edit may change
 // the certificate before it is signed.
 func certSigner(t *testing.T, ca ssh.Signer, principals []string, edit func(*ssh.Certificate)) ssh.Signer {
 	t.Helper()
-	key := newSigner(t)
+	key := NewSigner(t)
 	c := &ssh.Certificate{Key: key.PublicKey(), CertType: ssh.UserCert, KeyId: "test", ValidPrincipals: principals,
 		ValidAfter: uint64(time.Now().Add(-time.Minute).Unix()), ValidBefore: uint64(time.Now().Add(time.Hour).Unix()),
 		Permissions: ssh.Permissions{Extensions: map[string]string{"permit-pty": ""}}}
@@ -55,7 +41,7 @@ func dial(n *Node, login string, s ssh.Signer) (*ssh.Client, error) {
 // The node admits what sshd with TrustedUserCAKeys admits, and nothing
 // else.
 func TestNodeChecksCertificatesLikeSshd(t *testing.T) {
-	ca, other := newSigner(t), newSigner(t)
+	ca, other := NewSigner(t), NewSigner(t)
 	n := Start(t, Options{UserCA: ca.PublicKey(), Logins: []string{"ubuntu", "deploy"}})
 	tests := []struct {
 		name   string
@@ -68,7 +54,7 @@ func TestNodeChecksCertificatesLikeSshd(t *testing.T) {
 		{"login not among the principals", "root", certSigner(t, ca, []string{"ubuntu"}, nil), false},
 		{"principal without an account", "root", certSigner(t, ca, []string{"root"}, nil), false},
 		{"untrusted CA", "ubuntu", certSigner(t, other, []string{"ubuntu"}, nil), false},
-		{"plain key", "ubuntu", newSigner(t), false},
+		{"plain key", "ubuntu", NewSigner(t), false},
 		{"expired", "ubuntu", certSigner(t, ca, []string{"ubuntu"}, func(c *ssh.Certificate) {
 			c.ValidBefore = uint64(time.Now().Add(-time.Second).Unix())
 		}), false},
@@ -114,7 +100,7 @@ func TestNodeChecksCertificatesLikeSshd(t *testing.T) {
 }
 
 func TestNodeRunsBuiltinCommands(t *testing.T) {
-	ca := newSigner(t)
+	ca := NewSigner(t)
 	n := Start(t, Options{UserCA: ca.PublicKey()})
 	c, err := dial(n, "ubuntu", certSigner(t, ca, []string{"ubuntu"}, nil))
 	if err != nil {
@@ -150,7 +136,7 @@ func TestNodeRunsBuiltinCommands(t *testing.T) {
 }
 
 func TestNodeShellEchoesOnAPty(t *testing.T) {
-	ca := newSigner(t)
+	ca := NewSigner(t)
 	n := Start(t, Options{UserCA: ca.PublicKey()})
 	c, err := dial(n, "ubuntu", certSigner(t, ca, []string{"ubuntu"}, nil))
 	if err != nil {

@@ -1,6 +1,7 @@
 package slack
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -14,6 +15,50 @@ const (
 	actionApprove = "gatehouse_approve"
 	actionDeny    = "gatehouse_deny"
 )
+
+// The modal that asks for a review reason: its callback id, and the block
+// and action ids of its one text field.
+const (
+	reasonCallback = "gatehouse_review_reason"
+	reasonBlock    = "reason"
+	reasonAction   = "reason"
+)
+
+// reasonMeta is the modal's private_metadata: which review it completes and
+// which message to update. Who reviews is not in it: that is the Slack user
+// who submits the modal.
+type reasonMeta struct {
+	Request string `json:"request"`
+	Approve bool   `json:"approve"`
+	Channel string `json:"channel,omitempty"`
+	TS      string `json:"ts,omitempty"`
+}
+
+// reasonModal asks for the reason to approve or deny r.
+func reasonModal(r apiclient.Request, approve bool, msg message) slack.ModalViewRequest {
+	verb := "Deny"
+	if approve {
+		verb = "Approve"
+	}
+	meta, _ := json.Marshal(reasonMeta{Request: r.ID, Approve: approve, Channel: msg.Channel, TS: msg.TS})
+	text := fmt.Sprintf("*%s* requests *%s* for %s\n>%s\nReviews of this request need a reason.",
+		esc(r.User), esc(strings.Join(r.Roles, ", ")), durationText(r), esc(r.Reason))
+	input := slack.NewPlainTextInputBlockElement(slack.NewTextBlockObject(slack.PlainTextType, "why you "+strings.ToLower(verb)+" it", false, false), reasonAction)
+	input.Multiline = true
+	input.MaxLength = 500
+	return slack.ModalViewRequest{
+		Type:            slack.VTModal,
+		CallbackID:      reasonCallback,
+		PrivateMetadata: string(meta),
+		Title:           slack.NewTextBlockObject(slack.PlainTextType, verb+" request", false, false),
+		Submit:          slack.NewTextBlockObject(slack.PlainTextType, verb, false, false),
+		Close:           slack.NewTextBlockObject(slack.PlainTextType, "Cancel", false, false),
+		Blocks: slack.Blocks{BlockSet: []slack.Block{
+			slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, text, false, false), nil, nil),
+			slack.NewInputBlock(reasonBlock, slack.NewTextBlockObject(slack.PlainTextType, "Reason", false, false), nil, input),
+		}},
+	}
+}
 
 // esc escapes user-chosen text for Slack mrkdwn, so a reason cannot forge
 // links or mentions.

@@ -244,6 +244,10 @@ func (p *Plugin) handleInteraction(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "malformed payload", http.StatusBadRequest)
 		return
 	}
+	if cb.Type == slack.InteractionTypeViewSubmission && cb.View.CallbackID == reasonCallback {
+		p.handleReasonSubmission(w, sig, cb)
+		return
+	}
 	if cb.Type != slack.InteractionTypeBlockActions || len(cb.ActionCallback.BlockActions) == 0 {
 		w.WriteHeader(http.StatusOK)
 		return
@@ -268,7 +272,50 @@ func (p *Plugin) handleInteraction(w http.ResponseWriter, r *http.Request) {
 		defer p.clicks.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		p.click(ctx, cb.User.ID, act.ActionID, act.Value, message{Channel: channel, TS: ts})
+		p.click(ctx, cb.User.ID, cb.TriggerID, act.ActionID, act.Value, message{Channel: channel, TS: ts})
+	}()
+}
+
+// handleReasonSubmission takes the reason typed into the modal click opened
+// and submits the review in the background. The reviewer is the Slack user
+// who submitted (from Slack's signed payload), mapped by e-mail again; the
+// modal's metadata only says which request and which verdict.
+func (p *Plugin) handleReasonSubmission(w http.ResponseWriter, sig string, cb slack.InteractionCallback) {
+	var meta reasonMeta
+	if err := json.Unmarshal([]byte(cb.View.PrivateMetadata), &meta); err != nil || meta.Request == "" {
+		http.Error(w, "malformed view metadata", http.StatusBadRequest)
+		return
+	}
+	reason := ""
+	if cb.View.State != nil {
+		reason = strings.TrimSpace(cb.View.State.Values[reasonBlock][reasonAction].Value)
+	}
+	if reason == "" {
+		// Slack shows this under the field and keeps the modal open.
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"response_action": "errors",
+			"errors": map[string]string{reasonBlock: "A reason is required to review this request."}})
+		return
+	}
+	// Only a submission that will be acted on counts as seen: the person
+	// may submit again after an empty reason was sent back.
+	if !p.firstSight(sig, "view:"+cb.View.ID) {
+		p.log.Info("ignored a replayed Slack view submission", "user", cb.User.ID)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	w.WriteHeader(http.StatusOK) // an empty answer closes the modal
+	p.clicks.Add(1)
+	go func() {
+		defer p.clicks.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		msg := message{Channel: meta.Channel, TS: meta.TS}
+		who, _, ok := p.reviewer(ctx, cb.User.ID, msg)
+		if !ok {
+			return
+		}
+		p.submit(ctx, cb.User.ID, who, meta.Request, meta.Approve, reason, msg)
 	}()
 }
 
@@ -296,13 +343,11 @@ func (p *Plugin) firstSight(keys ...string) bool {
 	return true
 }
 
-// click submits the review of the Slack user slackUser on request id.
-func (p *Plugin) click(ctx context.Context, slackUser, action, id string, msg message) {
-	refuse := func(text string) {
-		if _, err := p.slack.PostEphemeralContext(ctx, msg.Channel, slackUser, slack.MsgOptionText("Gatehouse: "+esc(text), false)); err != nil {
-			p.log.Warn("send refusal to Slack", "user", slackUser, "err", err)
-		}
-	}
+// click handles a press of Approve or Deny by the Slack user slackUser on
+// request id: when a requested role asks reviewers for a reason it opens a
+// modal for one (views.open with the click's trigger id, which Slack honours
+// for three seconds); otherwise it submits the review at once.
+func (p *Plugin) click(ctx context.Context, slackUser, triggerID, action, id string, msg message) {
 	var approve bool
 	switch action {
 	case actionApprove:
@@ -311,43 +356,89 @@ func (p *Plugin) click(ctx context.Context, slackUser, action, id string, msg me
 	default:
 		return
 	}
+	who, name, ok := p.reviewer(ctx, slackUser, msg)
+	if !ok {
+		return
+	}
+	req, err := p.api.Request(ctx, id)
+	if err != nil {
+		p.refuseAPI(ctx, slackUser, who, id, msg, err)
+		return
+	}
+	if req.ReviewReasonRequired {
+		if _, err := p.slack.OpenViewContext(ctx, triggerID, reasonModal(req, approve, msg)); err != nil {
+			p.log.Warn("open the reason dialog in Slack", "request", id, "user", who, "err", err)
+			p.refuse(ctx, slackUser, msg, "this request needs a reason and the dialog asking for it could not be opened; click again")
+			return
+		}
+		p.log.Info("asked for a review reason", "request", id, "user", who, "slack_user", slackUser)
+		return
+	}
+	reason := "denied in Slack by " + name
+	if approve {
+		reason = "approved in Slack by " + name
+	}
+	p.submit(ctx, slackUser, who, id, approve, reason, msg)
+}
+
+// reviewer maps the Slack user to a Gatehouse user by e-mail; when that
+// fails it tells them so (ephemeral) and reports !ok.
+func (p *Plugin) reviewer(ctx context.Context, slackUser string, msg message) (who, name string, ok bool) {
 	u, err := p.slack.GetUserInfoContext(ctx, slackUser)
 	if err != nil {
 		p.log.Warn("look up Slack user", "user", slackUser, "err", err)
-		refuse("cannot look up your Slack account, so the review was not submitted")
-		return
+		p.refuse(ctx, slackUser, msg, "cannot look up your Slack account, so the review was not submitted")
+		return "", "", false
 	}
-	who, err := p.cfg.gatehouseUser(u.Profile.Email)
+	who, err = p.cfg.gatehouseUser(u.Profile.Email)
 	if err != nil {
-		refuse(err.Error())
-		return
+		p.refuse(ctx, slackUser, msg, err.Error())
+		return "", "", false
 	}
-	name := u.RealName
+	name = u.RealName
 	if name == "" {
 		name = u.Name
 	}
-	opts := apiclient.ReviewOptions{OnBehalfOf: who, Reason: "denied in Slack by " + name}
+	return who, name, true
+}
+
+// submit sends who's review of request id on their behalf and updates the
+// message; a refusal reaches the Slack user as one ephemeral line.
+func (p *Plugin) submit(ctx context.Context, slackUser, who, id string, approve bool, reason string, msg message) {
+	opts := apiclient.ReviewOptions{OnBehalfOf: who, Reason: reason}
 	review := p.api.Deny
 	if approve {
-		opts.Reason = "approved in Slack by " + name
 		review = p.api.Approve
 	}
 	req, err := review(ctx, id, opts)
 	if err != nil {
-		var apiErr *apiclient.Error
-		if errors.As(err, &apiErr) {
-			p.log.Info("review refused", "request", id, "user", who, "slack_user", slackUser, "err", apiErr.Message)
-			refuse(apiErr.Message)
-			return
-		}
-		p.log.Error("submit review", "request", id, "user", who, "err", err)
-		refuse("the bastion could not be reached; try again")
+		p.refuseAPI(ctx, slackUser, who, id, msg, err)
 		return
 	}
 	p.log.Info("review submitted", "request", id, "user", who, "slack_user", slackUser, "approve", approve, "state", req.State)
 	if msg.Channel != "" && msg.TS != "" {
 		p.update(ctx, msg, req)
 	}
+}
+
+// refuse tells the Slack user one line only they see.
+func (p *Plugin) refuse(ctx context.Context, slackUser string, msg message, text string) {
+	if _, err := p.slack.PostEphemeralContext(ctx, msg.Channel, slackUser, slack.MsgOptionText("Gatehouse: "+esc(text), false)); err != nil {
+		p.log.Warn("send refusal to Slack", "user", slackUser, "err", err)
+	}
+}
+
+// refuseAPI passes the bastion's one-line refusal on, or says it could not
+// be reached.
+func (p *Plugin) refuseAPI(ctx context.Context, slackUser, who, id string, msg message, err error) {
+	var apiErr *apiclient.Error
+	if errors.As(err, &apiErr) {
+		p.log.Info("review refused", "request", id, "user", who, "slack_user", slackUser, "err", apiErr.Message)
+		p.refuse(ctx, slackUser, msg, apiErr.Message)
+		return
+	}
+	p.log.Error("submit review", "request", id, "user", who, "err", err)
+	p.refuse(ctx, slackUser, msg, "the bastion could not be reached; try again")
 }
 
 // formValue returns field of an x-www-form-urlencoded body.

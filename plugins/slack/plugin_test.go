@@ -33,7 +33,14 @@ func (b *fakeBastion) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]string{"error": "token not valid"})
 		return
 	}
-	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/") // api requests ID action
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/") // api requests ID [action]
+	if len(parts) == 3 && r.Method == http.MethodGet {
+		// Requests whose id starts with "strict" ask reviewers for a reason.
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(apiclient.Request{ID: parts[2], User: "bob", Roles: []string{"dba"}, Reason: "INC-7",
+			State: "PENDING", ReviewReasonRequired: strings.HasPrefix(parts[2], "strict")})
+		return
+	}
 	if len(parts) != 4 || r.Method != http.MethodPost {
 		http.NotFound(w, r)
 		return
@@ -93,13 +100,19 @@ func newTestPlugin(t *testing.T) (*Plugin, *slacktest.Server, *fakeBastion) {
 
 // post sends body to the handler with Slack's headers for secret at ts.
 func post(p *Plugin, secret string, ts int64, body string) int {
+	code, _ := send(p, secret, ts, body)
+	return code
+}
+
+// send is post that also returns the answer's body.
+func send(p *Plugin, secret string, ts int64, body string) (int, string) {
 	req := httptest.NewRequest(http.MethodPost, "/slack/interactions", strings.NewReader(body))
 	req.Header.Set("X-Slack-Request-Timestamp", strconv.FormatInt(ts, 10))
 	req.Header.Set("X-Slack-Signature", slacktest.Sign(secret, ts, body))
 	rec := httptest.NewRecorder()
 	p.handleInteraction(rec, req)
 	p.clicks.Wait()
-	return rec.Code
+	return rec.Code, rec.Body.String()
 }
 
 func TestPostsRequestsAndFollowsThem(t *testing.T) {
@@ -242,6 +255,81 @@ func TestInteractions(t *testing.T) {
 	}
 	if got := fb.got(); len(got) != 1 {
 		t.Fatalf("refused clicks were submitted: %q", got)
+	}
+}
+
+// TestReasonModal: a click on a request whose role asks reviewers for a
+// reason opens a modal (views.open with the click's trigger id) instead of
+// reviewing; its submission reviews on behalf of whoever submitted it, with
+// the reason typed; an empty reason keeps the modal open with an error; a
+// replayed submission is not submitted twice.
+func TestReasonModal(t *testing.T) {
+	p, sl, fb := newTestPlugin(t)
+	now := p.now().Unix()
+	click := slacktest.Click{UserID: "UALICE", ActionID: actionDeny, Value: "strict1", Channel: "CREQ", MessageTS: "1700000000.000001", TriggerID: "t-modal"}
+	if code := post(p, testSecret, now, click.Body()); code != http.StatusOK {
+		t.Fatalf("click: %d", code)
+	}
+	if got := fb.got(); len(got) != 0 {
+		t.Fatalf("a review was submitted before a reason was given: %q", got)
+	}
+	views := sl.Views()
+	if len(views) != 1 || views[0].TriggerID != "t-modal" || views[0].CallbackID != reasonCallback || views[0].Title != "Deny request" {
+		t.Fatalf("views opened %+v, want one reason modal for the click's trigger", views)
+	}
+	if b := string(views[0].Blocks); !strings.Contains(b, `"block_id":"reason"`) || !strings.Contains(b, "INC-7") {
+		t.Fatalf("modal blocks %s", b)
+	}
+	var meta reasonMeta
+	if err := json.Unmarshal([]byte(views[0].PrivateMetadata), &meta); err != nil || meta != (reasonMeta{Request: "strict1", Channel: "CREQ", TS: "1700000000.000001"}) {
+		t.Fatalf("modal metadata %q: %+v %v", views[0].PrivateMetadata, meta, err)
+	}
+
+	// Submitted empty: Slack is told to show an error in the modal.
+	empty := slacktest.Submission{UserID: "UALICE", View: views[0], Values: map[string]map[string]string{"reason": {"reason": "  "}}}
+	code, body := send(p, testSecret, now, empty.Body())
+	if code != http.StatusOK || !strings.Contains(body, `"response_action":"errors"`) || !strings.Contains(body, `"reason":"A reason is required`) {
+		t.Fatalf("empty reason: %d %s", code, body)
+	}
+	if got := fb.got(); len(got) != 0 {
+		t.Fatalf("an empty reason was submitted: %q", got)
+	}
+
+	sub := slacktest.Submission{UserID: "UALICE", View: views[0], Values: map[string]map[string]string{"reason": {"reason": "use the replica"}}}
+	if code, body := send(p, testSecret, now+1, sub.Body()); code != http.StatusOK || body != "" {
+		t.Fatalf("submission: %d %q, want 200 and an empty body (closes the modal)", code, body)
+	}
+	if got := fb.got(); len(got) != 1 || got[0] != "deny alice: use the replica" {
+		t.Fatalf("reviews at the bastion %q", got)
+	}
+	// Replayed, and re-signed later: still one review.
+	post(p, testSecret, now+1, sub.Body())
+	post(p, testSecret, now+2, sub.Body())
+	if got := fb.got(); len(got) != 1 {
+		t.Fatalf("a replayed submission was submitted again: %q", got)
+	}
+
+	// Carol opens the modal too, but her submission is refused by the bastion
+	// and she hears why.
+	c := click
+	c.UserID, c.TriggerID = "UCAROL", "t-carol"
+	post(p, testSecret, now, c.Body())
+	views = sl.Views()
+	if len(views) != 2 {
+		t.Fatalf("views %+v", views)
+	}
+	sub = slacktest.Submission{UserID: "UCAROL", View: views[1], Values: map[string]map[string]string{"reason": {"reason": "why not"}}}
+	post(p, testSecret, now, sub.Body())
+	eph := sl.Calls("chat.postEphemeral")
+	if len(eph) != 1 || eph[0].Form.Get("user") != "UCAROL" || eph[0].Form.Get("text") != "Gatehouse: carol may not review dba" {
+		t.Fatalf("carol's refusal %v", eph)
+	}
+	// When the modal cannot be opened (here: no trigger id), the clicker
+	// is told and nothing is submitted.
+	c.UserID, c.TriggerID = "UALICE", ""
+	post(p, testSecret, now+3, c.Body())
+	if eph := sl.Calls("chat.postEphemeral"); len(eph) != 2 || !strings.Contains(eph[1].Form.Get("text"), "could not be opened") {
+		t.Fatalf("reused trigger: %v", eph)
 	}
 }
 

@@ -945,6 +945,8 @@ func runIdentity(t *testing.T, open func(t *testing.T) storage.Store) {
 			{ID: "old", User: "bob", Kind: "web", Claims: map[string][]string{"groups": {"dev"}}, Created: now.Add(-2 * time.Hour), Expires: now.Add(time.Hour)},
 			{ID: "new", User: "bob", Kind: "cli", Claims: map[string][]string{"groups": {"dev", "dba"}}, Created: now.Add(-time.Hour), Expires: now},
 			{ID: "alice", User: "alice", Kind: "sshkey", KeyFP: "SHA256:a", Created: now, Expires: now.Add(time.Hour)},
+			// An API token copies claims; it is never the latest login.
+			{ID: "token", User: "bob", Kind: "api", Created: now, Expires: now.Add(time.Hour)},
 		} {
 			if err := s.PutLogin(ctx, l); err != nil {
 				t.Fatalf("PutLogin %s: %v", l.ID, err)
@@ -962,6 +964,54 @@ func runIdentity(t *testing.T, open func(t *testing.T) storage.Store) {
 		}
 		if l, err := s.LatestLogin(ctx, "alice"); err != nil || l.ID != "alice" {
 			t.Errorf("LatestLogin(alice) = %+v, %v", l, err)
+		}
+	})
+
+	t.Run("RevokeLogins", func(t *testing.T) {
+		s := open(t)
+		for _, l := range []storage.Login{
+			{ID: "t1", User: "bob", Kind: "api", Created: now, Expires: now.Add(time.Hour)},
+			{ID: "t2", User: "bob", Kind: "api", Created: now, Expires: now.Add(time.Hour)},
+			{ID: "c1", User: "bob", Kind: "cli", Created: now, Expires: now.Add(time.Hour)},
+			{ID: "t3", User: "alice", Kind: "api", Created: now, Expires: now.Add(time.Hour)},
+		} {
+			if err := s.PutLogin(ctx, l); err != nil {
+				t.Fatalf("PutLogin %s: %v", l.ID, err)
+			}
+		}
+		if err := s.RevokeLogins(ctx, "bob", "api"); err != nil {
+			t.Fatalf("RevokeLogins: %v", err)
+		}
+		if err := s.RevokeLogins(ctx, "nobody", "api"); err != nil {
+			t.Fatalf("RevokeLogins of a user with none: %v", err)
+		}
+		for id, want := range map[string]bool{"t1": true, "t2": true, "c1": false, "t3": false} {
+			if l, err := s.GetLogin(ctx, id); err != nil || l.Revoked != want {
+				t.Errorf("after RevokeLogins(bob, api) login %s revoked=%v (%v), want %v", id, l.Revoked, err, want)
+			}
+		}
+	})
+
+	t.Run("DeleteExpiredLogins", func(t *testing.T) {
+		s := open(t)
+		for _, l := range []storage.Login{
+			{ID: "old-api", User: "bob", Kind: "api", Created: now.Add(-3 * time.Hour), Expires: now.Add(-2 * time.Hour)},
+			{ID: "edge-api", User: "bob", Kind: "api", Created: now.Add(-2 * time.Hour), Expires: now.Add(-time.Hour)},
+			{ID: "live-api", User: "bob", Kind: "api", Created: now, Expires: now.Add(time.Hour)},
+			{ID: "old-cli", User: "bob", Kind: "cli", Created: now.Add(-3 * time.Hour), Expires: now.Add(-2 * time.Hour)},
+		} {
+			if err := s.PutLogin(ctx, l); err != nil {
+				t.Fatalf("PutLogin %s: %v", l.ID, err)
+			}
+		}
+		if err := s.DeleteExpiredLogins(ctx, "api", now.Add(-time.Hour)); err != nil {
+			t.Fatalf("DeleteExpiredLogins: %v", err)
+		}
+		for id, gone := range map[string]bool{"old-api": true, "edge-api": false, "live-api": false, "old-cli": false} {
+			_, err := s.GetLogin(ctx, id)
+			if gone != errors.Is(err, storage.ErrNotFound) {
+				t.Errorf("after DeleteExpiredLogins(api, now-1h) login %s: %v, want gone=%v", id, err, gone)
+			}
 		}
 	})
 

@@ -65,7 +65,7 @@ func (s *Store) LoginByKey(ctx context.Context, fp string, now time.Time) (stora
 // LatestLogin implements storage.IdentityStore.
 func (s *Store) LatestLogin(ctx context.Context, user string) (storage.Login, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+loginColumns+` FROM logins
-		WHERE user_name = $1 ORDER BY created_ns DESC, id DESC LIMIT 1`, user)
+		WHERE user_name = $1 AND kind <> 'api' ORDER BY created_ns DESC, id DESC LIMIT 1`, user)
 	if err != nil {
 		return storage.Login{}, fmt.Errorf("latest login of %q: %w", user, err)
 	}
@@ -84,6 +84,22 @@ func (s *Store) RevokeLogin(ctx context.Context, id string) error {
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("revoke login %q: %w", id, storage.ErrNotFound)
+	}
+	return nil
+}
+
+// RevokeLogins implements storage.IdentityStore.
+func (s *Store) RevokeLogins(ctx context.Context, user, kind string) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE logins SET revoked = true WHERE user_name = $1 AND kind = $2 AND NOT revoked`, user, kind); err != nil {
+		return fmt.Errorf("revoke %s logins of %q: %w", kind, user, err)
+	}
+	return nil
+}
+
+// DeleteExpiredLogins implements storage.IdentityStore.
+func (s *Store) DeleteExpiredLogins(ctx context.Context, kind string, before time.Time) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM logins WHERE kind = $1 AND expires_ns < $2`, kind, toNanos(before)); err != nil {
+		return fmt.Errorf("delete expired %s logins: %w", kind, err)
 	}
 	return nil
 }

@@ -137,7 +137,7 @@ func (s *Store) LoginByKey(ctx context.Context, fp string, now time.Time) (stora
 // LatestLogin implements storage.IdentityStore.
 func (s *Store) LatestLogin(ctx context.Context, user string) (storage.Login, error) {
 	l, err := scanLogin(s.r.QueryRowContext(ctx, `SELECT `+loginCols+` FROM logins
-		WHERE user = ? ORDER BY created DESC, id DESC LIMIT 1`, user))
+		WHERE user = ? AND kind <> 'api' ORDER BY created DESC, id DESC LIMIT 1`, user))
 	if err != nil {
 		return storage.Login{}, fmt.Errorf("latest login of %s: %w", user, errNoRow(err))
 	}
@@ -154,6 +154,22 @@ func (s *Store) RevokeLogin(ctx context.Context, id string) error {
 		return fmt.Errorf("revoke login %s: %w", id, err)
 	} else if n == 0 {
 		return fmt.Errorf("revoke login %s: %w", id, storage.ErrNotFound)
+	}
+	return nil
+}
+
+// RevokeLogins implements storage.IdentityStore.
+func (s *Store) RevokeLogins(ctx context.Context, user, kind string) error {
+	if _, err := s.w.ExecContext(ctx, `UPDATE logins SET revoked = 1 WHERE user = ? AND kind = ? AND revoked = 0`, user, kind); err != nil {
+		return fmt.Errorf("revoke %s logins of %s: %w", kind, user, err)
+	}
+	return nil
+}
+
+// DeleteExpiredLogins implements storage.IdentityStore.
+func (s *Store) DeleteExpiredLogins(ctx context.Context, kind string, before time.Time) error {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM logins WHERE kind = ? AND expires < ?`, kind, ns(before)); err != nil {
+		return fmt.Errorf("delete expired %s logins: %w", kind, err)
 	}
 	return nil
 }

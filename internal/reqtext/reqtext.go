@@ -1,0 +1,82 @@
+// Package reqtext prints access requests for a terminal: the listing, one
+// request with its reviews, and the outcome of a wait. The bastion's own
+// commands (`ssh bastion requests`) and the `gatehouse request` CLI print
+// through it, so the two channels show the same lines. Every field a person
+// chose (reasons, names) goes through termsafe.
+package reqtext
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
+	"github.com/gatehouse-dev/gatehouse/storage"
+)
+
+// List is the `requests` listing, one request per line, id first. The user,
+// roles and reason are the requester's words shown to reviewers: termsafe
+// also keeps a tab or newline in a reason from breaking the table.
+func List(w io.Writer, reqs []storage.Request) {
+	if len(reqs) == 0 {
+		fmt.Fprintln(w, "no requests")
+		return
+	}
+	f := termsafe.String
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, r := range reqs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f(r.ID), f(r.State), f(r.User), strings.Join(termsafe.Strings(r.Roles), ","), r.Created.Local().Format("01-02 15:04"), f(r.Reason))
+	}
+	_ = tw.Flush()
+}
+
+// Show is `requests ID`: a request with its reviews. The reason, the
+// reviewers' reasons and the closing note are other people's words.
+func Show(w io.Writer, r storage.Request) {
+	f := termsafe.String
+	fmt.Fprintf(w, "id: %s\nstate: %s\nuser: %s\nroles: %s\nreason: %s\nduration: %s\ncreated: %s\n",
+		f(r.ID), f(r.State), f(r.User), strings.Join(termsafe.Strings(r.Roles), ","), f(r.Reason), r.Duration, r.Created.Local().Format("2006-01-02 15:04:05 MST"))
+	if r.GrantStart != nil && r.GrantEnd != nil {
+		fmt.Fprintf(w, "access: %s to %s\n", r.GrantStart.Local().Format("15:04:05"), r.GrantEnd.Local().Format("2006-01-02 15:04:05 MST"))
+	}
+	for _, rv := range r.Reviews {
+		verdict := "denied"
+		if rv.Approve {
+			verdict = "approved"
+		}
+		fmt.Fprintf(w, "review: %s %s at %s %s\n", f(rv.Reviewer), verdict, rv.Time.Local().Format("15:04:05"), f(rv.Reason))
+	}
+	if r.StateReason != "" {
+		fmt.Fprintf(w, "note: %s (%s)\n", f(r.StateReason), f(r.StateBy))
+	}
+}
+
+// Outcome prints how a waited-for request ended and returns the exit
+// status: 0 only when it was approved.
+func Outcome(w io.Writer, r storage.Request) int {
+	switch r.State {
+	case storage.StateApproved:
+		end := ""
+		if r.GrantEnd != nil {
+			end = " until " + r.GrantEnd.Local().Format("2006-01-02 15:04 MST")
+		}
+		fmt.Fprintf(w, "request %s APPROVED: %s granted%s\n", r.ID, strings.Join(termsafe.Strings(r.Roles), ","), end)
+		return 0
+	default:
+		why := ""
+		if r.StateReason != "" {
+			// The reviewer's words, shown to the requester.
+			why = ": " + termsafe.String(r.StateReason)
+		}
+		fmt.Fprintf(w, "request %s %s%s\n", r.ID, r.State, why)
+		return 1
+	}
+}
+
+// Created is what filing a request prints: its id on a line of its own
+// (scripts read `id: ID`), then what happens next.
+func Created(w io.Writer, r storage.Request, approveHint string) {
+	fmt.Fprintf(w, "id: %s\n", r.ID)
+	fmt.Fprintf(w, "request for %s is %s; an approver can run: %s %s\n", strings.Join(termsafe.Strings(r.Roles), ","), r.State, approveHint, r.ID)
+}
