@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/mail"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -113,6 +114,9 @@ type RecordingConfig struct {
 	// sizes and SHA-256 are kept. 0 means DefaultMaxRawBytes, negative
 	// means no cap.
 	MaxRawBytes int64 `yaml:"max_raw_bytes"`
+	// S3, when set, is the bucket recordings rest in once their session
+	// has ended; Dir is then only the spool they are written to.
+	S3 *S3Config `yaml:"s3"`
 	// EncryptTo lists age X25519 recipients (age1...). When set, every
 	// recording is encrypted to them as it is written; the identities
 	// (private keys) stay with whoever reads recordings, never here.
@@ -140,6 +144,20 @@ func parseRecipients(list []string) ([]age.Recipient, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// S3Config is an S3-compatible bucket for recordings.
+type S3Config struct {
+	Endpoint    string `yaml:"endpoint"` // http(s)://host[:port]
+	Bucket      string `yaml:"bucket"`
+	Region      string `yaml:"region"`
+	Prefix      string `yaml:"prefix"` // put before every object name
+	AccessKeyID string `yaml:"access_key_id"`
+	// SecretAccessKeyFile holds the secret key. With neither it nor
+	// AccessKeyID, credentials come from the standard AWS environment
+	// (AWS_ACCESS_KEY_ID..., ~/.aws/credentials, the instance role).
+	SecretAccessKeyFile string `yaml:"secret_access_key_file"`
+	PathStyle           bool   `yaml:"path_style"`
 }
 
 // DefaultMaxRawBytes is recording.max_raw_bytes when unset: 1 GiB.
@@ -315,6 +333,14 @@ func (c *Config) fill() error {
 	}
 	c.Recording.recipients = rs
 	c.Recording.Dir = abs(c.Recording.Dir)
+	if s3 := c.Recording.S3; s3 != nil {
+		if err := s3.check(); err != nil {
+			return err
+		}
+		if s3.SecretAccessKeyFile != "" {
+			s3.SecretAccessKeyFile = abs(s3.SecretAccessKeyFile)
+		}
+	}
 	if c.RolesFile == "" {
 		c.RolesFile = "./roles.yaml"
 	}
@@ -576,6 +602,25 @@ func (t *NotifyTarget) checkEmail() error {
 		if _, err := mail.ParseAddress(a); err != nil || strings.ContainsAny(a, "\r\n") {
 			return fmt.Errorf("reviewers_to %q: want an e-mail address", a)
 		}
+	}
+	return nil
+}
+
+// check refuses an S3 section that cannot name a bucket or whose
+// credentials are half given.
+func (s *S3Config) check() error {
+	u, err := url.Parse(s.Endpoint)
+	switch {
+	case s.Endpoint == "":
+		return errors.New("recording.s3.endpoint is required (http(s)://host[:port])")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/"):
+		return fmt.Errorf("recording.s3.endpoint %q: want http(s)://host[:port]", s.Endpoint)
+	case s.Bucket == "":
+		return errors.New("recording.s3.bucket is required")
+	case (s.AccessKeyID == "") != (s.SecretAccessKeyFile == ""):
+		return errors.New("recording.s3: access_key_id and secret_access_key_file go together (or set neither and use the AWS environment)")
+	case strings.HasPrefix(s.Prefix, "/"):
+		return fmt.Errorf("recording.s3.prefix %q: must not start with /", s.Prefix)
 	}
 	return nil
 }

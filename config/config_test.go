@@ -52,6 +52,12 @@ func TestParseErrors(t *testing.T) {
 		{"oidc without client", "oidc: {issuer: https://idp}\n", "oidc.issuer and oidc.client_id are required"},
 		{"bad logging format", "logging: {format: xml}\n", `logging.format "xml"`},
 		{"bad notify kind", "notify: [{kind: pager, url: x}]\n", `kind "pager"`},
+		{"s3 without endpoint", "recording: {s3: {bucket: b}}\n", "recording.s3.endpoint is required"},
+		{"s3 endpoint with a path", "recording: {s3: {endpoint: http://h/b, bucket: b}}\n", `recording.s3.endpoint "http://h/b"`},
+		{"s3 endpoint without scheme", "recording: {s3: {endpoint: h:9000, bucket: b}}\n", `recording.s3.endpoint "h:9000"`},
+		{"s3 without bucket", "recording: {s3: {endpoint: http://h}}\n", "recording.s3.bucket is required"},
+		{"s3 key without secret", "recording: {s3: {endpoint: http://h, bucket: b, access_key_id: K}}\n", "go together"},
+		{"s3 prefix with slash", "recording: {s3: {endpoint: http://h, bucket: b, prefix: /x}}\n", "must not start with /"},
 		{"encrypt_to not a recipient", "recording: {encrypt_to: [age1nope]}\n", `recording.encrypt_to[0] "age1nope": want an age X25519 recipient`},
 		{"encrypt_to a private key", "recording: {encrypt_to: [AGE-SECRET-KEY-1QQQQ]}\n", "is an age identity (a private key)"},
 	}
@@ -152,6 +158,24 @@ func TestPreAuthLimitErrors(t *testing.T) {
 				t.Fatalf("want one-line error containing %q, got %v", tc.want, err)
 			}
 		})
+	}
+}
+
+func TestParseS3(t *testing.T) {
+	yaml := "recording:\n  s3: {endpoint: 'http://127.0.0.1:7070', bucket: gatehouse-recordings, region: us-east-1, prefix: prod/, access_key_id: KEY, secret_access_key_file: ./s3-secret, path_style: true}\n"
+	c, err := Parse("/etc/gh/gatehouse.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Recording.S3
+	if s == nil || s.Endpoint != "http://127.0.0.1:7070" || s.Bucket != "gatehouse-recordings" || s.Region != "us-east-1" ||
+		s.Prefix != "prod/" || s.AccessKeyID != "KEY" || s.SecretAccessKeyFile != "/etc/gh/s3-secret" || !s.PathStyle {
+		t.Fatalf("recording.s3 parsed as %+v", s)
+	}
+	// Neither key nor file: the AWS environment.
+	c, err = Parse("/etc/gh/gatehouse.yaml", []byte("recording: {s3: {endpoint: 'https://s3.example.com', bucket: b}}\n"))
+	if err != nil || c.Recording.S3.AccessKeyID != "" {
+		t.Fatalf("s3 with the AWS environment: %+v, %v", c.Recording.S3, err)
 	}
 }
 

@@ -65,6 +65,17 @@ func Run(ctx context.Context, path string, w io.Writer, opts Options) bool {
 		recErr = health.Writable(cfg.Recording.Dir)
 	}
 	d.report("recording storage "+cfg.Recording.Dir, recErr)
+	if cfg.Recording.S3 != nil {
+		bucket, err := server.OpenRecordingBucket(cfg.Recording)
+		if err == nil {
+			// The client retries a server that does not answer; a
+			// doctor says so within seconds.
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err = bucket.Check(cctx)
+			cancel()
+		}
+		d.report("recording bucket "+cfg.Recording.S3.Endpoint+"/"+cfg.Recording.S3.Bucket, err)
+	}
 	if cfg.OIDC != nil {
 		d.report("oidc issuer "+cfg.OIDC.Issuer, d.discovery(ctx, cfg.OIDC.Issuer))
 	}

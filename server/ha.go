@@ -44,6 +44,13 @@ type changeNote struct {
 	Origin string `json:"origin"`
 	Kind   string `json:"kind"`
 	User   string `json:"user"`
+	// Notes about a live session (see remote.go): its id, the bastion_id
+	// holding it, who asks, the answer's URL and whom it is for.
+	Session string `json:"session,omitempty"`
+	Bastion string `json:"bastion,omitempty"`
+	By      string `json:"by,omitempty"`
+	URL     string `json:"url,omitempty"`
+	To      string `json:"to,omitempty"`
 }
 
 // newOrigin names this process in the notes it sends.
@@ -94,7 +101,7 @@ func (b *Bastion) followOtherBastions(ctx context.Context, bus changeBus) {
 	for payload := range notes {
 		// A burst of changes (a lock, then a revoke) needs one scan, not
 		// one each.
-		own := b.ownNote(payload)
+		scan := b.takeNote(ctx, payload)
 	drain:
 		for {
 			select {
@@ -102,13 +109,14 @@ func (b *Bastion) followOtherBastions(ctx context.Context, bus changeBus) {
 				if !ok {
 					return
 				}
-				own = own && b.ownNote(more)
+				scan = b.takeNote(ctx, more) || scan
 			default:
 				break drain
 			}
 		}
-		if own {
-			// This process scanned right after making the change.
+		if !scan {
+			// This process scanned right after making the change, or
+			// the notes were about live sessions.
 			continue
 		}
 		// Scan reports what changed as access.Changes, which
@@ -119,6 +127,25 @@ func (b *Bastion) followOtherBastions(ctx context.Context, bus changeBus) {
 			b.Log.Warn("scan after another bastion's change", "err", err)
 		}
 	}
+}
+
+// takeNote acts on a note about a live session and reports whether
+// payload calls for a scan of the store: a change another process made.
+func (b *Bastion) takeNote(ctx context.Context, payload string) (scan bool) {
+	if b.ownNote(payload) {
+		return false
+	}
+	var n changeNote
+	if json.Unmarshal([]byte(payload), &n) == nil {
+		switch n.Kind {
+		case noteTerminate, noteLocate, noteLocated:
+			if b.remote != nil {
+				b.remote.handle(ctx, n)
+			}
+			return false
+		}
+	}
+	return true
 }
 
 // ownNote reports whether payload came from this process. The empty

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/internal/pgtest"
 	"github.com/gatehouse-dev/gatehouse/proxy"
+	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
 const haRoles = `
@@ -184,4 +186,53 @@ func TestDatabaseOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("locked", "bob is locked", false, false)
+}
+
+// Notes about live sessions go to the bastion they name and never cause a
+// scan; a Locate is answered by the located note addressed to it, and
+// gives up with ErrNoAnswer when the holding bastion is silent.
+func TestRemoteSessionNotes(t *testing.T) {
+	dsn := pgtest.StartCluster(t).NewDatabase(t)
+	two := buildOn(t, "two", dsn)
+	r := two.Remote()
+	if r == nil {
+		t.Fatal("a bastion on postgres has no way to other bastions' sessions")
+	}
+	ctx := context.Background()
+	for _, kind := range []string{noteTerminate, noteLocate} {
+		if two.takeNote(ctx, fmt.Sprintf(`{"origin":"other","kind":%q,"session":"s-12345678","bastion":"one"}`, kind)) {
+			t.Errorf("a %s note made bastion two scan the store", kind)
+		}
+	}
+	if !two.takeNote(ctx, `{"origin":"other","kind":"user.lock","user":"bob"}`) {
+		t.Error("a lock made elsewhere did not make bastion two scan")
+	}
+
+	s := storage.Session{ID: "s-12345678", Bastion: "one", Status: "live"}
+	got := make(chan string, 1)
+	go func() {
+		url, err := r.Locate(ctx, s)
+		if err != nil {
+			t.Errorf("Locate: %v", err)
+		}
+		got <- url
+	}()
+	// The answer for someone else is ignored; the one for bastion two is
+	// delivered (sent until Locate has registered and taken it).
+	two.takeNote(ctx, `{"origin":"one","kind":"session.located","session":"s-12345678","url":"https://elsewhere","to":"someone-else"}`)
+	answer := fmt.Sprintf(`{"origin":"one","kind":"session.located","session":"s-12345678","url":"https://one.example","to":%q}`, two.origin)
+	var url string
+	for url == "" {
+		two.takeNote(ctx, answer)
+		select {
+		case url = <-got:
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if url != "https://one.example" {
+		t.Fatalf("Locate returned %q", url)
+	}
+	if _, err := r.Locate(ctx, storage.Session{ID: "s-87654321", Bastion: "gone", Status: "live"}); !errors.Is(err, ErrNoAnswer) {
+		t.Fatalf("Locate of a session nobody holds: want ErrNoAnswer, got %v", err)
+	}
 }

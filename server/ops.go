@@ -118,12 +118,18 @@ func (b *Bastion) Ready(ctx context.Context) []health.Result {
 	if b.Policy == nil || b.Policy.Current() == nil {
 		policyErr = errors.New("no policy loaded")
 	}
-	return []health.Result{
+	results := []health.Result{
 		{Name: "store", Err: storeErr},
 		{Name: "recording storage", Err: recErr},
 		{Name: "ca", Err: caErr},
 		{Name: "policy", Err: policyErr},
 	}
+	if b.bucket != nil {
+		// Sessions go on while the bucket is away (they spool), but
+		// no bastion can replay what is only there.
+		results = append(results, health.Result{Name: "recording bucket", Err: b.bucket.Check(ctx)})
+	}
+	return results
 }
 
 // opsRoutes adds /metrics, /healthz and /readyz to mux.

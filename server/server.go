@@ -24,6 +24,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/session"
+	"github.com/gatehouse-dev/gatehouse/session/recstore"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
@@ -48,6 +49,11 @@ type Bastion struct {
 	// database; nil for a store that has no other bastions (SQLite).
 	bus    changeBus
 	origin string // names this process in change notifications
+	// bucket is recording.s3 (nil without it); uploader moves finished
+	// recordings there from recording.dir.
+	bucket   *recstore.S3
+	uploader *recstore.Uploader
+	remote   *RemoteSessions // nil without a bus
 }
 
 // Build constructs a bastion from cfg without starting listeners.
@@ -73,6 +79,9 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Bastion,
 	}
 	b.closers = append(b.closers, b.Store.Close)
 	b.bus, _ = b.Store.(changeBus)
+	if b.bus != nil {
+		b.remote = &RemoteSessions{b: b, waiting: map[string][]chan string{}}
+	}
 	var sink io.Writer
 	switch cfg.Audit.Sink {
 	case "":
@@ -85,6 +94,12 @@ func Build(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Bastion,
 		}
 		b.closers = append(b.closers, f.Close)
 		sink = f
+	}
+	if b.bucket, err = OpenRecordingBucket(cfg.Recording); err != nil {
+		return nil, err
+	}
+	if b.bucket != nil {
+		b.uploader = recstore.NewUploader(cfg.Recording.Dir, b.bucket, recstore.UploaderOptions{Logger: log})
 	}
 	b.Audit = audit.New(b.Store, audit.Options{Sink: sink, Logger: log, Observer: b.Metrics})
 	b.closers = append([]func() error{b.Audit.Close}, b.closers...)
@@ -135,6 +150,7 @@ func (b *Bastion) Authorizer() proxy.Authorizer {
 func (b *Bastion) recorder() proxy.RecorderFactory {
 	cfg := b.Config
 	return func(id string, h proxy.RecordingHeader, onErr func(error)) (proxy.Recorder, string, error) {
+		done := b.spooling(id)
 		r, err := session.NewRecorder(cfg.Recording.Dir, id, session.Header{
 			Width: h.Width, Height: h.Height, Timestamp: h.Start.Unix(), Title: h.Title,
 			Env: map[string]string{"TERM": h.Term}, Command: h.Command,
@@ -143,9 +159,10 @@ func (b *Bastion) recorder() proxy.RecorderFactory {
 		}, session.RecorderOptions{RecordInput: cfg.Recording.RecordInput || !h.PTY, OnError: onErr, ONLCR: !h.PTY,
 			Encrypt: cfg.Recording.Recipients()})
 		if err != nil {
+			done()
 			return nil, "", err
 		}
-		return r, id, nil
+		return &spooledRecorder{Recorder: r, closed: done}, id, nil
 	}
 }
 
@@ -154,21 +171,37 @@ func (b *Bastion) recorder() proxy.RecorderFactory {
 func (b *Bastion) rawRecorder() proxy.RawRecorderFactory {
 	dir, max, to := b.Config.Recording.Dir, b.Config.Recording.MaxRawBytes, b.Config.Recording.Recipients()
 	return func(id string, onCap func(stored, max int64), onErr func(error)) (proxy.RawRecorder, error) {
+		done := b.spooling(id)
 		r, err := session.NewRawRecorder(dir, id, session.RawOptions{MaxBytes: max, OnError: onErr,
 			OnCap: func(stored int64) { onCap(stored, max) }, Encrypt: to})
 		if err != nil {
+			done()
 			return nil, err
 		}
-		return rawStore{r}, nil
+		return rawStore{r: r, closed: done}, nil
 	}
 }
 
+// spooling notes that a recorder of session id writes to the spool, and
+// returns what to call once it is closed.
+func (b *Bastion) spooling(id string) (closed func()) {
+	if b.uploader == nil {
+		return func() {}
+	}
+	b.uploader.Opened(id)
+	return func() { b.uploader.Closed(id) }
+}
+
 // rawStore adapts session.RawRecorder to the proxy's interface.
-type rawStore struct{ r *session.RawRecorder }
+type rawStore struct {
+	r      *session.RawRecorder
+	closed func()
+}
 
 func (s rawStore) Write(st proxy.RawStream, p []byte) { s.r.Write(session.Stream(st), p) }
 
 func (s rawStore) Close() (proxy.RawSummary, error) {
+	defer s.closed()
 	sum, err := s.r.Close()
 	var out proxy.RawSummary
 	for i := range out.Streams {
@@ -187,6 +220,7 @@ func (b *Bastion) Serve(ctx context.Context) error {
 		log.Warn("sessions interrupted by the last shutdown", "count", n)
 	}
 	b.finalizeRecordings(ctx)
+	uploads := b.startUploads()
 	opt := proxyOptions(cfg)
 	opt.CA, opt.Authorizer, opt.Sessions, opt.Audit = b.CA, b.Authorizer(), sessionBinder{b.Store, b.Access, log}, b.Audit
 	opt.Recorder, opt.RawRecorder = b.observeRecorders(b.recorder()), b.rawRecorder()
@@ -250,6 +284,10 @@ func (b *Bastion) Serve(ctx context.Context) error {
 	if b.bus != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); b.followOtherBastions(ctx, b.bus) }()
+	}
+	if uploads != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); uploads(ctx) }()
 	}
 	if cfg.Audit.CheckpointKey != "" {
 		wg.Add(1)

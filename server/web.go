@@ -16,9 +16,12 @@ func (b *Bastion) webHandler() http.Handler {
 		b.Identity.Routes(mux)
 	}
 	opts := web.Options{Identity: b.Identity, Access: b.Access, Policy: b.Policy, Store: b.Store,
-		Audit: b.Audit, Config: b.Config, Logger: b.Log}
+		Audit: b.Audit, Config: b.Config, Logger: b.Log, Recordings: b.Recordings}
 	if b.Proxy != nil {
 		opts.Live = b.Proxy
+	}
+	if r := b.Remote(); r != nil {
+		opts.Remote = r
 	}
 	h, err := web.New(opts)
 	if err != nil {

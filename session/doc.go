@@ -15,6 +15,10 @@
 // answer, write elsewhere or change state beyond the screen (clipboard and
 // title OSC strings, DCS, device status and attribute queries, window ops).
 //
+// Whatever copies recordings elsewhere (package recstore, to a bucket)
+// learns their files from Files and needs no suffixes of its own; OpenFS and
+// OpenRawFS read from any fs.FS laid out like the recordings directory.
+//
 // The package knows nothing about SSH or the session index: the proxy feeds
 // a Recorder and stores metadata in storage.Session itself.
 package session

@@ -115,15 +115,15 @@ type readCloser struct {
 
 func (r readCloser) Close() error { return r.close() }
 
-// openStored opens the first of dir/<shard>/id+exts that exists and
+// openStored opens the first of <shard>/id+exts in fsys that exists and
 // decodes it.
-func openStored(dir, id string, exts []string, ids []age.Identity) (io.ReadCloser, error) {
-	b, err := base(dir, id)
+func openStored(fsys fs.FS, id string, exts []string, ids []age.Identity) (io.ReadCloser, error) {
+	b, err := Name(id)
 	if err != nil {
 		return nil, err
 	}
 	for _, ext := range exts {
-		f, err := os.Open(b + ext)
+		f, err := fsys.Open(b + ext)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -145,9 +145,15 @@ func openStored(dir, id string, exts []string, ids []age.Identity) (io.ReadClose
 // error wraps ErrEncrypted). A recording still being written reads as far
 // as it has been flushed, then fails with ErrTruncated.
 func Open(dir, id string, ids ...age.Identity) (io.ReadCloser, error) {
+	return OpenFS(os.DirFS(dir), id, ids...)
+}
+
+// OpenFS is Open on the recordings in fsys, which is laid out like a
+// recordings directory (a bucket, for one).
+func OpenFS(fsys fs.FS, id string, ids ...age.Identity) (io.ReadCloser, error) {
 	// The legacy live file is tried before and after its compressed form:
 	// Finalize may convert it between the two looks.
-	rc, err := openStored(dir, id, []string{castSealedExt, castExt, legacyGzExt, legacyExt, castExt}, ids)
+	rc, err := openStored(fsys, id, []string{castSealedExt, castExt, legacyGzExt, legacyExt, castExt}, ids)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("open recording %s: %w", id, ErrNoRecording)
 	}
@@ -159,11 +165,16 @@ func Open(dir, id string, ids ...age.Identity) (io.ReadCloser, error) {
 
 // Encrypted reports whether session id's cast is stored encrypted.
 func Encrypted(dir, id string) bool {
-	b, err := base(dir, id)
+	return EncryptedFS(os.DirFS(dir), id)
+}
+
+// EncryptedFS is Encrypted on the recordings in fsys.
+func EncryptedFS(fsys fs.FS, id string) bool {
+	b, err := Name(id)
 	if err != nil {
 		return false
 	}
-	_, err = os.Stat(b + castSealedExt)
+	_, err = fs.Stat(fsys, b+castSealedExt)
 	return err == nil
 }
 

@@ -403,7 +403,12 @@ var ErrNoRawRecording = fmt.Errorf("no raw recording: %w", fs.ErrNotExist)
 
 // OpenRaw opens the raw store of session id; an encrypted one needs ids.
 func OpenRaw(dir, id string, ids ...age.Identity) (*RawReader, io.Closer, error) {
-	rc, err := openStored(dir, id, []string{rawSealedExt, rawExt}, ids)
+	return OpenRawFS(os.DirFS(dir), id, ids...)
+}
+
+// OpenRawFS is OpenRaw on the recordings in fsys.
+func OpenRawFS(fsys fs.FS, id string, ids ...age.Identity) (*RawReader, io.Closer, error) {
+	rc, err := openStored(fsys, id, []string{rawSealedExt, rawExt}, ids)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("open raw recording %s: %w", id, ErrNoRawRecording)
 	}

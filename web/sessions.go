@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -85,15 +87,15 @@ func (h *Handler) listSessions(r *http.Request, v *viewer) (sessionFilter, []ses
 	if err != nil {
 		return f, nil, fmt.Errorf("list sessions: %w", err)
 	}
-	live := h.liveIDs()
+	live, recs := h.liveIDs(), h.recordings(r.Context())
 	out := make([]sessionView, 0, len(list))
 	for _, s := range list {
 		if f.Grep != "" {
-			if s.Recording != "" && session.Encrypted(h.opt.Config.Recording.Dir, s.ID) {
+			if s.Recording != "" && session.EncryptedFS(recs, s.ID) {
 				f.Unsearched++
 				continue
 			}
-			ok, err := h.grep(s.ID, f.Grep)
+			ok, err := h.grep(recs, s.ID, f.Grep)
 			if err != nil {
 				h.log.WarnContext(r.Context(), "web: search recording", "session", s.ID, "err", err)
 			}
@@ -102,10 +104,11 @@ func (h *Handler) listSessions(r *http.Request, v *viewer) (sessionFilter, []ses
 			}
 		}
 		sv := sessionView{Session: s, LiveHere: live[s.ID], Recording: s.Recording != ""}
-		sv.Encrypted = sv.Recording && session.Encrypted(h.opt.Config.Recording.Dir, s.ID)
+		sv.Encrypted = sv.Recording && session.EncryptedFS(recs, s.ID)
 		sv.CanPlay = v.CanPlay && sv.Recording
-		sv.CanJoin = v.CanJoin && sv.LiveHere
-		sv.CanKill = v.CanTerminate && sv.LiveHere
+		reachable := sv.LiveHere || h.runsElsewhere(s)
+		sv.CanJoin = v.CanJoin && reachable
+		sv.CanKill = v.CanTerminate && reachable
 		out = append(out, sv)
 	}
 	return f, out, nil
@@ -113,8 +116,8 @@ func (h *Handler) listSessions(r *http.Request, v *viewer) (sessionFilter, []ses
 
 // grep searches one recording. An encrypted one is not searched: the web
 // server has no key to read it with (see playerPage).
-func (h *Handler) grep(id, text string) (bool, error) {
-	rc, err := session.Open(h.opt.Config.Recording.Dir, id)
+func (h *Handler) grep(recs fs.FS, id, text string) (bool, error) {
+	rc, err := session.OpenFS(recs, id)
 	if err != nil {
 		if errors.Is(err, session.ErrNoRecording) || errors.Is(err, session.ErrEncrypted) {
 			return false, nil
@@ -123,6 +126,14 @@ func (h *Handler) grep(id, text string) (bool, error) {
 	}
 	defer rc.Close()
 	return session.Grep(rc, text)
+}
+
+// recordings is where recordings are read from.
+func (h *Handler) recordings(ctx context.Context) fs.FS {
+	if h.opt.Recordings == nil {
+		return os.DirFS(h.opt.Config.Recording.Dir)
+	}
+	return h.opt.Recordings(ctx)
 }
 
 type sessionsPage struct {
@@ -204,9 +215,10 @@ func (h *Handler) playerPage(w http.ResponseWriter, r *http.Request, v *viewer) 
 	}
 	live := h.liveIDs()[s.ID]
 	rec := s.Recording != ""
+	reachable := live || h.runsElsewhere(s)
 	h.render(w, r, http.StatusOK, "player", playerPage{viewer: v, S: sessionView{Session: s, LiveHere: live,
-		CanJoin: v.CanJoin && live, CanKill: v.CanTerminate && live, Recording: rec, CanPlay: true,
-		Encrypted: rec && session.Encrypted(h.opt.Config.Recording.Dir, s.ID)}})
+		CanJoin: v.CanJoin && reachable, CanKill: v.CanTerminate && reachable, Recording: rec, CanPlay: true,
+		Encrypted: rec && session.EncryptedFS(h.recordings(r.Context()), s.ID)}})
 }
 
 // encryptedMsg is what the web UI says instead of playing an encrypted
@@ -226,7 +238,7 @@ func (h *Handler) apiRecording(w http.ResponseWriter, r *http.Request, v *viewer
 		h.refused(w, r, v, "look up session", err)
 		return
 	}
-	rc, err := session.Open(h.opt.Config.Recording.Dir, s.ID)
+	rc, err := session.OpenFS(h.recordings(r.Context()), s.ID)
 	if errors.Is(err, session.ErrNoRecording) {
 		h.fail(w, r, v, http.StatusNotFound, "session "+s.ID+" has no recording on this bastion")
 		return
@@ -262,7 +274,7 @@ func (h *Handler) livePage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	live := h.liveIDs()[s.ID]
 	if !live {
-		h.fail(w, r, v, http.StatusNotFound, "session "+s.ID+" is not running on this bastion")
+		h.notHere(w, r, v, s)
 		return
 	}
 	h.render(w, r, http.StatusOK, "live", livePage{viewer: v, S: sessionView{Session: s, LiveHere: true,
@@ -283,13 +295,14 @@ func (h *Handler) apiLive(w http.ResponseWriter, r *http.Request, v *viewer) {
 		h.refused(w, r, v, "look up session", err)
 		return
 	}
-	if h.opt.Live == nil {
-		h.fail(w, r, v, http.StatusNotFound, "session "+s.ID+" is not running on this bastion")
-		return
+	var ch <-chan []byte
+	var stop func()
+	ok := false
+	if h.opt.Live != nil {
+		ch, stop, ok = h.opt.Live.Join(r.Context(), s.ID, v.User())
 	}
-	ch, stop, ok := h.opt.Live.Join(r.Context(), s.ID, v.User())
 	if !ok {
-		h.fail(w, r, v, http.StatusNotFound, "session "+s.ID+" is not running on this bastion")
+		h.notHere(w, r, v, s)
 		return
 	}
 	defer stop()
@@ -331,14 +344,60 @@ func (h *Handler) apiLive(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 }
 
-// terminate ends a live session for a viewer with sessions: terminate.
+// elsewhereError is a live session on another bastion that could not be
+// reached: 503, the session is there but not now.
+type elsewhereError struct{ msg string }
+
+func (e elsewhereError) Error() string { return e.msg }
+
+// runsElsewhere reports whether s is recorded as live on another bastion
+// that this one can reach through the shared database.
+func (h *Handler) runsElsewhere(s storage.Session) bool {
+	return h.opt.Remote != nil && s.Status == "live" && s.Bastion != "" && s.Bastion != h.opt.Config.BastionID
+}
+
+// notHere answers a watcher of a session that does not run on this
+// bastion: sent on to the bastion that holds it, when there is one to
+// send them to.
+func (h *Handler) notHere(w http.ResponseWriter, r *http.Request, v *viewer, s storage.Session) {
+	if !h.runsElsewhere(s) {
+		h.fail(w, r, v, http.StatusNotFound, "session "+s.ID+" is not running on this bastion")
+		return
+	}
+	where, err := h.opt.Remote.Locate(r.Context(), s)
+	if err != nil {
+		h.log.WarnContext(r.Context(), "web: locate live session", "session", s.ID, "bastion", s.Bastion, "err", err)
+		h.fail(w, r, v, http.StatusServiceUnavailable, "session "+s.ID+" runs on bastion "+s.Bastion+", which did not answer; try again")
+		return
+	}
+	where = strings.TrimSuffix(where, "/")
+	if where == "" || where == strings.TrimSuffix(h.opt.Config.Web.PublicURL, "/") {
+		// Both behind one address (a load balancer): a redirect would
+		// come back here.
+		h.fail(w, r, v, http.StatusConflict, "session "+s.ID+" runs on bastion "+s.Bastion+", which shares this web address; watch it through that bastion's own address")
+		return
+	}
+	http.Redirect(w, r, where+r.URL.Path, http.StatusTemporaryRedirect)
+}
+
+// terminate ends a live session for a viewer with sessions: terminate,
+// here or, through the shared database, on the bastion holding it.
 func (h *Handler) terminate(r *http.Request, v *viewer) (storage.Session, error) {
 	s, err := h.session(r, v.CanTerminate)
 	if err != nil {
 		return s, err
 	}
-	if h.opt.Live == nil || !h.opt.Live.Terminate(r.Context(), s.ID, v.User()) {
+	if h.opt.Live != nil && h.opt.Live.Terminate(r.Context(), s.ID, v.User()) {
+		return s, nil
+	}
+	if !h.runsElsewhere(s) {
 		return s, notFoundRefusal("session " + s.ID + " is not running on this bastion")
+	}
+	if err := h.opt.Remote.Terminate(r.Context(), s, v.User()); err != nil {
+		return s, fmt.Errorf("terminate session %s on bastion %s: %w", s.ID, s.Bastion, err)
+	}
+	if !h.awaitEnd(r.Context(), s.ID, remoteTerminateWait) {
+		return s, elsewhereError{"asked bastion " + s.Bastion + " to end session " + s.ID + "; it has not recorded the end yet"}
 	}
 	return s, nil
 }
@@ -346,24 +405,31 @@ func (h *Handler) terminate(r *http.Request, v *viewer) (storage.Session, error)
 // terminateWait bounds how long the Terminate button waits for the
 // session's end to be recorded (the proxy shows the user a notice, then
 // closes within about a second), so the list it lands on says "terminated"
-// rather than "live".
-const terminateWait = 3 * time.Second
+// rather than "live". A session on another bastion is only terminated
+// once that bastion records its end: remoteTerminateWait bounds that.
+const (
+	terminateWait       = 3 * time.Second
+	remoteTerminateWait = 10 * time.Second
+)
 
-// awaitEnd waits until session id is no longer recorded as live, or
-// terminateWait has passed; either way the caller goes on.
-func (h *Handler) awaitEnd(ctx context.Context, id string) {
-	ctx, cancel := context.WithTimeout(ctx, terminateWait)
+// awaitEnd waits until session id is no longer recorded as live, or wait
+// has passed, and reports whether it ended.
+func (h *Handler) awaitEnd(ctx context.Context, id string, wait time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		s, err := h.opt.Store.GetSession(ctx, id)
-		if err != nil || s.Status != "live" {
-			return
+		if err == nil && s.Status != "live" {
+			return true
+		}
+		if err != nil && ctx.Err() == nil {
+			return false
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-tick.C:
 		}
 	}
@@ -375,7 +441,7 @@ func (h *Handler) formTerminate(w http.ResponseWriter, r *http.Request, v *viewe
 		h.refused(w, r, v, "terminate session", err)
 		return
 	}
-	h.awaitEnd(r.Context(), s.ID)
+	h.awaitEnd(r.Context(), s.ID, terminateWait)
 	h.redirect(w, r, "/sessions", "Terminated session "+s.ID+" of "+s.User+" on "+s.Node+".")
 }
 

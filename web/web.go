@@ -41,6 +41,15 @@ type LiveSessions interface {
 	Join(ctx context.Context, id, by string) (<-chan []byte, func(), bool)
 }
 
+// RemoteSessions reaches live sessions held by other bastions sharing the
+// database; *server.RemoteSessions satisfies it.
+type RemoteSessions interface {
+	// Terminate asks the holding bastion to end s in by's name.
+	Terminate(ctx context.Context, s storage.Session, by string) error
+	// Locate returns the holding bastion's web.public_url.
+	Locate(ctx context.Context, s storage.Session) (string, error)
+}
+
 // Auditor appends to the audit chain; *audit.Log satisfies it.
 type Auditor interface {
 	Append(ctx context.Context, ev storage.Event) error
@@ -57,8 +66,14 @@ type Options struct {
 	Store    storage.Store
 	Audit    Auditor
 	Live     LiveSessions
-	Config   *config.Config
-	Logger   *slog.Logger
+	// Remote reaches other bastions' live sessions; nil: only this
+	// bastion's can be watched or ended here.
+	Remote RemoteSessions
+	// Recordings finds recordings wherever they rest (the spool, the
+	// bucket); nil reads Config.Recording.Dir.
+	Recordings func(ctx context.Context) fs.FS
+	Config     *config.Config
+	Logger     *slog.Logger
 	// WatchPoll is how often GET /api/watch reads the shared store for
 	// request events made on other bastions [500ms]; changes made on this
 	// bastion wake it at once.
@@ -418,6 +433,11 @@ func (h *Handler) internal(w http.ResponseWriter, r *http.Request, v *viewer, wh
 // refused maps an access error to a response: a Refusal is the user's one
 // line (404 when it stands for "no such thing"), anything else internal.
 func (h *Handler) refused(w http.ResponseWriter, r *http.Request, v *viewer, what string, err error) {
+	var away elsewhereError
+	if errors.As(err, &away) {
+		h.fail(w, r, v, http.StatusServiceUnavailable, away.msg)
+		return
+	}
 	var ref *access.Refusal
 	if errors.As(err, &ref) {
 		status := http.StatusForbidden

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -45,9 +46,9 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		defer b.Close()
 		if *stream != "" {
-			return exportStream(ctx, b.Store, b.Config.Recording.Dir, pos[0], *stream, ids, stdout, stderr)
+			return exportStream(ctx, b.Store, b.Recordings(ctx), pos[0], *stream, ids, stdout, stderr)
 		}
-		rc, err := openRecording(ctx, b.Store, b.Config.Recording.Dir, pos[0], ids)
+		rc, err := openRecording(ctx, b.Store, b.Recordings(ctx), pos[0], ids)
 		if err != nil {
 			return err
 		}
@@ -92,10 +93,11 @@ func runSessions(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	lw := session.NewListWriter(stdout, *asJSON)
+	recs := b.Recordings(ctx)
 	shown, sealed := 0, 0
 	for _, s := range list {
 		if *grep != "" {
-			ok, err := grepRecording(b.Config.Recording.Dir, s, *grep, ids)
+			ok, err := grepRecording(recs, s, *grep, ids)
 			if errors.Is(err, session.ErrEncrypted) {
 				sealed++
 			}
@@ -155,7 +157,7 @@ func truncatedNote(err error, id string, stderr io.Writer) error {
 
 // openRecording finds a session's recording by its id (validated by the
 // session package; ids never become raw paths).
-func openRecording(ctx context.Context, st storage.SessionStore, dir, id string, ids []age.Identity) (io.ReadCloser, error) {
+func openRecording(ctx context.Context, st storage.SessionStore, recs fs.FS, id string, ids []age.Identity) (io.ReadCloser, error) {
 	if err := session.ValidID(id); err != nil {
 		return nil, usageError{fmt.Sprintf("invalid session id %q", id)}
 	}
@@ -166,11 +168,11 @@ func openRecording(ctx context.Context, st storage.SessionStore, dir, id string,
 	if s.Recording == "" {
 		return nil, fmt.Errorf("session %s (%s) has no terminal recording; its bytes: sessions export --stream stdin|stdout|stderr %s", id, s.Kind, id)
 	}
-	return session.Open(dir, id, ids...)
+	return session.OpenFS(recs, id, ids...)
 }
 
 // exportStream writes the stored bytes of one raw stream of session id.
-func exportStream(ctx context.Context, st storage.SessionStore, dir, id, name string, ids []age.Identity, stdout, stderr io.Writer) error {
+func exportStream(ctx context.Context, st storage.SessionStore, recs fs.FS, id, name string, ids []age.Identity, stdout, stderr io.Writer) error {
 	if err := session.ValidID(id); err != nil {
 		return usageError{fmt.Sprintf("invalid session id %q", id)}
 	}
@@ -182,7 +184,7 @@ func exportStream(ctx context.Context, st storage.SessionStore, dir, id, name st
 	if err != nil {
 		return fmt.Errorf("session %s: %w", id, err)
 	}
-	rr, c, err := session.OpenRaw(dir, id, ids...)
+	rr, c, err := session.OpenRawFS(recs, id, ids...)
 	if errors.Is(err, session.ErrNoRawRecording) {
 		return fmt.Errorf("session %s (%s) has no raw streams: a session with a pty is recorded whole in its cast (sessions export without --stream)", id, s.Kind)
 	}
@@ -205,11 +207,11 @@ func exportStream(ctx context.Context, st storage.SessionStore, dir, id, name st
 
 // grepRecording searches one session's recording, decrypting it with ids
 // as it reads when it is encrypted.
-func grepRecording(dir string, s storage.Session, text string, ids []age.Identity) (bool, error) {
+func grepRecording(recs fs.FS, s storage.Session, text string, ids []age.Identity) (bool, error) {
 	if s.Recording == "" {
 		return strings.Contains(strings.ToLower(s.Command), strings.ToLower(text)), nil
 	}
-	rc, err := session.Open(dir, s.ID, ids...)
+	rc, err := session.OpenFS(recs, s.ID, ids...)
 	if err != nil {
 		return false, err
 	}
@@ -242,7 +244,7 @@ func runPlay(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer b.Close()
-	rc, err := openRecording(ctx, b.Store, b.Config.Recording.Dir, pos[0], ids)
+	rc, err := openRecording(ctx, b.Store, b.Recordings(ctx), pos[0], ids)
 	if err != nil {
 		return err
 	}

@@ -203,7 +203,7 @@ func TestWorkflowAPIWatchAcrossBastions(t *testing.T) {
 	e2e.RequireSystem(t)
 	e2e.RequireAccount(t, "root")
 	cluster := pgtest.StartCluster(t)
-	gh1, gh2 := startHA(t, cluster.NewDatabase(t))
+	gh1, gh2, _ := startHA(t, cluster.NewDatabase(t))
 	// A bot added through bastion-2's config works on bastion-1: one store.
 	tok := addBot(t, gh2, "approver-bot", "approver")
 	bob := e2e.NewUser(t, gh1, "bob", time.Hour)

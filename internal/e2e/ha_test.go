@@ -1,6 +1,10 @@
 package e2e_test
 
 import (
+	"bufio"
+	"encoding/base64"
+	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +15,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ca"
 	"github.com/gatehouse-dev/gatehouse/internal/e2e"
 	"github.com/gatehouse-dev/gatehouse/internal/pgtest"
+	"github.com/gatehouse-dev/gatehouse/internal/s3test"
 )
 
 // High availability end to end: two `gatehouse serve` processes share one
@@ -21,19 +26,27 @@ import (
 
 var haLockNotice = regexp.MustCompile(`gatehouse: your access was locked at \d\d:\d\d; session closed`)
 
+// haRoles adds to accessRoles a role that controls sessions, for a bot
+// that terminates and watches across bastions.
+const haRoles = accessRoles + `  - name: session-control
+    allow:
+      sessions: [list, play, join, terminate]
+`
+
 // startHA starts bastion-1 with db-1, then bastion-2 with bastion-1's CAs
-// and host key and the same db-1, both on the database dsn.
-func startHA(t *testing.T, dsn string) (gh1, gh2 *e2e.Gatehouse) {
+// and host key and the same db-1, both on the database dsn and both
+// keeping recordings in one bucket of a real S3 server (versitygw); each
+// spools to a folder of its own.
+func startHA(t *testing.T, dsn string) (gh1, gh2 *e2e.Gatehouse, bucket *s3test.Server) {
 	t.Helper()
 	bin := builder.BuildGatehouse(t)
+	bucket = s3test.Start(t)
 	storage := map[string]any{"driver": "postgres", "dsn": dsn}
-	// One recordings folder for both (in production: a shared mount), so
-	// either bastion serves any recording.
-	recording := map[string]any{"dir": filepath.Join(t.TempDir(), "shared-recordings")}
+	recording := map[string]any{"s3": bucket.Config(bucket.SecretFile(t, t.TempDir()))}
 	dbLabels := map[string]string{"env": "prod", "team": "data"}
 	gh1 = e2e.StartGatehouse(t, e2e.GatehouseOptions{
 		Binary: bin,
-		Roles:  accessRoles,
+		Roles:  haRoles,
 		Config: map[string]any{"bastion_id": "bastion-1", "storage": storage, "recording": recording},
 		Nodes:  []e2e.NodeSpec{{Name: "db-1", Labels: dbLabels}},
 	})
@@ -47,7 +60,7 @@ func startHA(t *testing.T, dsn string) (gh1, gh2 *e2e.Gatehouse) {
 	}
 	gh2 = e2e.StartGatehouse(t, e2e.GatehouseOptions{
 		Binary:    bin,
-		Roles:     accessRoles,
+		Roles:     haRoles,
 		Config:    map[string]any{"bastion_id": "bastion-2", "storage": storage, "recording": recording},
 		Nodes:     []e2e.NodeSpec{{Name: "db-1", Labels: dbLabels, Running: gh1.Node("db-1")}},
 		DataFiles: shared,
@@ -55,7 +68,7 @@ func startHA(t *testing.T, dsn string) (gh1, gh2 *e2e.Gatehouse) {
 	if gh1.UserCA != gh2.UserCA || gh1.HostCA != gh2.HostCA {
 		t.Fatalf("the two bastions have different CAs:\nuser %s\n     %s\nhost %s\n     %s", gh1.UserCA, gh2.UserCA, gh1.HostCA, gh2.HostCA)
 	}
-	return gh1, gh2
+	return gh1, gh2, bucket
 }
 
 func TestHighAvailability(t *testing.T) {
@@ -65,7 +78,7 @@ func TestHighAvailability(t *testing.T) {
 	if !cluster.CanRestart() {
 		t.Skip("the outage steps stop PostgreSQL; an external server cannot be stopped")
 	}
-	gh1, gh2 := startHA(t, cluster.NewDatabase(t))
+	gh1, gh2, bucket := startHA(t, cluster.NewDatabase(t))
 	bob := e2e.NewUser(t, gh1, "bob", time.Hour)     // works through bastion-1
 	alice := e2e.NewUser(t, gh2, "alice", time.Hour) // reviews on bastion-2
 
@@ -76,27 +89,130 @@ func TestHighAvailability(t *testing.T) {
 	}
 	allowedJump(t, bob, "root@db-1", "root")
 
-	t.Run("bastion-2 serves a recording made on bastion-1", func(t *testing.T) {
+	t.Run("bastion-2 serves a recording made on bastion-1 from the bucket", func(t *testing.T) {
 		var id string
 		for _, line := range strings.Split(gh2.MustRun("sessions", "ls", "--json", "--node", "db-1").Stdout, "\n") {
 			if strings.Contains(line, `"bastion":"bastion-1"`) && strings.Contains(line, `"kind":"exec"`) {
-				id = regexp.MustCompile(`"id":"([a-z0-9]+)"`).FindStringSubmatch(line)[1]
+				id = regexp.MustCompile(`"id":"([a-z0-9-]+)"`).FindStringSubmatch(line)[1]
 				break
 			}
 		}
 		if id == "" {
 			t.Fatal("bastion-2 does not list bob's exec session from bastion-1")
 		}
-		// The recording is finalized (compressed) just after the session ends.
-		var r e2e.Result
-		for i := 0; i < 50; i++ {
-			if r = gh2.Run("sessions", "export", id); r.ExitCode == 0 {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
+		// Bastion-1 uploads the recording once the session has ended,
+		// then removes its spooled copy.
+		if !poll(30*time.Second, func() bool { return len(spooled(t, gh1, id)) == 0 && len(bucketKeys(t, bucket, id)) > 0 }) {
+			t.Fatalf("session %s: bastion-1's spool still holds %v; bucket holds %v", id, spooled(t, gh1, id), bucket.Keys(t))
 		}
+		r := gh2.Run("sessions", "export", id)
 		if r.ExitCode != 0 || !strings.Contains(r.Stdout, `"version":2`) || !strings.Contains(r.Stdout, "root") {
 			t.Fatalf("export through bastion-2: %s", r)
+		}
+		if r := gh2.Run("sessions", "export", id, "--stream", "stdout"); r.ExitCode != 0 || r.Stdout != "root\n" {
+			t.Fatalf("export of the raw stdout through bastion-2: %s", r)
+		}
+		if r := gh2.Run("play", id, "--speed", "100"); r.ExitCode != 0 || !strings.Contains(r.Stdout, "root") {
+			t.Fatalf("play through bastion-2: %s", r)
+		}
+		if r := gh2.MustRun("sessions", "ls", "--grep", "root", "--node", "db-1"); !strings.Contains(r.Stdout, id) {
+			t.Fatalf("sessions ls --grep on bastion-2 does not find %s in the bucket: %s", id, r)
+		}
+		// Nothing of it was ever in bastion-2's folders.
+		if files := spooled(t, gh2, id); len(files) != 0 {
+			t.Fatalf("bastion-2 holds files of %s: %v", id, files)
+		}
+	})
+
+	t.Run("a live session on bastion-1 is watched and terminated through bastion-2", func(t *testing.T) {
+		tok := addBot(t, gh2, "sec-bot", "session-control")
+		term := openShell(t, bob, "root@db-1")
+		var id string
+		for _, line := range strings.Split(gh2.MustRun("sessions", "ls", "--json", "--node", "db-1").Stdout, "\n") {
+			if strings.Contains(line, `"bastion":"bastion-1"`) && strings.Contains(line, `"status":"live"`) && strings.Contains(line, `"kind":"shell"`) {
+				id = regexp.MustCompile(`"id":"([a-z0-9-]+)"`).FindStringSubmatch(line)[1]
+				break
+			}
+		}
+		if id == "" {
+			t.Fatal("bastion-2 does not list bob's live shell on bastion-1")
+		}
+
+		// Watching through bastion-2 is sent on to bastion-1.
+		noFollow := &http.Client{Timeout: time.Minute, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		get := func(url string) *http.Response {
+			t.Helper()
+			req, _ := http.NewRequest(http.MethodGet, url, nil)
+			req.Header.Set("Authorization", "Bearer "+tok)
+			resp, err := noFollow.Do(req)
+			if err != nil {
+				t.Fatalf("GET %s: %v", url, err)
+			}
+			return resp
+		}
+		resp := get(gh2.WebURL + "/api/sessions/" + id + "/live")
+		resp.Body.Close()
+		want := gh1.WebURL + "/api/sessions/" + id + "/live"
+		if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != want {
+			t.Fatalf("watch through bastion-2: want 307 to %s, got %s to %q", want, resp.Status, resp.Header.Get("Location"))
+		}
+		resp = get(resp.Header.Get("Location"))
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("watch on bastion-1: %s", resp.Status)
+		}
+		seen := make(chan string, 1)
+		go func() {
+			var out strings.Builder
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+					b, _ := base64.StdEncoding.DecodeString(data)
+					out.Write(b)
+					if strings.Contains(out.String(), "WATCHED-7") {
+						seen <- out.String()
+						return
+					}
+				}
+			}
+			close(seen)
+		}()
+		term.Send("echo WATCHED-$((3+4))\n")
+		select {
+		case _, ok := <-seen:
+			if !ok {
+				t.Fatal("the live stream ended without bob's output")
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the watcher never saw bob's output")
+		}
+
+		// Terminating through bastion-2 ends it on bastion-1.
+		code, body := curl(t, "-X", "POST", "-H", "Authorization: Bearer "+tok, gh2.WebURL+"/api/sessions/"+id+"/terminate")
+		if code != "200" || !strings.Contains(body, id) {
+			t.Fatalf("terminate through bastion-2: %s %s", code, body)
+		}
+		closedWithNotice(t, term, regexp.MustCompile(`gatehouse: session terminated by bot:sec-bot`), 30*time.Second)
+		if r := gh2.MustRun("sessions", "ls", "--json", "--node", "db-1"); !regexp.MustCompile(`"id":"` + id + `".*"status":"terminated"`).MatchString(r.Stdout) {
+			t.Fatalf("session %s is not recorded terminated: %s", id, r.Stdout)
+		}
+		events := gh2.MustRun("audit", "ls", "--json", "--limit", "0", "--type", "session.terminated").Stdout
+		if !strings.Contains(events, id) || !strings.Contains(events, "bot:sec-bot") {
+			t.Fatalf("no session.terminated event by bot:sec-bot for %s:\n%s", id, events)
+		}
+	})
+
+	t.Run("readiness and doctor check the bucket", func(t *testing.T) {
+		if code, body := get(t, gh2.WebURL+"/readyz"); code != 200 || !strings.Contains(body, "ok   recording bucket\n") {
+			t.Fatalf("bastion-2 /readyz with the bucket up = %d:\n%s", code, body)
+		}
+		if r := gh2.Run("doctor"); !strings.Contains(r.Stdout, "ok   recording bucket "+bucket.Endpoint+"/") {
+			t.Fatalf("gatehouse doctor does not check the bucket: %s", r)
+		}
+		bucket.Stop()
+		defer bucket.Restart()
+		if code, body := get(t, gh2.WebURL+"/readyz"); code != 503 || !strings.Contains(body, "FAIL recording bucket: ") {
+			t.Fatalf("bastion-2 /readyz with the bucket down = %d, want 503 and FAIL recording bucket:\n%s", code, body)
 		}
 	})
 
@@ -178,4 +294,29 @@ func TestHighAvailability(t *testing.T) {
 			}
 		}
 	})
+}
+
+// spooled lists the files of session id under gh's recording folder.
+func spooled(t *testing.T, gh *e2e.Gatehouse, id string) []string {
+	t.Helper()
+	var out []string
+	_ = filepath.WalkDir(gh.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), id+".") {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+// bucketKeys lists the objects of session id in the bucket.
+func bucketKeys(t *testing.T, bucket *s3test.Server, id string) []string {
+	t.Helper()
+	var out []string
+	for _, k := range bucket.Keys(t) {
+		if strings.Contains(k, "/"+id+".") {
+			out = append(out, k)
+		}
+	}
+	return out
 }
