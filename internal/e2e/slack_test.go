@@ -150,10 +150,12 @@ email_domain: example.com
 	if code, err := slacktest.Post(http.DefaultClient, interactions, secret, time.Now().Unix(), c.Body()); err != nil || code != http.StatusOK {
 		t.Fatalf("sam clicks Approve: %d %v", code, err)
 	}
-	if calls, ok := sl.WaitFor(time.Minute, func(cs []slacktest.Call) bool { return countCalls(cs, "views.open") > 0 }); !ok {
-		t.Fatalf("no modal asked sam for a reason; calls: %v", calls)
+	// The stand-in records the call before it has checked and kept the
+	// view, so this waits for the view itself.
+	var views []slacktest.View
+	if !poll(time.Minute, func() bool { views = sl.Views(); return len(views) > 0 }) {
+		t.Fatalf("no modal asked sam for a reason; views.open calls: %v", sl.Calls("views.open"))
 	}
-	views := sl.Views()
 	if len(views) != 1 || views[0].TriggerID != "e2e-sam" || views[0].Title != "Approve request" {
 		t.Fatalf("views opened: %+v", views)
 	}
