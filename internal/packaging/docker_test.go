@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,6 +38,9 @@ type docker struct {
 // base images can be made here, and skips the test otherwise.
 func dockerEngine(t *testing.T) docker {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("SKIPPED: -short; the container image is not built")
+	}
 	skip := func(format string, args ...any) {
 		t.Helper()
 		msg := fmt.Sprintf(format, args...)
@@ -44,15 +49,16 @@ func dockerEngine(t *testing.T) docker {
 		}
 		t.Skip("SKIPPED: " + msg + "; the container image is not built")
 	}
-	if testing.Short() {
-		skip("-short")
-	}
 	bin, err := exec.LookPath("docker")
 	if err != nil {
 		skip("no docker CLI (Debian: apt-get install docker.io)")
 	}
-	if out, err := exec.Command(bin, "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
-		skip("no Docker engine answers (start dockerd): %s", firstLine(out))
+	if _, err := exec.Command(bin, "version", "--format", "{{.Server.Version}}").Output(); err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			err = errors.New(firstLine(exit.Stderr))
+		}
+		skip("no Docker engine answers (start dockerd): %v", err)
 	}
 	for _, tool := range []string{"apt-cache", "dpkg-query", "go"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -177,6 +183,51 @@ func (d docker) removeDescendants(bases ...string) {
 	})
 }
 
+// build builds the repository's Dockerfile as tag with the given build
+// arguments, and logs how long each step took. It uses the legacy builder,
+// the one tested here, which takes FROM images from the engine's own (no
+// pull) and whose intermediate images removeDescendants knows. The build
+// gets half the CPUs: a cold cgo build would otherwise starve the tests
+// that run beside it.
+func (d docker) build(ctx context.Context, tag string, buildArgs ...string) {
+	d.t.Helper()
+	cpus := max(runtime.NumCPU()/2, 1)
+	args := []string{"build", "--force-rm", "--cpuset-cpus", fmt.Sprintf("0-%d", cpus-1), "-t", tag}
+	for _, a := range buildArgs {
+		args = append(args, "--build-arg", a)
+	}
+	cmd := exec.CommandContext(ctx, d.bin, append(args, repoFile(d.t, "."))...)
+	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	started := time.Now()
+	if err := cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	var lines, steps []string
+	last, step := started, ""
+	sc := bufio.NewScanner(out)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if strings.HasPrefix(sc.Text(), "Step ") {
+			if step != "" {
+				steps = append(steps, fmt.Sprintf("%6s  %s", time.Since(last).Round(time.Second), step))
+			}
+			last, step = time.Now(), sc.Text()
+		}
+	}
+	io.Copy(io.Discard, out) // past an overlong line: docker must not block on a full pipe
+	if err := cmd.Wait(); err != nil {
+		d.t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, tail([]byte(strings.Join(lines, "\n")), 60))
+	}
+	steps = append(steps, fmt.Sprintf("%6s  %s", time.Since(last).Round(time.Second), step))
+	d.t.Logf("image built in %s on %d CPUs:\n%s", time.Since(started).Round(time.Second), cpus, strings.Join(steps, "\n"))
+}
+
 // TestDockerImage builds the Dockerfile and runs the image the way the
 // README says: non-root, config mounted read-only, the data directory on a
 // named volume. The bases are stand-ins (see standin_test.go), passed with
@@ -197,12 +248,7 @@ func TestDockerImage(t *testing.T) {
 	runtimeID := d.importImage(ctx, runtimeImage, runtimeStandIn())
 	d.removeDescendants(goID, runtimeID) // the build's images, the final one included
 
-	// The legacy builder and BuildKit both take the stand-ins from the
-	// engine's local images; nothing is pulled.
-	started := time.Now()
-	d.must(ctx, "build", "--force-rm", "--build-arg", "GO_IMAGE="+goImage, "--build-arg", "RUNTIME_IMAGE="+runtimeImage,
-		"-t", image, repoFile(t, "."))
-	t.Logf("image built in %s", time.Since(started).Round(time.Second))
+	d.build(ctx, image, "GO_IMAGE="+goImage, "RUNTIME_IMAGE="+runtimeImage)
 
 	// The final stage must not carry the Go toolchain or compiler (they
 	// alone are several hundred MB); the binary and glibc are tens of MB.
