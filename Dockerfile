@@ -1,6 +1,9 @@
 # Gatehouse container image: build with `docker build -t gatehouse .`
-# (untested here: no container engine runs on the project's machines; the
-# file is checked statically by internal/packaging).
+#
+# The base images are build arguments so that the image can be built where
+# no registry is reachable: internal/packaging's TestDockerImage builds it
+# FROM stand-ins made of the host's own Debian packages and Go toolchain
+# (see README, "Container"). Real deployments keep the defaults.
 #
 # Run: mount a config directory at /etc/gatehouse (gatehouse.yaml with
 # data_dir: /var/lib/gatehouse, listeners on 0.0.0.0) and keep the data
@@ -8,8 +11,11 @@
 #   docker run -v ./etc:/etc/gatehouse:ro -v gatehouse-data:/var/lib/gatehouse \
 #     -p 2222:2222 -p 8080:8080 gatehouse
 
+ARG GO_IMAGE=golang:1.26-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/base-debian12:nonroot
+
 # Build stage. cgo is on: the SQLite driver is C.
-FROM golang:1.26-bookworm AS build
+FROM ${GO_IMAGE} AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -19,7 +25,7 @@ RUN CGO_ENABLED=1 go build -trimpath -ldflags="-s -w" -o /out/gatehouse ./cmd/ga
 
 # Runtime stage: glibc and CA certificates only, no shell, runs as the
 # image's unprivileged "nonroot" user (65532).
-FROM gcr.io/distroless/base-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/gatehouse /usr/local/bin/gatehouse
 COPY --from=build --chown=65532:65532 /out/data /var/lib/gatehouse
 USER 65532:65532

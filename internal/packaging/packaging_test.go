@@ -125,9 +125,10 @@ func TestSystemdUnitHardening(t *testing.T) {
 	}
 }
 
-// TestDockerfileLint checks the Dockerfile statically (no container
-// engine runs here): multi-stage, a non-root user in the final stage, the
-// data directory as a volume, the binary as entrypoint.
+// TestDockerfileLint checks the Dockerfile statically, also where no
+// container engine runs (TestDockerImage builds it where one does):
+// multi-stage, real base images by default, a non-root user in the final
+// stage, the data directory as a volume, the binary as entrypoint.
 func TestDockerfileLint(t *testing.T) {
 	lines := directives(t, repoFile(t, "Dockerfile"))
 	var froms []string
@@ -140,6 +141,32 @@ func TestDockerfileLint(t *testing.T) {
 	}
 	if len(froms) < 2 || !strings.Contains(strings.ToLower(froms[0]), " as build") {
 		t.Fatalf("want a multi-stage build (a named build stage, then a runtime stage), got FROM lines %q", froms)
+	}
+	// The bases are build arguments only so that TestDockerImage can use
+	// stand-ins; users get the real ones, with the Go release go.mod names.
+	goLine := ""
+	for _, l := range directives(t, repoFile(t, "go.mod")) {
+		if v, ok := strings.CutPrefix(l, "go "); ok {
+			goLine = v
+		}
+	}
+	parts := strings.Split(goLine, ".")
+	if len(parts) < 2 {
+		t.Fatalf("go.mod: no go version line (%q)", goLine)
+	}
+	has := map[string]bool{}
+	for _, l := range lines {
+		has[l] = true
+	}
+	for _, want := range []string{
+		"ARG GO_IMAGE=golang:" + parts[0] + "." + parts[1] + "-bookworm",
+		"ARG RUNTIME_IMAGE=gcr.io/distroless/base-debian12:nonroot",
+		"FROM ${GO_IMAGE} AS build",
+		"FROM ${RUNTIME_IMAGE}",
+	} {
+		if !has[want] {
+			t.Errorf("Dockerfile lacks %q", want)
+		}
 	}
 	final := lines[lastFrom:]
 	var user, volume, entry string
