@@ -2,9 +2,9 @@ package e2e
 
 import (
 	"context"
-	"debug/buildinfo"
 	"encoding/json"
 	"fmt"
+	"github.com/gatehouse-dev/gatehouse/internal/testbin"
 	"html"
 	"io"
 	"net"
@@ -25,48 +25,15 @@ import (
 // dev-idp. Like Okta in the code flow it puts only the base claims into the
 // ID token (its clients do not assert UserInfo claims there), so profile and
 // email come from its UserInfo endpoint.
-const (
-	// ExampleOPModule is the example server's main package, as go install
-	// and the binary's build information name it.
-	ExampleOPModule = "github.com/zitadel/oidc/v3/example/server"
-	// ExampleOPVersion is the version .ci/run installs.
-	ExampleOPVersion = "v3.51.17"
-	// ExampleOPEnv names the example server's binary. When it is set the
-	// binary must be there (CI sets it); otherwise the tests look in
-	// $(go env GOPATH)/bin/server and skip when it is not installed.
-	ExampleOPEnv = "GATEHOUSE_EXAMPLE_OP"
-)
-
-// FindExampleOP returns the path of the installed example server. It skips
-// the test, saying why and how to install it, when it is absent, and fails
-// the test when ExampleOPEnv names a binary that is missing or is something
-// else.
-func FindExampleOP(t testing.TB) string {
-	t.Helper()
-	install := "go install " + ExampleOPModule + "@" + ExampleOPVersion + " (or run .ci/run)"
-	path, required := os.LookupEnv(ExampleOPEnv)
-	if !required {
-		out, err := exec.Command("go", "env", "GOPATH").Output()
-		gopath := strings.TrimSpace(string(out))
-		if err != nil || gopath == "" {
-			t.Skipf("SKIPPING THIRD-PARTY OIDC TEST: cannot find GOPATH (go env GOPATH: %v) to look for the zitadel example OpenID provider; %s, or set %s", err, install, ExampleOPEnv)
-		}
-		path = filepath.Join(filepath.SplitList(gopath)[0], "bin", "server")
-	}
-	info, err := buildinfo.ReadFile(path)
-	switch {
-	case err != nil && required:
-		t.Fatalf("%s=%s: the zitadel example OpenID provider is not usable there: %v; %s", ExampleOPEnv, path, err, install)
-	case err != nil:
-		t.Skipf("SKIPPING THIRD-PARTY OIDC TEST: the zitadel example OpenID provider is not installed at %s (%v); %s, or set %s", path, err, install, ExampleOPEnv)
-	case info.Path != ExampleOPModule && required:
-		t.Fatalf("%s=%s is %q, not the zitadel example OpenID provider (%s)", ExampleOPEnv, path, info.Path, ExampleOPModule)
-	case info.Path != ExampleOPModule:
-		t.Skipf("SKIPPING THIRD-PARTY OIDC TEST: %s is %q, not the zitadel example OpenID provider; %s, or set %s", path, info.Path, install, ExampleOPEnv)
-	}
-	t.Logf("zitadel example OpenID provider: %s (%s %s)", path, info.Main.Path, info.Main.Version)
-	return path
+// exampleOPProgram is the zitadel example OpenID provider
+// (GATEHOUSE_EXAMPLE_OP in CI).
+func exampleOPProgram() testbin.Program {
+	return testbin.Program{Name: "the zitadel example OpenID provider", Package: "github.com/zitadel/oidc/v3/example/server",
+		Version: "v3.51.17", Binary: "server", Env: "GATEHOUSE_EXAMPLE_OP"}
 }
+
+// FindExampleOP returns the example server's path (see testbin.Program.Find).
+func FindExampleOP(t testing.TB) string { t.Helper(); return exampleOPProgram().Find(t) }
 
 // ExampleOPUser is one account in the example server's USERS_FILE (its
 // storage.User, JSON-encoded by field name).

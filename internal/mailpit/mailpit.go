@@ -13,11 +13,11 @@ import (
 	"crypto/sha1"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"debug/buildinfo"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/gatehouse-dev/gatehouse/internal/testbin"
 	"math/big"
 	"net"
 	"net/http"
@@ -29,42 +29,15 @@ import (
 	"time"
 )
 
-const (
-	// Module and Version are what .ci/run installs.
-	Module  = "github.com/axllent/mailpit"
-	Version = "v1.33.1"
-	// Env names the binary. When set it must be there (CI sets it);
-	// otherwise tests look in $(go env GOPATH)/bin and skip without it.
-	Env = "GATEHOUSE_MAILPIT"
-)
-
-// Find returns the mailpit binary's path, failing the test when Env names
-// a missing binary and skipping, loudly, when it is simply not installed.
-func Find(t testing.TB) string {
-	t.Helper()
-	install := "go install " + Module + "@" + Version + " (or run .ci/run)"
-	path, required := os.LookupEnv(Env)
-	if !required {
-		out, err := exec.Command("go", "env", "GOPATH").Output()
-		gopath := strings.TrimSpace(string(out))
-		if err != nil || gopath == "" {
-			t.Skipf("SKIPPING MAILPIT TEST: cannot find GOPATH (%v); %s, or set %s", err, install, Env)
-		}
-		path = filepath.Join(filepath.SplitList(gopath)[0], "bin", "mailpit")
-	}
-	info, err := buildinfo.ReadFile(path)
-	switch {
-	case err != nil && required:
-		t.Fatalf("%s=%s: mailpit is not usable there: %v; %s", Env, path, err, install)
-	case err != nil:
-		t.Skipf("SKIPPING MAILPIT TEST: mailpit is not installed at %s (%v); %s, or set %s", path, err, install, Env)
-	case info.Main.Path != Module && required:
-		t.Fatalf("%s=%s is %s, not %s; %s", Env, path, info.Main.Path, Module, install)
-	case info.Main.Path != Module:
-		t.Skipf("SKIPPING MAILPIT TEST: %s is %s, not %s; %s", path, info.Main.Path, Module, install)
-	}
-	return path
+// Mailpit is the SMTP server the tests run against (GATEHOUSE_MAILPIT in
+// CI).
+func Mailpit() testbin.Program {
+	return testbin.Program{Name: "mailpit", Package: "github.com/axllent/mailpit",
+		Version: "v1.33.1", Binary: "mailpit", Env: "GATEHOUSE_MAILPIT"}
 }
+
+// Find returns the mailpit binary's path (see testbin.Program.Find).
+func Find(t testing.TB) string { t.Helper(); return Mailpit().Find(t) }
 
 // Server is a running mailpit.
 type Server struct {

@@ -7,13 +7,11 @@ package s3test
 import (
 	"bytes"
 	"context"
-	"debug/buildinfo"
-	"fmt"
+	"github.com/gatehouse-dev/gatehouse/internal/testbin"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,42 +20,15 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
-const (
-	// Module and Version are what .ci/run installs.
-	Module  = "github.com/versity/versitygw"
-	Version = "v1.8.0"
-	// Env names the binary. When set it must be there (CI sets it);
-	// otherwise tests look in $(go env GOPATH)/bin and skip without it.
-	Env = "GATEHOUSE_VERSITYGW"
-)
-
-// Find returns the versitygw binary's path, failing the test when Env
-// names a missing binary and skipping, loudly, when it is simply not
-// installed.
-func Find(t testing.TB) string {
-	t.Helper()
-	install := "go install " + Module + "/cmd/versitygw@" + Version + " (or run .ci/run)"
-	bin, required := os.LookupEnv(Env)
-	if !required {
-		out, err := exec.Command("go", "env", "GOPATH").Output()
-		gopath := strings.TrimSpace(string(out))
-		if err != nil || gopath == "" {
-			t.Skipf("SKIPPING S3 TEST: cannot find GOPATH (%v); %s, or set %s", err, install, Env)
-		}
-		bin = filepath.Join(filepath.SplitList(gopath)[0], "bin", "versitygw")
-	}
-	info, err := buildinfo.ReadFile(bin)
-	if err == nil && info.Main.Path != Module {
-		err = fmt.Errorf("it is %s", info.Main.Path)
-	}
-	if err != nil {
-		if required {
-			t.Fatalf("%s=%s: versitygw is not usable there: %v; %s", Env, bin, err, install)
-		}
-		t.Skipf("SKIPPING S3 TEST: versitygw is not usable at %s (%v); %s, or set %s", bin, err, install, Env)
-	}
-	return bin
+// Versitygw is the S3 server the tests run against (GATEHOUSE_VERSITYGW
+// in CI).
+func Versitygw() testbin.Program {
+	return testbin.Program{Name: "versitygw", Package: "github.com/versity/versitygw/cmd/versitygw",
+		Version: "v1.8.0", Binary: "versitygw", Env: "GATEHOUSE_VERSITYGW"}
 }
+
+// Find returns the versitygw binary's path (see testbin.Program.Find).
+func Find(t testing.TB) string { t.Helper(); return Versitygw().Find(t) }
 
 // Server is a running versitygw with one bucket.
 type Server struct {
