@@ -26,14 +26,7 @@ import (
 // cannot read it back, and the security team's age identity, given to the
 // CLI, can, including after the bastion was killed mid-session.
 func TestRecordingEncrypted(t *testing.T) {
-	ident, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "security-team.key")
-	if err := os.WriteFile(keyFile, []byte("# the security team's key, never on the bastion\n"+ident.String()+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ident, keyFile := securityTeamKey(t)
 	gh := startRecording(t, map[string]any{"recording": map[string]any{
 		"mode": "strict", "encrypt_to": []string{ident.Recipient().String()},
 	}})
@@ -202,6 +195,21 @@ func TestRecordingEncrypted(t *testing.T) {
 		}
 		noPlaintext(t, "BEFORE-KILL-42", "SEALED-42")
 	})
+}
+
+// securityTeamKey makes an age identity and writes it to a file, as the
+// security team keeps it, away from the bastion's data.
+func securityTeamKey(t *testing.T) (*age.X25519Identity, string) {
+	t.Helper()
+	ident, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "security-team.key")
+	if err := os.WriteFile(keyFile, []byte("# the security team's key, never on the bastion\n"+ident.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return ident, keyFile
 }
 
 // The web player of an encrypted recording, in a real browser: the page
