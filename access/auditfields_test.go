@@ -1,0 +1,76 @@
+package access
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/audit"
+)
+
+// The README's audit table promises these fields: request.create names the
+// one login of a resource request and a --for-session grant; request.review
+// names the roles of an approval of some of them.
+func TestRequestAuditFields(t *testing.T) {
+	ctx := context.Background()
+	e := newEnvRoles(t, rulesRoles)
+	bob := e.who(t, "bob")
+
+	if _, err := e.svc.Ask(ctx, bob, Ask{Node: &db1, Login: "postgres", Reason: "INC-7", ForSession: true, Duration: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	ev, ok := e.aud.last(audit.TypeRequestCreate)
+	if !ok || ev.Fields["node"] != "db-1" || ev.Fields["login"] != "postgres" || ev.Fields["for_session"] != true {
+		t.Fatalf("request.create of a one-login, one-session request: %+v", ev)
+	}
+
+	whole, err := e.svc.Ask(ctx, bob, Ask{Roles: []string{"dba", "web"}, Reason: "INC-8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, _ = e.aud.last(audit.TypeRequestCreate)
+	for _, k := range []string{"node", "login", "for_session"} {
+		if _, ok := ev.Fields[k]; ok {
+			t.Errorf("request.create of a role request has %s: %+v", k, ev.Fields)
+		}
+	}
+
+	if _, err := e.svc.ReviewWith(ctx, e.who(t, "lee"), whole.ID, ReviewVerdict{Approve: true, Reason: "db only", Roles: []string{"dba"}}); err != nil {
+		t.Fatal(err)
+	}
+	ev, ok = e.aud.last(audit.TypeRequestReview)
+	got, _ := ev.Fields["approved_roles"].([]string)
+	if !ok || ev.Actor != "lee" || !slices.Equal(got, []string{"dba"}) {
+		t.Fatalf("request.review of an approval of some roles: %+v", ev)
+	}
+	if _, err := e.svc.ReviewWith(ctx, e.who(t, "mia"), whole.ID, ReviewVerdict{Approve: true, Reason: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+	ev, _ = e.aud.last(audit.TypeRequestReview)
+	if _, ok := ev.Fields["approved_roles"]; ok || ev.Actor != "mia" {
+		t.Fatalf("request.review of a whole approval names approved_roles: %+v", ev)
+	}
+}
+
+// A user token lasts at most an hour, whatever --ttl asks, and --ttl
+// shortens it.
+func TestUserTokenLastsAtMostAnHour(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	for _, c := range []struct {
+		ttl, want time.Duration
+	}{{0, time.Hour}, {5 * time.Hour, time.Hour}, {time.Hour + time.Second, time.Hour}, {10 * time.Minute, 10 * time.Minute}} {
+		tok, exp, err := e.svc.IssueUserToken(ctx, TokenSubject{User: "alice"}, c.ttl)
+		if err != nil || !strings.HasPrefix(tok, userTokenPrefix) {
+			t.Fatalf("ttl %v: %q %v", c.ttl, tok, err)
+		}
+		if want := e.clock.Now().Add(c.want); !exp.Equal(want) {
+			t.Errorf("ttl %v: expires %v, want %v", c.ttl, exp, want)
+		}
+	}
+	if UserTokenMaxTTL != time.Hour {
+		t.Errorf("UserTokenMaxTTL = %v, the README promises an hour", UserTokenMaxTTL)
+	}
+}
