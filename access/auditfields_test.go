@@ -2,12 +2,15 @@ package access
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/audit"
+	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
 // The README's audit table promises these fields: request.create names the
@@ -73,4 +76,44 @@ func TestUserTokenLastsAtMostAnHour(t *testing.T) {
 	if UserTokenMaxTTL != time.Hour {
 		t.Errorf("UserTokenMaxTTL = %v, the README promises an hour", UserTokenMaxTTL)
 	}
+}
+
+// failingAudit refuses every event, as a full disk or a dead database would.
+type failingAudit struct{}
+
+func (failingAudit) Append(context.Context, storage.Event) error {
+	return errors.New("audit store down")
+}
+
+// A user token that cannot be audited is not issued (README: user.api_token
+// is "refused if this cannot be written"), and what was stored does not
+// authenticate.
+func TestUserTokenRefusedWithoutAudit(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	st := &loginSpy{Store: e.store}
+	svc := New(st, e.pol, failingAudit{}, e.notes, Options{Clock: e.clock.Now, Logger: slog.New(slog.DiscardHandler)})
+	tok, _, err := svc.IssueUserToken(ctx, TokenSubject{User: "alice"}, 0)
+	if err == nil || tok != "" || !strings.Contains(err.Error(), "audit") {
+		t.Fatalf("IssueUserToken with the audit log down = %q, %v; want a refusal", tok, err)
+	}
+	if len(st.put) == 0 {
+		t.Fatal("no token was stored: the test checks nothing")
+	}
+	for _, id := range st.put {
+		if l, err := e.store.GetLogin(ctx, id); err == nil && !l.Revoked {
+			t.Errorf("an unaudited token is stored unrevoked: %+v", l)
+		}
+	}
+}
+
+// loginSpy notes the ids of the logins stored through it.
+type loginSpy struct {
+	Store
+	put []string
+}
+
+func (s *loginSpy) PutLogin(ctx context.Context, l storage.Login) error {
+	s.put = append(s.put, l.ID)
+	return s.Store.PutLogin(ctx, l)
 }
