@@ -117,3 +117,40 @@ func (s *loginSpy) PutLogin(ctx context.Context, l storage.Login) error {
 	s.put = append(s.put, l.ID)
 	return s.Store.PutLogin(ctx, l)
 }
+
+// A user token carries the claims of the login it was obtained with: the
+// roles claims_to_roles maps them to count at every call, and a grant
+// approved after the token was issued counts too.
+func TestUserTokenCarriesTheLoginsClaims(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	withClaims, _, err := e.svc.IssueUserToken(ctx, TokenSubject{User: "zoe", Claims: map[string][]string{"groups": {"security"}}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, _, err := e.svc.IssueUserToken(ctx, TokenSubject{User: "zoe"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eff, err := e.svc.Authenticate(ctx, withClaims)
+	if err != nil || !slices.Contains(eff.Subject.Roles, "security") {
+		t.Fatalf("token with groups=security: roles %v, %v; want security from claims_to_roles", eff.Subject.Roles, err)
+	}
+	if eff, err := e.svc.Authenticate(ctx, without); err != nil || slices.Contains(eff.Subject.Roles, "security") {
+		t.Fatalf("token without claims: roles %v, %v", eff.Subject.Roles, err)
+	}
+
+	bob, _, err := e.svc.IssueUserToken(ctx, TokenSubject{User: "bob"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.create(t, "bob", "dba")
+	e.review(t, "alice", r.ID, true)
+	e.review(t, "ivy", r.ID, true)
+	if got, _ := e.store.GetRequest(ctx, r.ID); got.State != storage.StateApproved {
+		t.Fatalf("request %+v not approved", got)
+	}
+	if eff, err := e.svc.Authenticate(ctx, bob); err != nil || !slices.Contains(eff.Subject.Roles, "dba") {
+		t.Fatalf("bob's token after his grant: roles %v, %v; want dba", eff.Subject.Roles, err)
+	}
+}
