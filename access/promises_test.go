@@ -1,5 +1,7 @@
 package access
 
+// Tests of behaviour README.md promises that no other test proved.
+
 import (
 	"context"
 	"errors"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/audit"
+	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
@@ -152,5 +155,31 @@ func TestUserTokenCarriesTheLoginsClaims(t *testing.T) {
 	}
 	if eff, err := e.svc.Authenticate(ctx, bob); err != nil || !slices.Contains(eff.Subject.Roles, "dba") {
 		t.Fatalf("bob's token after his grant: roles %v, %v; want dba", eff.Subject.Roles, err)
+	}
+}
+
+// The group an approval counts in is decided by the reviewer's roles when
+// they approve (recorded with the review), not when the rule is measured.
+func TestApprovalCountsAsTheReviewersRolesWere(t *testing.T) {
+	ctx := context.Background()
+	e := newEnvRoles(t, rulesRoles)
+	r := e.create(t, "bob", "dba")
+	e.review(t, "lee", r.ID, true) // lee is a dba-lead now
+
+	// lee becomes a manager instead; a bastion on the new policy measures.
+	p, err := policy.Parse("roles.yaml", []byte(strings.Replace(rulesRoles,
+		"{name: lee, roles: [security, dba-lead]}", "{name: lee, roles: [security, manager]}", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pol = staticPolicy{p}
+	e.svc = e.newService(e.store)
+	got, _ := e.store.GetRequest(ctx, r.ID)
+	if st := e.svc.Explain(got).Status; st != "needs 1 more approval from manager" {
+		t.Fatalf("after lee's roles changed: %q, want lee still counted as dba-lead", st)
+	}
+	got = e.review(t, "mia", r.ID, true)
+	if got.State != storage.StateApproved {
+		t.Fatalf("a dba-lead (then) and a manager approved, yet %s: %s", got.State, e.svc.Explain(got).Status)
 	}
 }
