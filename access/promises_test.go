@@ -183,3 +183,30 @@ func TestApprovalCountsAsTheReviewersRolesWere(t *testing.T) {
 		t.Fatalf("a dba-lead (then) and a manager approved, yet %s: %s", got.State, e.svc.Explain(got).Status)
 	}
 }
+
+// request.session_end names the requester, roles, the session the grant was
+// bound to and when the grant ended (README audit table).
+func TestSessionEndAuditFields(t *testing.T) {
+	ctx := context.Background()
+	e := newEnvRoles(t, rulesRoles)
+	r, err := e.svc.Ask(ctx, e.who(t, "fsr"), Ask{Roles: []string{"dba"}, Reason: "x", ForSession: true, Duration: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.review(t, "lee", r.ID, true)
+	e.review(t, "mia", r.ID, true)
+	if err := e.svc.BindSession(ctx, "s-1", []string{r.ID}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(5 * time.Minute)
+	if err := e.svc.SessionEnded(ctx, "s-1", []string{r.ID}, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ev, ok := e.aud.last(audit.TypeRequestSessionEnd)
+	roles, _ := ev.Fields["roles"].([]string)
+	end, _ := ev.Fields["grant_end"].(time.Time)
+	if !ok || ev.Actor != "gatehouse" || ev.Target != r.ID || ev.Fields["requester"] != "fsr" || !slices.Equal(roles, []string{"dba"}) ||
+		ev.Fields["session"] != "s-1" || !end.Equal(e.clock.Now()) {
+		t.Fatalf("request.session_end %+v", ev)
+	}
+}
