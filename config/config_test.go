@@ -196,3 +196,21 @@ func TestEncryptTo(t *testing.T) {
 		t.Errorf("recipients without encrypt_to = %v", rs)
 	}
 }
+
+// An age identity pasted into recording.encrypt_to by mistake is refused in
+// one line that does not repeat the secret.
+func TestEncryptToIdentityNotEchoed(t *testing.T) {
+	const secret = "AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX"
+	for _, yaml := range []string{
+		"recording: {encrypt_to: [" + secret + "]}\n",
+		"recording:\n  encrypt_to:\n    - age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n    - " + strings.ToLower(secret) + "\n",
+	} {
+		_, err := Parse("gatehouse.yaml", []byte(yaml))
+		if err == nil || !strings.Contains(err.Error(), "is an age identity (a private key)") {
+			t.Fatalf("want a refusal of the identity, got %v", err)
+		}
+		if msg := err.Error(); strings.Contains(strings.ToUpper(msg), "GFPYYSJZ") || strings.Contains(msg, "\n") {
+			t.Errorf("refusal echoes the secret or is not one line: %q", msg)
+		}
+	}
+}

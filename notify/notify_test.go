@@ -329,3 +329,24 @@ func TestNotificationsSayWhatTheRuleNeeds(t *testing.T) {
 		t.Errorf("a decision's mail repeats the approval line:\n%s", body)
 	}
 }
+
+// A generic webhook gets the approval line of a new request as the JSON
+// field "approval", and no such field on a decision.
+func TestWebhookCarriesTheApprovalLine(t *testing.T) {
+	m := Message{Event: EventCreated, Request: sampleRequest(), Actor: "bob", Link: "L", Approval: "needs 1 more approval from manager"}
+	b, err := encode("webhook", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("webhook body %s: %v", b, err)
+	}
+	if got["approval"] != "needs 1 more approval from manager" {
+		t.Errorf("webhook body %s: want \"approval\" with the rule's line", b)
+	}
+	m.Event, m.Approval = EventApproved, ""
+	if b, _ := encode("webhook", m); strings.Contains(string(b), `"approval"`) {
+		t.Errorf("a decision's webhook body has an approval field: %s", b)
+	}
+}

@@ -179,3 +179,35 @@ func TestRequestHelp(t *testing.T) {
 		t.Fatalf("RequestHelp =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// Rules of several roles that cover the same requested role all apply at
+// once: equal groups keep the largest count (whatever order their roles
+// are written in), different groups all apply, plain counts merge into one
+// "any reviewer" group with the largest count, and the most denials win.
+func TestApprovalRuleOverlap(t *testing.T) {
+	p, err := Parse("overlap.yaml", []byte(`
+roles:
+  - name: dba
+  - {name: lead}
+  - {name: manager}
+  - name: r1
+    allow:
+      review_requests: {roles: [dba], approvals: [{roles: [lead, manager], count: 1}]}
+  - name: r2
+    allow:
+      review_requests: {roles: [dba], approvals: [{roles: [manager, lead], count: 2}, {roles: [manager], count: 1}]}
+  - name: r3
+    allow:
+      review_requests: {roles: [dba], approvals: 1, denials: 2}
+  - name: r4
+    allow:
+      review_requests: {roles: [dba], approvals: 3}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule, ok := p.ApprovalRule([]string{"dba"})
+	if want := "2 approvals from lead or manager and 1 approval from manager and 3 approvals from any reviewer; 2 denials deny"; !ok || rule.String() != want {
+		t.Fatalf("overlapping rules = %v %q, want %q", ok, rule, want)
+	}
+}

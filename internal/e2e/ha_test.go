@@ -214,6 +214,10 @@ func TestHighAvailability(t *testing.T) {
 		if code, body := get(t, gh2.WebURL+"/readyz"); code != 503 || !strings.Contains(body, "FAIL recording bucket: ") {
 			t.Fatalf("bastion-2 /readyz with the bucket down = %d, want 503 and FAIL recording bucket:\n%s", code, body)
 		}
+		// Unready, yet sessions do not wait on the bucket: they spool.
+		if r := bob.SSH("root@db-1", "echo spooled-$((6*7))"); r.ExitCode != 0 || !strings.Contains(r.Stdout, "spooled-42") {
+			t.Fatalf("a session with the bucket down: %s", r)
+		}
 	})
 
 	t.Run("a lock placed through bastion-2 closes a session on bastion-1", func(t *testing.T) {
