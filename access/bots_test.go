@@ -287,3 +287,76 @@ func TestPluginSeesEveryRequest(t *testing.T) {
 		t.Fatalf("plugin list: %d, %v", len(list), err)
 	}
 }
+
+// TestCanReviewOnBehalf: the check a plugin makes before it asks a person
+// for a reason answers what the review itself would, because both decide
+// through checkReview; it changes nothing.
+func TestCanReviewOnBehalf(t *testing.T) {
+	ctx := context.Background()
+	e := newBotEnv(t)
+	plugin, _ := e.addBot(t, "slack", "plugin")
+	plain, _ := e.addBot(t, "noplugin", "autoapprove")
+	r := e.create(t, "bob", "dba")
+
+	// The bot's own right, and the person's name, are the caller's errors.
+	if _, _, err := e.svc.CanReviewOnBehalf(ctx, plain, "alice", r.ID, nil); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "may not review on behalf") {
+		t.Fatalf("bot without review_on_behalf: %v", err)
+	}
+	if _, _, err := e.svc.CanReviewOnBehalf(ctx, plugin, "bot:noplugin", r.ID, nil); !errors.Is(err, ErrRefused) {
+		t.Fatalf("a bot as the person: %v", err)
+	}
+	if _, _, err := e.svc.CanReviewOnBehalf(ctx, plugin, "alice", "nosuchid", nil); !errors.Is(err, ErrNoSuchRequest) {
+		t.Fatalf("unknown id: %v", err)
+	}
+
+	// may answers whether person may review r now; when not, the review
+	// on her behalf is refused with the same line, and nothing is recorded.
+	may := func(person, id string, want string) {
+		t.Helper()
+		got, cannot, err := e.svc.CanReviewOnBehalf(ctx, plugin, person, id, nil)
+		if err != nil || got.ID != id || !strings.Contains(cannot, want) || (want == "") != (cannot == "") {
+			t.Fatalf("CanReviewOnBehalf(%s) = %q, %v; want %q", person, cannot, err, want)
+		}
+		if cannot == "" {
+			return
+		}
+		before, _ := e.store.GetRequest(ctx, id)
+		_, err = e.svc.ReviewOnBehalf(ctx, plugin, person, id, true, "a reason")
+		if err == nil || err.Error() != cannot {
+			t.Fatalf("review by %s after the check said %q: %v", person, cannot, err)
+		}
+		if after, _ := e.store.GetRequest(ctx, id); len(after.Reviews) != len(before.Reviews) || after.State != before.State {
+			t.Fatalf("a refused review changed the request: %+v", after)
+		}
+	}
+	may("alice", r.ID, "")
+	may("ivy", r.ID, "")
+	may("bob", r.ID, "bob cannot review their own request")
+	may("carol", r.ID, "carol may not review request "+r.ID)
+	if got, err := e.store.GetRequest(ctx, r.ID); err != nil || len(got.Reviews) != 0 {
+		t.Fatalf("checks recorded a review: %+v %v", got, err)
+	}
+
+	if _, err := e.svc.ReviewOnBehalf(ctx, plugin, "alice", r.ID, true, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	may("alice", r.ID, "alice already reviewed request "+r.ID)
+	if _, err := e.svc.ReviewOnBehalf(ctx, plugin, "ivy", r.ID, true, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	may("ivy", r.ID, "request "+r.ID+" is already approved")
+
+	// Locked, she may not review, however she would come.
+	r2 := e.create(t, "carol", "dba")
+	if _, err := e.svc.Lock(ctx, Admin(), "alice", "investigation", 0); err != nil {
+		t.Fatal(err)
+	}
+	may("alice", r2.ID, "alice is locked and may not review requests")
+
+	// Past its expiry a request is reviewed by no one; the check says so
+	// and, unlike the review, leaves moving it to EXPIRED to the watch.
+	e.clock.Advance(48 * time.Hour)
+	if got, cannot, err := e.svc.CanReviewOnBehalf(ctx, plugin, "ivy", r2.ID, nil); err != nil || !strings.Contains(cannot, "expired") || got.State != storage.StatePending {
+		t.Fatalf("expired request: %q %+v %v", cannot, got.State, err)
+	}
+}

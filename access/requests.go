@@ -194,9 +194,6 @@ func (s *Service) ReviewWith(ctx context.Context, reviewer Effective, id string,
 	if err != nil {
 		return storage.Request{}, fmt.Errorf("review request %s: %w", id, err)
 	}
-	if reviewer.Lock != nil {
-		return storage.Request{}, refuse("you are locked and may not review requests")
-	}
 	return s.review(ctx, p, reviewer, "", id, v)
 }
 
@@ -216,42 +213,149 @@ func (s *Service) ReviewOnBehalfWith(ctx context.Context, bot Effective, person,
 	if err != nil {
 		return storage.Request{}, fmt.Errorf("review request %s: %w", id, err)
 	}
+	eff, err := s.onBehalf(ctx, p, bot, person)
+	if err != nil {
+		return storage.Request{}, err
+	}
+	return s.review(ctx, p, eff, bot.User(), id, v)
+}
+
+// onBehalf checks that bot may relay reviews and returns person's standing
+// now, from her users: roles, grants, lock and latest claims, as if she
+// had logged in herself.
+func (s *Service) onBehalf(ctx context.Context, p *policy.Policy, bot Effective, person string) (Effective, error) {
 	if bot.userToken {
-		return storage.Request{}, refuse("a user API token acts only as its user: on_behalf_of is for plugin bots")
+		return Effective{}, refuse("a user API token acts only as its user: on_behalf_of is for plugin bots")
 	}
 	if bot.admin || bot.Lock != nil || !p.MayReviewOnBehalf(bot.Subject) {
-		return storage.Request{}, refuse("%s may not review on behalf of others (no role of it allows review_on_behalf)", bot.User())
+		return Effective{}, refuse("%s may not review on behalf of others (no role of it allows review_on_behalf)", bot.User())
 	}
 	person = strings.TrimSpace(person)
 	if person == "" || IsBot(person) || person == AdminName || strings.ContainsAny(person, " \t\r\n") {
-		return storage.Request{}, refuse("on_behalf_of must name a person")
+		return Effective{}, refuse("on_behalf_of must name a person")
 	}
 	var claims map[string][]string
 	if s.opts.Claims != nil {
+		var err error
 		if claims, err = s.opts.Claims.LatestClaims(ctx, person); err != nil {
-			return storage.Request{}, fmt.Errorf("review request %s on behalf of %s: %w", id, person, err)
+			return Effective{}, fmt.Errorf("review on behalf of %s: %w", person, err)
 		}
 	}
 	eff, err := s.Effective(ctx, person, claims)
 	if err != nil {
-		return storage.Request{}, fmt.Errorf("review request %s on behalf of %s: %w", id, person, err)
+		return Effective{}, fmt.Errorf("review on behalf of %s: %w", person, err)
 	}
-	if eff.Lock != nil {
-		return storage.Request{}, refuse("%s is locked and may not review requests", person)
+	return eff, nil
+}
+
+// CanReviewOnBehalf answers, without reviewing, whether person may review
+// request id now: the question a plugin asks before it asks her for a
+// reason. It returns the request and, when she may not, the one line why
+// (cannot); "" means she may. approve, when not nil, asks about that verdict
+// (an approval can be refused where a denial is not: "would not count").
+// bot needs review_on_behalf exactly as for ReviewOnBehalf, and the answer
+// comes from checkReview, the check every review passes, so it can differ
+// from the review's own only when something changed in between; the review
+// checks again.
+func (s *Service) CanReviewOnBehalf(ctx context.Context, bot Effective, person, id string, approve *bool) (r storage.Request, cannot string, err error) {
+	p, err := s.policy()
+	if err != nil {
+		return storage.Request{}, "", fmt.Errorf("check review of request %s: %w", id, err)
 	}
-	return s.review(ctx, p, eff, bot.User(), id, v)
+	eff, err := s.onBehalf(ctx, p, bot, person)
+	if err != nil {
+		return storage.Request{}, "", err
+	}
+	r, err = s.store.GetRequest(ctx, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.Request{}, "", noSuchRequest(id, "see")
+	}
+	if err != nil {
+		return storage.Request{}, "", fmt.Errorf("check review of request %s: %w", id, err)
+	}
+	expired, err := checkReview(p, eff, bot.User(), id, r, s.now())
+	if err == nil && expired {
+		err = refuse("request %s expired before it was reviewed", id)
+	}
+	if err == nil && approve != nil && *approve {
+		err = checkApproval(p, eff, bot.User(), id, r)
+	}
+	var ref *Refusal
+	switch {
+	case err == nil:
+		return r, "", nil
+	case errors.As(err, &ref):
+		return r, ref.Msg, nil
+	default:
+		return storage.Request{}, "", err
+	}
+}
+
+// speaker is how a refusal names the reviewer: "you" to a person reviewing
+// directly, her name when a bot relays (via).
+func speaker(reviewer Effective, via string) (who, whose string) {
+	if via != "" {
+		return reviewer.User(), "their"
+	}
+	return "you", "your"
+}
+
+// checkReview is why reviewer may not review r now, whatever the verdict
+// and reason: locked, the requester, not a reviewer of its roles (or, for
+// a direct reviewer, not allowed to see it), no longer pending, already
+// reviewed by them. A pending request past its Expires is reported as
+// expired with no error: a review moves it to EXPIRED, a check says so.
+// Review and CanReviewOnBehalf both decide through it.
+func checkReview(p *policy.Policy, reviewer Effective, via, id string, r storage.Request, now time.Time) (expired bool, err error) {
+	who, whose := speaker(reviewer, via)
+	if reviewer.Lock != nil {
+		if via == "" {
+			return false, refuse("you are locked and may not review requests")
+		}
+		return false, refuse("%s is locked and may not review requests", reviewer.User())
+	}
+	if r.User == reviewer.User() {
+		return false, refuse("%s cannot review %s own request", who, whose)
+	}
+	// A relaying bot sees every request (review_on_behalf), so it learns
+	// nothing from the person's refusal; anyone else gets the answer a
+	// made-up id gets.
+	if via == "" && !visible(p, reviewer, r) {
+		return false, noSuchRequest(id, "review")
+	}
+	_, _, ok := mayReview(p, reviewer, r.Roles)
+	if _, ruleOK := p.ApprovalRule(r.Roles); !ok || !ruleOK {
+		return false, refuse("%s may not review request %s", who, id)
+	}
+	if r.State != storage.StatePending {
+		return false, refuse("request %s is already %s", id, strings.ToLower(r.State))
+	}
+	if !now.Before(r.Expires) {
+		return true, nil
+	}
+	for _, rv := range r.Reviews {
+		if rv.Reviewer == reviewer.User() {
+			return false, refuse("%s already reviewed request %s", who, id)
+		}
+	}
+	return false, nil
+}
+
+// checkApproval is why reviewer's approval of r would not count toward its
+// approval rule (checkReview passed first).
+func checkApproval(p *policy.Policy, reviewer Effective, via, id string, r storage.Request) error {
+	rule, _ := p.ApprovalRule(r.Roles)
+	if !rule.CanCount(reviewer.Subject.Roles) {
+		_, whose := speaker(reviewer, via)
+		return refuse("%s approval would not count: request %s needs %s", whose, id, rule.Approvals())
+	}
+	return nil
 }
 
 // review is Review for reviewer, submitted directly (via "") or by the bot
 // named in via.
 func (s *Service) review(ctx context.Context, p *policy.Policy, reviewer Effective, via, id string, v ReviewVerdict) (storage.Request, error) {
 	approve := v.Approve
-	// Refusals speak to whoever submitted: "you" directly, the person's
-	// name when a bot relays.
-	who, whose := "you", "your"
-	if via != "" {
-		who, whose = reviewer.User(), "their"
-	}
 	reason := strings.TrimSpace(v.Reason)
 	subset := cleanRoles(v.Roles)
 	if !approve && len(subset) > 0 {
@@ -263,32 +367,13 @@ func (s *Service) review(ctx context.Context, p *policy.Policy, reviewer Effecti
 	r, err := s.store.UpdateRequest(ctx, id, func(r *storage.Request) error {
 		// The store may call fn again after a lost race; start clean.
 		expired, decided = false, ""
-		if r.User == reviewer.User() {
-			return refuse("%s cannot review %s own request", who, whose)
+		var err error
+		if expired, err = checkReview(p, reviewer, via, id, *r, now); err != nil {
+			return err
 		}
-		// A relaying bot sees every request (review_on_behalf), so it learns
-		// nothing from the person's refusal; anyone else gets the answer a
-		// made-up id gets.
-		if via == "" && !visible(p, reviewer, *r) {
-			return noSuchRequest(id, "review")
-		}
-		_, _, ok := mayReview(p, reviewer, r.Roles)
-		rule, ruleOK := p.ApprovalRule(r.Roles)
-		if !ok || !ruleOK {
-			return refuse("%s may not review request %s", who, id)
-		}
-		if r.State != storage.StatePending {
-			return refuse("request %s is already %s", id, strings.ToLower(r.State))
-		}
-		if !now.Before(r.Expires) {
+		if expired {
 			expireInPlace(r, now)
-			expired = true
 			return nil
-		}
-		for _, rv := range r.Reviews {
-			if rv.Reviewer == reviewer.User() {
-				return refuse("%s already reviewed request %s", who, id)
-			}
 		}
 		// Checked here, the one place every channel's review passes (ssh,
 		// web, API, plugins on someone's behalf), so none can skip it.
@@ -303,9 +388,12 @@ func (s *Service) review(ctx context.Context, p *policy.Policy, reviewer Effecti
 		if len(subset) == len(r.Roles) {
 			subset = nil
 		}
-		if approve && !rule.CanCount(reviewer.Subject.Roles) {
-			return refuse("%s approval would not count: request %s needs %s", whose, id, rule.Approvals())
+		if approve {
+			if err := checkApproval(p, reviewer, via, id, *r); err != nil {
+				return err
+			}
 		}
+		rule, _ := p.ApprovalRule(r.Roles)
 		r.Reviews = append(r.Reviews, storage.Review{Reviewer: reviewer.User(), Via: via, Approve: approve, Reason: reason, Time: now,
 			Roles: subset, As: rule.Relevant(reviewer.Subject.Roles)})
 		r.Updated = now

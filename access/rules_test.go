@@ -282,3 +282,32 @@ func TestCreatedNotificationSaysWhatTheRuleNeeds(t *testing.T) {
 		t.Errorf("Asked = %q", got)
 	}
 }
+
+// TestCanReviewOnBehalfApproval: asked about an approval, the check also
+// says when it would not count; a denial by the same person is fine.
+func TestCanReviewOnBehalfApproval(t *testing.T) {
+	ctx := context.Background()
+	e := newEnvRoles(t, rulesRoles+`  - name: plugin
+    allow:
+      review_on_behalf: true
+`)
+	bot := Effective{}
+	bot.Subject.User, bot.Subject.Roles, bot.pol = "bot:slack", []string{"plugin"}, e.pol.p
+	r := e.create(t, "bob", "dba")
+	approve, deny := true, false
+	want := "their approval would not count: request " + r.ID + " needs 1 approval from dba-lead and 1 approval from manager"
+	if _, cannot, err := e.svc.CanReviewOnBehalf(ctx, bot, "sec", r.ID, &approve); err != nil || cannot != want {
+		t.Fatalf("sec approving: %q %v, want %q", cannot, err, want)
+	}
+	if _, err := e.svc.ReviewOnBehalf(ctx, bot, "sec", r.ID, true, "ok"); err == nil || err.Error() != want {
+		t.Fatalf("sec's approval: %v, want %q", err, want)
+	}
+	for _, v := range []*bool{&deny, nil} {
+		if _, cannot, err := e.svc.CanReviewOnBehalf(ctx, bot, "sec", r.ID, v); err != nil || cannot != "" {
+			t.Fatalf("sec denying (%v): %q %v", v, cannot, err)
+		}
+	}
+	if _, cannot, err := e.svc.CanReviewOnBehalf(ctx, bot, "lee", r.ID, &approve); err != nil || cannot != "" {
+		t.Fatalf("lee approving: %q %v", cannot, err)
+	}
+}

@@ -271,6 +271,41 @@ func (c *Client) Request(ctx context.Context, id string) (Request, error) {
 	return r, err
 }
 
+// ReviewCheck is the bastion's answer to MayReview: the request, and whether
+// the person may review it now; Why is the one line when not.
+type ReviewCheck struct {
+	Request Request
+	May     bool
+	Why     string
+}
+
+// MayReview asks, without submitting anything, whether person may review
+// request id now; approve, when not nil, asks about that verdict only (an
+// approval may not count where a denial would). The caller needs
+// review_on_behalf. The review is checked again when submitted.
+func (c *Client) MayReview(ctx context.Context, id, person string, approve *bool) (ReviewCheck, error) {
+	q := url.Values{"on_behalf_of": {person}}
+	if approve != nil {
+		q.Set("verdict", "deny")
+		if *approve {
+			q.Set("verdict", "approve")
+		}
+	}
+	var out struct {
+		Request
+		CanReview    *bool  `json:"can_review"`
+		CannotReview string `json:"cannot_review"`
+	}
+	if err := c.call(ctx, http.MethodGet, "/api/requests/"+url.PathEscape(id), q, nil, &out); err != nil {
+		return ReviewCheck{}, err
+	}
+	if out.CanReview == nil {
+		// A bastion that predates the check: let the review itself decide.
+		return ReviewCheck{Request: out.Request, May: true}, nil
+	}
+	return ReviewCheck{Request: out.Request, May: *out.CanReview, Why: out.CannotReview}, nil
+}
+
 // NewRequest is what Create sends.
 type NewRequest struct {
 	Roles []string `json:"roles,omitempty"`

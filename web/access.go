@@ -144,6 +144,12 @@ type requestView struct {
 	// Approval is the request's approval rule and how far it is ("needs 1
 	// more approval from manager").
 	Approval access.RuleStatus `json:"approval"`
+	// CanReview and CannotReview answer GET /api/requests/ID?on_behalf_of=
+	// only: whether that person may review the request now and, if not,
+	// the one line why, so a plugin refuses a click before it asks her for
+	// a reason.
+	CanReview    *bool  `json:"can_review,omitempty"`
+	CannotReview string `json:"cannot_review,omitempty"`
 }
 
 type requestsPage struct {
@@ -300,13 +306,42 @@ func viewOf(q storage.Request, v *viewer, now time.Time) requestView {
 }
 
 // apiRequest shows one request the viewer may see; any other id is 404.
+// With on_behalf_of (a caller with review_on_behalf) it also says whether
+// that person may review it now, optionally for one verdict.
 func (h *Handler) apiRequest(w http.ResponseWriter, r *http.Request, v *viewer) {
-	q, err := h.opt.Access.Get(r.Context(), v.Eff, r.PathValue("id"))
-	if err != nil {
-		h.refused(w, r, v, "look up request", err)
+	id, query := r.PathValue("id"), r.URL.Query()
+	if !query.Has("on_behalf_of") {
+		if query.Has("verdict") {
+			h.fail(w, r, v, http.StatusBadRequest, "verdict applies with on_behalf_of only")
+			return
+		}
+		q, err := h.opt.Access.Get(r.Context(), v.Eff, id)
+		if err != nil {
+			h.refused(w, r, v, "look up request", err)
+			return
+		}
+		writeJSON(w, http.StatusOK, viewOf(q, v, time.Now()))
 		return
 	}
-	writeJSON(w, http.StatusOK, viewOf(q, v, time.Now()))
+	var approve *bool
+	switch verdict := query.Get("verdict"); verdict {
+	case "":
+	case "approve", "deny":
+		approve = new(bool)
+		*approve = verdict == "approve"
+	default:
+		h.fail(w, r, v, http.StatusBadRequest, fmt.Sprintf("verdict must be approve or deny, not %q", verdict))
+		return
+	}
+	q, cannot, err := h.opt.Access.CanReviewOnBehalf(r.Context(), v.Eff, query.Get("on_behalf_of"), id, approve)
+	if err != nil {
+		h.refused(w, r, v, "check a review of request", err)
+		return
+	}
+	rv := viewOf(q, v, time.Now())
+	can := cannot == ""
+	rv.CanReview, rv.CannotReview = &can, cannot
+	writeJSON(w, http.StatusOK, rv)
 }
 
 // createRequest files a request from form or JSON fields: roles, or node

@@ -264,6 +264,9 @@ func TestAPIConformsToOpenAPI(t *testing.T) {
 	bob.want(200, "GET", "/api/requests/"+r1.ID, nil)
 	bob.want(404, "GET", "/api/requests/nope", nil)
 	anon.want(401, "GET", "/api/requests/"+r1.ID, nil)
+	plugin.want(200, "GET", "/api/requests/"+r1.ID+"?on_behalf_of=alice&verdict=approve", nil)
+	plugin.want(400, "GET", "/api/requests/"+r1.ID+"?on_behalf_of=alice&verdict=maybe", nil, "X-Test-Invalid", "1")
+	alice.want(403, "GET", "/api/requests/"+r1.ID+"?on_behalf_of=alice", nil)
 	alice.want(200, "GET", "/api/review", nil)
 	anon.want(401, "GET", "/api/review", nil)
 
@@ -559,15 +562,8 @@ func TestWatchKeepAlive(t *testing.T) {
 func TestUserTokens(t *testing.T) {
 	e := newEnvRoles(t, pluginRoles)
 	ctx := context.Background()
-	token := func(user string) string {
-		tok, _, err := e.acc.IssueUserToken(ctx, access.TokenSubject{User: user}, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
-	bob := &caller{t: t, base: e.srv.URL, c: &http.Client{}, token: token("bob")}
-	alice := &caller{t: t, base: e.srv.URL, c: &http.Client{}, token: token("alice")}
+	bob := &caller{t: t, base: e.srv.URL, c: &http.Client{}, token: mustUserToken(t, e, "bob")}
+	alice := &caller{t: t, base: e.srv.URL, c: &http.Client{}, token: mustUserToken(t, e, "alice")}
 	var me struct{ User string }
 	json.Unmarshal([]byte(bob.want(200, "GET", "/api/me", nil)), &me)
 	if me.User != "bob" {
@@ -601,4 +597,84 @@ func TestUserTokens(t *testing.T) {
 	}
 	bob.want(401, "GET", "/api/me", nil)
 	alice.want(200, "GET", "/api/me", nil)
+}
+
+// TestReviewCheckOnBehalf: a plugin bot asks whether a person may review a
+// request now (GET with on_behalf_of) and gets the answer the review would
+// give, without any review recorded; a caller without review_on_behalf is
+// refused the question.
+func TestReviewCheckOnBehalf(t *testing.T) {
+	e := newEnvRoles(t, pluginRoles)
+	v := newValidator(t, loadOpenAPI(t), e.srv.URL)
+	as := func(token string) *caller {
+		return &caller{t: t, base: e.srv.URL, c: &http.Client{Transport: v}, token: token}
+	}
+	plugin, watcher := as(addBot(t, e, "chat", time.Hour, "chat-plugin")), as(addBot(t, e, "watch", time.Hour, "watcher"))
+	bob, alice := as(mustUserToken(t, e, "bob")), as(mustUserToken(t, e, "alice"))
+	var r storage.Request
+	json.Unmarshal([]byte(bob.want(201, "POST", "/api/requests", map[string]any{"roles": []string{"dba"}, "reason": "INC-9"})), &r)
+	path := "/api/requests/" + r.ID
+
+	type answer struct {
+		ID           string
+		State        string
+		Reviews      []storage.Review
+		CanReview    *bool  `json:"can_review"`
+		CannotReview string `json:"cannot_review"`
+	}
+	ask := func(query string) answer {
+		t.Helper()
+		var a answer
+		if err := json.Unmarshal([]byte(plugin.want(200, "GET", path+query, nil)), &a); err != nil || a.ID != r.ID || a.CanReview == nil {
+			t.Fatalf("GET %s: %+v %v", query, a, err)
+		}
+		return a
+	}
+	if a := ask("?on_behalf_of=alice&verdict=approve"); !*a.CanReview || a.CannotReview != "" {
+		t.Fatalf("alice, a reviewer of dba: %+v", a)
+	}
+	for person, why := range map[string]string{
+		"sam": "sam may not review request " + r.ID,
+		"bob": "bob cannot review their own request",
+	} {
+		if a := ask("?on_behalf_of=" + person); *a.CanReview || a.CannotReview != why {
+			t.Fatalf("%s: %+v, want %q", person, a, why)
+		}
+		// The review on their behalf is refused with the same line.
+		if text := plugin.want(403, "POST", path+"/approve", map[string]string{"reason": "ok", "on_behalf_of": person}); !strings.Contains(text, why) {
+			t.Fatalf("%s's review: %s", person, text)
+		}
+	}
+	if text := plugin.want(403, "GET", path+"?on_behalf_of=bot:watch", nil); !strings.Contains(text, "on_behalf_of must name a person") {
+		t.Fatalf("on behalf of a bot: %s", text)
+	}
+
+	// Without review_on_behalf the question itself is refused.
+	if text := watcher.want(403, "GET", path+"?on_behalf_of=alice", nil); !strings.Contains(text, "may not review on behalf of others") {
+		t.Fatalf("a bot without review_on_behalf: %s", text)
+	}
+	if text := alice.want(403, "GET", path+"?on_behalf_of=alice", nil); !strings.Contains(text, "acts only as its user") {
+		t.Fatalf("a user token: %s", text)
+	}
+	plugin.want(404, "GET", "/api/requests/nope?on_behalf_of=alice", nil)
+	plugin.want(400, "GET", path+"?verdict=approve", nil)
+
+	// Asking recorded nothing; alice's review then goes through, and the
+	// next answer says the request is decided.
+	if a := ask("?on_behalf_of=alice&verdict=deny"); len(a.Reviews) != 0 || a.State != storage.StatePending {
+		t.Fatalf("after the checks: %+v", a)
+	}
+	plugin.want(200, "POST", path+"/approve", map[string]string{"reason": "ok", "on_behalf_of": "alice"})
+	if a := ask("?on_behalf_of=alice"); *a.CanReview || a.CannotReview != "request "+r.ID+" is already approved" {
+		t.Fatalf("after alice approved: %+v", a)
+	}
+}
+
+func mustUserToken(t *testing.T, e *env, user string) string {
+	t.Helper()
+	tok, _, err := e.acc.IssueUserToken(context.Background(), access.TokenSubject{User: user}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }

@@ -344,9 +344,11 @@ func (p *Plugin) firstSight(keys ...string) bool {
 }
 
 // click handles a press of Approve or Deny by the Slack user slackUser on
-// request id: when a requested role asks reviewers for a reason it opens a
-// modal for one (views.open with the click's trigger id, which Slack honours
-// for three seconds); otherwise it submits the review at once.
+// request id: a person the bastion says may not review it now gets the
+// one-line refusal at once; otherwise, when a requested role asks reviewers
+// for a reason, it opens a modal for one (views.open with the click's
+// trigger id, which Slack honours for three seconds), else it submits the
+// review at once.
 func (p *Plugin) click(ctx context.Context, slackUser, triggerID, action, id string, msg message) {
 	var approve bool
 	switch action {
@@ -360,11 +362,20 @@ func (p *Plugin) click(ctx context.Context, slackUser, triggerID, action, id str
 	if !ok {
 		return
 	}
-	req, err := p.api.Request(ctx, id)
+	// Ask the bastion first, so someone who may not review is told at the
+	// click rather than after typing a reason; the submission is checked
+	// again, as things may change in between.
+	check, err := p.api.MayReview(ctx, id, who, &approve)
 	if err != nil {
 		p.refuseAPI(ctx, slackUser, who, id, msg, err)
 		return
 	}
+	if !check.May {
+		p.log.Info("review refused", "request", id, "user", who, "slack_user", slackUser, "err", check.Why)
+		p.refuse(ctx, slackUser, msg, check.Why)
+		return
+	}
+	req := check.Request
 	if req.ReviewReasonRequired {
 		if _, err := p.slack.OpenViewContext(ctx, triggerID, reasonModal(req, approve, msg)); err != nil {
 			p.log.Warn("open the reason dialog in Slack", "request", id, "user", who, "err", err)

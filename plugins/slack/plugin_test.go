@@ -21,10 +21,14 @@ import (
 
 // fakeBastion answers the two API routes a click uses, as the real server
 // does for on-behalf reviews (the real one is exercised end to end in
-// internal/e2e TestSlackPlugin).
+// internal/e2e TestSlackPlugin): only alice may review.
 type fakeBastion struct {
 	mu      sync.Mutex
 	reviews []string // "approve alice: reason"
+	checks  []string // "alice approve": the click-time questions asked
+	// passCheck names people the click-time check lets through though
+	// their review is refused: the answer changed in between.
+	passCheck map[string]bool
 }
 
 func (b *fakeBastion) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -37,8 +41,24 @@ func (b *fakeBastion) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(parts) == 3 && r.Method == http.MethodGet {
 		// Requests whose id starts with "strict" ask reviewers for a reason.
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(apiclient.Request{ID: parts[2], User: "bob", Roles: []string{"dba"}, Reason: "INC-7",
-			State: "PENDING", ReviewReasonRequired: strings.HasPrefix(parts[2], "strict")})
+		out := struct {
+			apiclient.Request
+			CanReview    *bool  `json:"can_review,omitempty"`
+			CannotReview string `json:"cannot_review,omitempty"`
+		}{Request: apiclient.Request{ID: parts[2], User: "bob", Roles: []string{"dba"}, Reason: "INC-7",
+			State: "PENDING", ReviewReasonRequired: strings.HasPrefix(parts[2], "strict")}}
+		if q := r.URL.Query(); q.Has("on_behalf_of") {
+			person := q.Get("on_behalf_of")
+			b.mu.Lock()
+			b.checks = append(b.checks, person+" "+q.Get("verdict"))
+			may := person == "alice" || b.passCheck[person]
+			b.mu.Unlock()
+			out.CanReview = &may
+			if !may {
+				out.CannotReview = person + " may not review dba"
+			}
+		}
+		_ = json.NewEncoder(w).Encode(out)
 		return
 	}
 	if len(parts) != 4 || r.Method != http.MethodPost {
@@ -67,6 +87,12 @@ func (b *fakeBastion) got() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]string(nil), b.reviews...)
+}
+
+func (b *fakeBastion) gotChecks() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.checks...)
 }
 
 const testSecret = "test-signing-secret"
@@ -309,26 +335,46 @@ func TestReasonModal(t *testing.T) {
 		t.Fatalf("a replayed submission was submitted again: %q", got)
 	}
 
-	// Carol opens the modal too, but her submission is refused by the bastion
-	// and she hears why.
+	// Carol may not review: she hears so at her click, and no modal opens.
 	c := click
 	c.UserID, c.TriggerID = "UCAROL", "t-carol"
 	post(p, testSecret, now, c.Body())
+	if views := sl.Views(); len(views) != 1 {
+		t.Fatalf("a modal opened for someone who may not review: %+v", views)
+	}
+	eph := sl.Calls("chat.postEphemeral")
+	if len(eph) != 1 || eph[0].Form.Get("user") != "UCAROL" || eph[0].Form.Get("text") != "Gatehouse: carol may not review dba" {
+		t.Fatalf("carol's refusal %v", eph)
+	}
+	if checks := fb.gotChecks(); len(checks) != 2 || checks[0] != "alice deny" || checks[1] != "carol deny" {
+		t.Fatalf("click-time checks %q, want alice's and carol's denials", checks)
+	}
+
+	// The answer may change between click and submission: the submission
+	// is checked again by the bastion, and its refusal reaches her.
+	fb.mu.Lock()
+	fb.passCheck = map[string]bool{"carol": true}
+	fb.mu.Unlock()
+	c.TriggerID = "t-carol-2"
+	post(p, testSecret, now+1, c.Body())
 	views = sl.Views()
 	if len(views) != 2 {
 		t.Fatalf("views %+v", views)
 	}
 	sub = slacktest.Submission{UserID: "UCAROL", View: views[1], Values: map[string]map[string]string{"reason": {"reason": "why not"}}}
-	post(p, testSecret, now, sub.Body())
-	eph := sl.Calls("chat.postEphemeral")
-	if len(eph) != 1 || eph[0].Form.Get("user") != "UCAROL" || eph[0].Form.Get("text") != "Gatehouse: carol may not review dba" {
-		t.Fatalf("carol's refusal %v", eph)
+	post(p, testSecret, now+1, sub.Body())
+	eph = sl.Calls("chat.postEphemeral")
+	if len(eph) != 2 || eph[1].Form.Get("user") != "UCAROL" || eph[1].Form.Get("text") != "Gatehouse: carol may not review dba" {
+		t.Fatalf("carol's refused submission %v", eph)
+	}
+	if got := fb.got(); len(got) != 1 {
+		t.Fatalf("carol's review was recorded: %q", got)
 	}
 	// When the modal cannot be opened (here: no trigger id), the clicker
 	// is told and nothing is submitted.
 	c.UserID, c.TriggerID = "UALICE", ""
 	post(p, testSecret, now+3, c.Body())
-	if eph := sl.Calls("chat.postEphemeral"); len(eph) != 2 || !strings.Contains(eph[1].Form.Get("text"), "could not be opened") {
+	if eph := sl.Calls("chat.postEphemeral"); len(eph) != 3 || !strings.Contains(eph[2].Form.Get("text"), "could not be opened") {
 		t.Fatalf("reused trigger: %v", eph)
 	}
 }
