@@ -23,7 +23,10 @@
 //
 // API callers are bots (bots.go) or people through a user API token
 // (usertokens.go), which Authenticate turns into the same Effective a web or
-// SSH caller gets, so every channel runs the same checks.
+// SSH caller gets, so every channel runs the same checks. Every review,
+// whoever submits it, passes checkReview; CanReviewOnBehalf asks the same
+// check without reviewing, so a plugin can refuse a click before it asks
+// the person for a reason.
 // A request asks for whole roles, or (Ask with Node and Login) for one login
 // on one node; a reviewer may approve some of the requested roles
 // (ReviewVerdict),

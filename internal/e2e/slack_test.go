@@ -22,7 +22,8 @@ import (
 // clicks Approve (a signed interaction, as Slack sends it); bob's very next
 // connection works; the audit log names alice as reviewer via bot:slack; the
 // message was updated and bob told; breakglass asks reviewers for a reason,
-// so sam's click opens a modal and his typed reason goes with his approval;
+// so carol's click there is refused at once, without a modal, and sam's
+// click opens a modal and his typed reason goes with his approval;
 // a plugin restarted mid-stream posts the request made while it was down.
 func TestSlackPlugin(t *testing.T) {
 	e2e.RequireAccount(t, "root")
@@ -146,6 +147,23 @@ email_domain: example.com
 	// modal open; the reason he types goes with his approval.
 	bg := env.request(t, bob, "breakglass", "INC-11 primary down", "10m")
 	bgTS := waitPosted(t, sl, bg).TS
+	// Carol may not review breakglass: she is told at the click, before any
+	// modal asks her for a reason she could not use.
+	ephBefore := len(sl.Calls("chat.postEphemeral"))
+	cc := slacktest.Click{UserID: "UCAROL", ActionID: "gatehouse_approve", Value: bg, Channel: "CREQ", MessageTS: bgTS, TriggerID: "e2e-carol-bg"}
+	if code, err := slacktest.Post(http.DefaultClient, interactions, secret, time.Now().Unix(), cc.Body()); err != nil || code != http.StatusOK {
+		t.Fatalf("carol clicks Approve on breakglass: %d %v", code, err)
+	}
+	calls, ok = sl.WaitFor(time.Minute, func(cs []slacktest.Call) bool { return countCalls(cs, "chat.postEphemeral") > ephBefore })
+	if !ok {
+		t.Fatalf("no ephemeral refusal for carol on breakglass; calls: %v", calls)
+	}
+	if eph := lastCall(calls, "chat.postEphemeral"); eph.Form.Get("user") != "UCAROL" || !strings.HasPrefix(eph.Form.Get("text"), "Gatehouse: carol may not review") {
+		t.Fatalf("ephemeral refusal on breakglass %v", eph.Form)
+	}
+	if n := len(sl.Calls("views.open")); n != 0 {
+		t.Fatalf("carol's refused click opened %d modal(s)", n)
+	}
 	c := slacktest.Click{UserID: "USAM", ActionID: "gatehouse_approve", Value: bg, Channel: "CREQ", MessageTS: bgTS, TriggerID: "e2e-sam"}
 	if code, err := slacktest.Post(http.DefaultClient, interactions, secret, time.Now().Unix(), c.Body()); err != nil || code != http.StatusOK {
 		t.Fatalf("sam clicks Approve: %d %v", code, err)
