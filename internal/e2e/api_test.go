@@ -198,7 +198,8 @@ func asAPIError(err error, target **apiclient.Error) bool {
 
 // TestWorkflowAPIWatchAcrossBastions: on an HA pair, a watch on bastion-2
 // sees a request created over ssh on bastion-1 and its approval through
-// bastion-1's API; the event ids come from the shared audit chain.
+// bastion-1's API; the event ids come from the shared audit chain; a bot
+// removed through bastion-1 is refused on bastion-2 at once.
 func TestWorkflowAPIWatchAcrossBastions(t *testing.T) {
 	e2e.RequireSystem(t)
 	e2e.RequireAccount(t, "root")
@@ -240,4 +241,13 @@ func TestWorkflowAPIWatchAcrossBastions(t *testing.T) {
 		t.Fatalf("on bastion-2 after the approval: %+v then %+v", reviewed, approved)
 	}
 	allowedJump(t, bob, "root@db-1", "root")
+
+	// bot rm through bastion-1: the very next call on bastion-2 is refused,
+	// since every use of a token is checked against the shared store.
+	gh1.MustRun("bot", "rm", "--name", "approver-bot")
+	_, err := api2.Request(ctx, id)
+	var apiErr *apiclient.Error
+	if !asAPIError(err, &apiErr) || apiErr.Status != 401 {
+		t.Fatalf("the removed bot's token on bastion-2: %v, want 401", err)
+	}
 }
