@@ -68,14 +68,33 @@ func (s *Service) Authorize(ctx context.Context, id Identity, login string, node
 	return e.Decide(login, node), nil
 }
 
+// Admit is Authorize's answer before any login or node is named: may this
+// identity use the bastion's own commands now. Only a lock refuses here,
+// with the verdict Authorize would give; a standing that cannot be read is
+// an error, which callers treat as no.
+func (s *Service) Admit(ctx context.Context, id Identity) (Verdict, error) {
+	e, err := s.Effective(ctx, id.User, id.Claims)
+	if err != nil {
+		return Verdict{}, fmt.Errorf("admit %s: %w", id.User, err)
+	}
+	if e.Lock != nil {
+		return e.lockVerdict(), nil
+	}
+	return Verdict{Standing: e, Allowed: true}, nil
+}
+
+// lockVerdict is the refusal of a locked user, wherever they come.
+func (e Effective) lockVerdict() Verdict {
+	return Verdict{Standing: e, Rule: RuleLock, Reason: e.User() + " is locked", Notice: e.LockNotice()}
+}
+
 // Decide is Authorize's decision from a standing already read: pure, no
 // I/O. A standing without a policy (Admin) is refused.
 func (e Effective) Decide(login string, node policy.Node) Verdict {
-	v := Verdict{Standing: e}
 	if e.Lock != nil {
-		v.Rule, v.Reason, v.Notice = RuleLock, e.User()+" is locked", e.LockNotice()
-		return v
+		return e.lockVerdict()
 	}
+	v := Verdict{Standing: e}
 	if e.pol == nil {
 		v.Rule = "no roles policy loaded"
 		v.Reason = v.Rule

@@ -102,6 +102,11 @@ func TestAuthorize(t *testing.T) {
 			if v.Rule == RuleLock && (v.Reason != "bob is locked" || v.Hint != "" || strings.Contains(v.Notice+v.Reason, "investigation")) {
 				t.Errorf("lock verdict %+v: want reason `bob is locked`, no hint, no lock reason", v)
 			}
+			// The bastion's own commands are refused exactly when, and with
+			// the line that, a lock refuses the login.
+			if a, err := e.svc.Admit(ctx, tc.id); err != nil || a.Allowed == (v.Rule == RuleLock) || (!a.Allowed && (a.Notice != v.Notice || a.Rule != RuleLock)) {
+				t.Errorf("Admit = %+v, %v; Authorize's rule %q notice %q", a, err, v.Rule, v.Notice)
+			}
 			if v.Standing.User() != tc.id.User {
 				t.Errorf("Standing is of %q, want %q", v.Standing.User(), tc.id.User)
 			}

@@ -80,7 +80,7 @@ func (s *Server) Recheck(ctx context.Context, user, notice string) int {
 		why := &UserError{Line: notice}
 		if notice == "" {
 			why = userErrorf("access as %s on %s is no longer allowed (%s); session closed", c.login, c.node.Name, v.Reason)
-			if v.Rule == "lock" {
+			if v.Rule == RuleLock {
 				// Same words as the lock's change event, whichever comes first.
 				why = userErrorf("your access was locked at %s; session closed", time.Now().Format("15:04"))
 			} else if old := c.currentVerdict(); len(old.RequestIDs) > 0 {

@@ -29,7 +29,7 @@ func (g *gatedAuthorizer) Authorize(ctx context.Context, id proxy.Identity, logi
 		return g.allowUbuntu.Authorize(ctx, id, login, n)
 	}
 	if g.locked.Load() {
-		return proxy.Verdict{Reason: id.User + " is locked", Rule: "lock", Notice: id.User + " is locked; contact your security team"}, nil
+		return proxy.Verdict{Reason: id.User + " is locked", Rule: proxy.RuleLock, Notice: id.User + " is locked; contact your security team"}, nil
 	}
 	return g.allowUbuntu.Authorize(ctx, id, login, n)
 }

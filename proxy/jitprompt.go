@@ -184,7 +184,7 @@ func (d *requestDialog) run(ctx context.Context) bool {
 	}
 	req, err := d.desk.File(ctx, opt.Role, reason, dur)
 	if err != nil {
-		d.println("gatehouse: " + userMessage(err, "the request could not be filed; try again"))
+		d.println(userLine(err, "gatehouse: the request could not be filed; try again"))
 		return false
 	}
 	who := "anyone who may review " + termsafe.String(opt.Role) + " requests"
@@ -328,7 +328,7 @@ type awaited struct {
 func (d *requestDialog) decided(req FiledRequest, a awaited) bool {
 	id := termsafe.String(req.ID)
 	if a.err != nil {
-		d.println("gatehouse: " + userMessage(a.err, "the request's state could not be read; see: ssh bastion requests "+id))
+		d.println(userLine(a.err, "gatehouse: the request's state could not be read; see: ssh bastion requests "+id))
 		return false
 	}
 	by := ""
@@ -351,7 +351,7 @@ func (d *requestDialog) decided(req FiledRequest, a awaited) bool {
 func (d *requestDialog) cancel(ctx context.Context, req FiledRequest) bool {
 	id := termsafe.String(req.ID)
 	if err := d.desk.Cancel(context.WithoutCancel(ctx), req.ID); err != nil {
-		d.println(fmt.Sprintf("gatehouse: request %s not cancelled: %s", id, userMessage(err, "try: ssh bastion cancel "+id)))
+		d.println(userLine(err, fmt.Sprintf("gatehouse: request %s not cancelled; try: ssh bastion cancel %s", id, id)))
 		return false
 	}
 	d.println(fmt.Sprintf("gatehouse: request %s cancelled", id))
@@ -439,12 +439,12 @@ func (d *requestDialog) print(s string) { _, _ = io.WriteString(d.out, s) }
 
 func (d *requestDialog) println(s string) { d.print(s + "\r\n") }
 
-// userMessage is err's text when it is meant for the user (a
-// RequestRefusedError), else fallback: internal detail goes to the log.
-func userMessage(err error, fallback string) string {
-	var r *RequestRefusedError
-	if errors.As(err, &r) {
-		return termsafe.String(r.Msg)
+// userLine is err's line when it is meant for the user (a UserError),
+// else fallback: internal detail goes to the log.
+func userLine(err error, fallback string) string {
+	var ue *UserError
+	if errors.As(err, &ue) {
+		return ue.Line
 	}
 	return fallback
 }

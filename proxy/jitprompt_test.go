@@ -290,7 +290,7 @@ func TestJITPromptIdle(t *testing.T) {
 
 func TestJITPromptFilingRefused(t *testing.T) {
 	g := startDialogue(t, optDBA)
-	g.desk.fileErr = &RequestRefusedError{Msg: "you are locked and may not request roles"}
+	g.desk.fileErr = &UserError{Line: "gatehouse: you are locked and may not request roles"}
 	g.screen.waitFor(t, "reason (required): ")
 	g.typ(t, "x\r\r")
 	if g.result(t) {

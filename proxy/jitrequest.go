@@ -30,8 +30,7 @@ type AccessRequester interface {
 	// login on node; none (or an error) means the refusal stands.
 	RequestOptions(ctx context.Context, id Identity, login string, node config.Node) ([]RequestOption, error)
 	// FileRequest files a request, as `request` over SSH does: audited,
-	// reviewers notified. A refusal meant for the user is a
-	// *RequestRefusedError.
+	// reviewers notified. A refusal meant for the user is a *UserError.
 	FileRequest(ctx context.Context, id Identity, role, reason string, d time.Duration) (FiledRequest, error)
 	// AwaitRequest blocks until the request is no longer pending.
 	AwaitRequest(ctx context.Context, id Identity, requestID string) (RequestOutcome, error)
@@ -62,11 +61,6 @@ type RequestOutcome struct {
 	Reason string
 }
 
-// RequestRefusedError is a refusal whose text is shown to the user.
-type RequestRefusedError struct{ Msg string }
-
-func (e *RequestRefusedError) Error() string { return e.Msg }
-
 // userDesk binds an AccessRequester to one user for the dialogue, and
 // logs the failures the user is not told about.
 type userDesk struct {
@@ -93,8 +87,8 @@ func (u userDesk) Cancel(ctx context.Context, id string) error {
 }
 
 func (u userDesk) logged(what string, err error) error {
-	var ref *RequestRefusedError
-	if err != nil && !errors.As(err, &ref) {
+	var ue *UserError
+	if err != nil && !errors.As(err, &ue) {
 		u.log.Error(what, "user", u.id.User, "err", err)
 	}
 	return err

@@ -306,7 +306,7 @@ func TestRecheckLoopEndsRevokedSession(t *testing.T) {
 			name:   "user locked",
 			revoke: func(az *proxytest.Authorizer) { az.Lock("bob", "bob is locked") },
 			notice: `gatehouse: your access was locked at ` + hhmm + `; session closed`,
-			rule:   "lock",
+			rule:   proxy.RuleLock,
 		},
 		{
 			name:  "grant ended",

@@ -22,7 +22,7 @@ func TestRefusalEscapesTheLogin(t *testing.T) {
 // TestRefusalOfALock: a refusal worded whole (a lock) replaces the "may
 // not log in as" line and adds no hint.
 func TestRefusalOfALock(t *testing.T) {
-	v := Verdict{Rule: "lock", Reason: "bob is locked", Notice: "bob is locked; contact your security team", Hint: "request one"}
+	v := Verdict{Rule: RuleLock, Reason: "bob is locked", Notice: "bob is locked; contact your security team", Hint: "request one"}
 	if got, want := refusal("bob", "root", "db-1", v).Line, "gatehouse: bob is locked; contact your security team"; got != want {
 		t.Errorf("refusal = %q, want %q", got, want)
 	}

@@ -23,11 +23,15 @@ type Identity struct {
 	Expires time.Time
 }
 
+// RuleLock is the Rule of a verdict refusing a locked user; the
+// Authorizer's implementation uses the same word.
+const RuleLock = "lock"
+
 // Verdict is the Authorizer's answer for one login on one node.
 type Verdict struct {
 	Allowed         bool
 	Reason          string // user-facing, no other users' roles or nodes
-	Rule            string // the rule that decided ("lock" for a locked user)
+	Rule            string // the rule that decided (RuleLock for a locked user)
 	Notice          string // set on a refusal worded whole (a lock): the line after "gatehouse: "
 	Hint            string // what the user can do about a refusal
 	Roles           []string

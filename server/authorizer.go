@@ -33,15 +33,15 @@ func toAccessIdentity(id proxy.Identity) access.Identity {
 // bastion command fails closed.
 var errUnchecked = errors.New("access could not be checked right now; try again")
 
-// Admit gates the bastion's own commands: a locked user gets the lock's
-// one line, and a store that cannot be read refuses.
+// Admit gates the bastion's own commands through access.Admit: a locked
+// user gets the lock's one line, and a store that cannot be read refuses.
 func (a *authorizer) Admit(ctx context.Context, id proxy.Identity) error {
-	eff, err := a.access.Effective(ctx, id.User, id.Claims)
+	v, err := a.access.Admit(ctx, toAccessIdentity(id))
 	if err != nil {
 		return errUnchecked
 	}
-	if n := eff.LockNotice(); n != "" {
-		return errors.New(n)
+	if !v.Allowed {
+		return errors.New(v.Notice)
 	}
 	return nil
 }

@@ -97,7 +97,7 @@ func TestAuthorizerPassesTheDecision(t *testing.T) {
 	}
 	v, err = env.az.Authorize(ctx, authzBob, "ubuntu", authzNode)
 	want := "bob is locked until " + exp.Local().Format("2006-01-02 15:04 MST") + "; contact your security team"
-	if err != nil || v.Allowed || v.Rule != access.RuleLock || v.Notice != want || v.Reason != "bob is locked" {
+	if err != nil || v.Allowed || v.Rule != access.RuleLock || access.RuleLock != proxy.RuleLock || v.Notice != want || v.Reason != "bob is locked" {
 		t.Errorf("locked: %+v, %v; want rule lock, notice %q", v, err, want)
 	}
 	if err := env.az.Admit(ctx, authzBob); err == nil || err.Error() != want {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/config"
+	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 )
 
@@ -64,7 +65,7 @@ func (a *authorizer) CancelRequest(ctx context.Context, id proxy.Identity, reque
 func userFacing(err error) error {
 	var ref *access.Refusal
 	if errors.As(err, &ref) {
-		return &proxy.RequestRefusedError{Msg: ref.Msg}
+		return &proxy.UserError{Line: "gatehouse: " + termsafe.String(ref.Msg), Cause: err}
 	}
 	return err
 }

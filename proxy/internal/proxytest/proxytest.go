@@ -108,7 +108,7 @@ func (a *Authorizer) Authorize(_ context.Context, id proxy.Identity, login strin
 
 func (a *Authorizer) decide(user, login, node string) (proxy.Verdict, error) {
 	if text, ok := a.locked[user]; ok {
-		return proxy.Verdict{Reason: text, Rule: "lock", Notice: text}, nil
+		return proxy.Verdict{Reason: text, Rule: proxy.RuleLock, Notice: text}, nil
 	}
 	for _, r := range slices.Backward(a.rules) {
 		if r.matches(user, login, node) {
