@@ -19,12 +19,13 @@ import (
 // with recording.encrypt_to, encrypted) as they are written; the legacy
 // forms are what earlier versions wrote, still read.
 const (
-	castExt       = ".cast.zst"
-	castSealedExt = ".cast.ages"
-	rawExt        = ".raw.zst"
-	rawSealedExt  = ".raw.ages"
-	legacyGzExt   = ".cast.gz" // closed casts of earlier versions
-	legacyExt     = ".cast"    // live casts of earlier versions, left by a crash
+	castExt        = ".cast.zst"
+	castSealedExt  = ".cast.ages"
+	rawExt         = ".raw.zst"
+	rawSealedExt   = ".raw.ages"
+	legacyGzExt    = ".cast.gz" // closed casts of earlier versions
+	legacyExt      = ".cast"    // live casts of earlier versions, left by a crash
+	legacyRawGzExt = ".raw.gz"  // raw stores of earlier versions (gzip members)
 )
 
 var (
@@ -79,7 +80,7 @@ func Files(id string) ([]string, error) {
 		return nil, err
 	}
 	var out []string
-	for _, ext := range []string{castSealedExt, castExt, legacyGzExt, legacyExt, rawSealedExt, rawExt} {
+	for _, ext := range []string{castSealedExt, castExt, legacyGzExt, legacyExt, rawSealedExt, rawExt, legacyRawGzExt} {
 		out = append(out, b+ext)
 	}
 	return out, nil

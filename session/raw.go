@@ -408,7 +408,7 @@ func OpenRaw(dir, id string, ids ...age.Identity) (*RawReader, io.Closer, error)
 
 // OpenRawFS is OpenRaw on the recordings in fsys.
 func OpenRawFS(fsys fs.FS, id string, ids ...age.Identity) (*RawReader, io.Closer, error) {
-	rc, err := openStored(fsys, id, []string{rawSealedExt, rawExt}, ids)
+	rc, err := openStored(fsys, id, []string{rawSealedExt, rawExt, legacyRawGzExt}, ids)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("open raw recording %s: %w", id, ErrNoRawRecording)
 	}

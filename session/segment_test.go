@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -248,6 +249,63 @@ func TestOpenLegacyGzip(t *testing.T) {
 	}
 }
 
+// Raw stores of earlier versions (the same records in gzip members) stay
+// readable: today's store, decoded and gzipped, reads back the same.
+func TestOpenLegacyGzipRaw(t *testing.T) {
+	dir := t.TempDir()
+	r, err := NewRawRecorder(dir, testID, RawOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Write(Stdin, []byte("ls -l\n"))
+	r.Write(Stdout, []byte("total 0\n"))
+	if _, err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := base(dir, testID)
+	f, err := os.Open(b + rawExt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	if _, err := io.Copy(zw, plain); err != nil {
+		t.Fatal(err)
+	}
+	zw.Close()
+	plain.Close()
+	f.Close()
+	if err := os.WriteFile(b+legacyRawGzExt, z.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(b + rawExt); err != nil {
+		t.Fatal(err)
+	}
+	rr, c, err := OpenRaw(dir, testID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got []string
+	for {
+		rec, err := rr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d:%s", rec.Stream, rec.Data))
+	}
+	if want := fmt.Sprintf("%d:ls -l\n %d:total 0\n", Stdin, Stdout); strings.Join(got, " ") != want {
+		t.Errorf("records %q, want %q", got, want)
+	}
+}
+
 // A zstd cast cut inside a frame reads its earlier frames and then
 // reports the cut.
 func TestZstdCutInsideFrame(t *testing.T) {
@@ -286,7 +344,7 @@ func TestFilesNamesEveryForm(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := base("", testID)
-	want := []string{b + ".cast.ages", b + ".cast.zst", b + ".cast.gz", b + ".cast", b + ".raw.ages", b + ".raw.zst"}
+	want := []string{b + ".cast.ages", b + ".cast.zst", b + ".cast.gz", b + ".cast", b + ".raw.ages", b + ".raw.zst", b + ".raw.gz"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("Files = %v, want %v", got, want)
 	}
