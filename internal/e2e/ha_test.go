@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"bufio"
 	"encoding/base64"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -117,6 +118,26 @@ func TestHighAvailability(t *testing.T) {
 		}
 		if r := gh2.MustRun("sessions", "ls", "--grep", "root", "--node", "db-1"); !strings.Contains(r.Stdout, id) {
 			t.Fatalf("sessions ls --grep on bastion-2 does not find %s in the bucket: %s", id, r)
+		}
+		// The web player's API and the web search read the bucket too.
+		reader := addBot(t, gh2, "player-bot", "session-control")
+		apiGet := func(path string) (int, string) {
+			t.Helper()
+			req, _ := http.NewRequest(http.MethodGet, gh2.WebURL+path, nil)
+			req.Header.Set("Authorization", "Bearer "+reader)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("GET %s: %v", path, err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(body)
+		}
+		if code, body := apiGet("/api/sessions/" + id + "/recording"); code != http.StatusOK || !strings.Contains(body, `"version":2`) || !strings.Contains(body, "root") {
+			t.Fatalf("bastion-2's web player API for %s: %d %.300s", id, code, body)
+		}
+		if code, body := apiGet("/api/sessions?grep=root&node=db-1"); code != http.StatusOK || !strings.Contains(body, id) {
+			t.Fatalf("bastion-2's web search for root: %d %.300s", code, body)
 		}
 		// Nothing of it was ever in bastion-2's folders.
 		if files := spooled(t, gh2, id); len(files) != 0 {
