@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse-dev/gatehouse/internal/sshtest"
+	"github.com/gatehouse-dev/gatehouse/internal/termsafe/termsafetest"
 	"github.com/gatehouse-dev/gatehouse/proxy"
 	"github.com/gatehouse-dev/gatehouse/proxy/internal/proxytest"
 	"github.com/gatehouse-dev/gatehouse/storage"
@@ -189,6 +190,36 @@ func TestInnerChannelRefusals(t *testing.T) {
 			}
 			wantFields(t, ev, tc.denied)
 		})
+	}
+}
+
+// The client chooses the login and the channel type; a refusal that
+// repeats them shows them escaped, on one line, as every UserError line
+// is terminal-safe.
+func TestChannelRefusalsEscapeTheClientsWords(t *testing.T) {
+	az := proxytest.NewAuthorizer()
+	az.Allow("bob", proxytest.Any, "web-1", proxy.Verdict{})
+	mem := &memAudit{}
+	b := harness{az: az, aud: mem, mem: mem, node: func(o *sshtest.Options) { o.Logins = nil }}.start(t)
+	for name, attack := range termsafetest.Attacks {
+		inner, closeAll, err := b.dialInner(t, "bob", attack)
+		if err != nil {
+			t.Fatalf("%s: jump: %v", name, err)
+		}
+		_, fwdErr := inner.Dial("tcp", "127.0.0.1:9")
+		_, _, typeErr := inner.OpenChannel(attack, nil)
+		closeAll()
+		for what, err := range map[string]error{"port forward as the login": fwdErr, "channel type": typeErr} {
+			var oce *ssh.OpenChannelError
+			if !errors.As(err, &oce) {
+				t.Errorf("%s, %s: want a refused channel, got %v", name, what, err)
+				continue
+			}
+			termsafetest.Inert(t, name+", "+what, oce.Message)
+			if strings.Contains(oce.Message, "\n") {
+				t.Errorf("%s, %s: %q is more than one line", name, what, oce.Message)
+			}
+		}
 	}
 }
 
