@@ -102,6 +102,8 @@ type harness struct {
 	rec    proxy.RecorderFactory
 	aud    proxy.Auditor
 	mem    *memAudit
+	// node, when set, changes the in-process node's options.
+	node func(*sshtest.Options)
 	// realSSHD runs web-1 as a real OpenSSH sshd with the account
 	// ubuntu (root only; the test is skipped otherwise), for benchmarks
 	// that measure what a node really costs.
@@ -127,7 +129,11 @@ func (h harness) start(t testing.TB) *bastion {
 		node := e2e.StartNode(t, "web-1", e2e.NodeOptions{TrustedUserCAKeys: caFile})
 		web1.Address, web1.HostKey = node.Addr, node.HostKeyLine
 	} else {
-		b.node = sshtest.Start(t, sshtest.Options{UserCA: auth.UserCAKey(), Logins: []string{"ubuntu", "root", "deploy"}})
+		nopt := sshtest.Options{UserCA: auth.UserCAKey(), Logins: []string{"ubuntu", "root", "deploy"}}
+		if h.node != nil {
+			h.node(&nopt)
+		}
+		b.node = sshtest.Start(t, nopt)
 		web1.Address, web1.HostKey = b.node.Addr, b.node.HostKeyLine
 	}
 	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "gh.db"))
@@ -184,15 +190,38 @@ func (b *bastion) dialInner(t testing.TB, user, login string) (inner *ssh.Client
 	return b.dialNode(t, user, login, "web-1")
 }
 
+// hostKeys checks host certificates of the bastion's host CA, as a
+// client with its @cert-authority line does.
+func (b *bastion) hostKeys() ssh.HostKeyCallback {
+	hostCA := b.auth.HostCAKey().Marshal()
+	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), hostCA) }}
+	return checker.CheckHostKey
+}
+
+// dialBastion opens the outer connection `ssh -J user@bastion` does,
+// as user with a certificate from the bastion's CA.
+func (b *bastion) dialBastion(t testing.TB, user string) (*ssh.Client, error) {
+	t.Helper()
+	return b.dialBastionWith(t, user, b.userSigner(t, user))
+}
+
+// dialBastionWith is dialBastion with key.
+func (b *bastion) dialBastionWith(t testing.TB, user string, key ssh.Signer) (*ssh.Client, error) {
+	t.Helper()
+	outer, err := ssh.Dial("tcp", b.addr, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(key)},
+		HostKeyCallback: b.hostKeys(), HostKeyAlgorithms: []string{ssh.CertAlgoED25519v01}, Timeout: 10 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("bastion: %w", err)
+	}
+	return outer, nil
+}
+
 // dialNode is dialInner to any node name.
 func (b *bastion) dialNode(t testing.TB, user, login, node string) (inner *ssh.Client, close func(), err error) {
 	t.Helper()
-	hostCA := b.auth.HostCAKey().Marshal()
-	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return bytes.Equal(k.Marshal(), hostCA) }}
-	outer, err := ssh.Dial("tcp", b.addr, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.PublicKeys(b.userSigner(t, user))},
-		HostKeyCallback: checker.CheckHostKey, HostKeyAlgorithms: []string{ssh.CertAlgoED25519v01}, Timeout: 10 * time.Second})
+	outer, err := b.dialBastion(t, user)
 	if err != nil {
-		return nil, nil, fmt.Errorf("bastion: %w", err)
+		return nil, nil, err
 	}
 	tunnel, err := outer.Dial("tcp", node+":22")
 	if err != nil {
@@ -200,7 +229,7 @@ func (b *bastion) dialNode(t testing.TB, user, login, node string) (inner *ssh.C
 		return nil, nil, fmt.Errorf("direct-tcpip: %w", err)
 	}
 	c, chans, reqs, err := ssh.NewClientConn(tunnel, node+":22", &ssh.ClientConfig{User: login,
-		HostKeyCallback: checker.CheckHostKey, HostKeyAlgorithms: []string{ssh.CertAlgoED25519v01}})
+		HostKeyCallback: b.hostKeys(), HostKeyAlgorithms: []string{ssh.CertAlgoED25519v01}})
 	if err != nil {
 		outer.Close()
 		return nil, nil, fmt.Errorf("inner: %w", err)

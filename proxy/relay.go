@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/gatehouse-dev/gatehouse/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/session/sftp"
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
@@ -100,12 +101,14 @@ func (s *Server) handleInnerChannel(ctx context.Context, lc *liveConn, nc ssh.Ne
 		if !v.PortForwarding {
 			s.audit(ctx, storage.Event{Type: audit.TypePortForward, Actor: lc.ident.User, Target: lc.node.Name, Outcome: "denied",
 				Fields: map[string]any{"direction": "local", "login": lc.login, "host": fwd.Host, "port": fwd.Port}})
-			rejectChannel(nc, ssh.Prohibited, userErrorf("port forwarding is not allowed for %s as %s on %s", lc.ident.User, lc.login, lc.node.Name))
+			// The login is what the client sent: escaped, as in refusal.
+			f := termsafe.String
+			rejectChannel(nc, ssh.Prohibited, userErrorf("port forwarding is not allowed for %s as %s on %s", f(lc.ident.User), f(lc.login), f(lc.node.Name)))
 			return
 		}
 		s.bridgeChannel(ctx, lc, nc, up.conn, "local")
 	default:
-		rejectChannel(nc, ssh.UnknownChannelType, userErrorf("unsupported channel type %s", nc.ChannelType()))
+		rejectChannel(nc, ssh.UnknownChannelType, userErrorf("unsupported channel type %s", termsafe.String(nc.ChannelType())))
 	}
 }
 

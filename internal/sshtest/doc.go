@@ -13,9 +13,12 @@
 //
 // It serves exec with a handful of built-in commands instead of a shell
 // (see Node.Run), a shell on a pty that echoes its input back, the sftp
-// subsystem (pkg/sftp over the test process's file system) and
-// direct-tcpip. It is a stand-in for unit tests: the end-to-end suite
-// (internal/e2e) runs real sshd nodes.
+// subsystem (pkg/sftp over the test process's file system), direct-tcpip
+// and tcpip-forward (remote forwarding on loopback; the forwarded-tcpip
+// channels its client refuses are kept for the test), and can limit the
+// session channels of a connection as sshd's MaxSessions. It is a
+// stand-in for unit tests: the end-to-end suite (internal/e2e) runs real
+// sshd nodes.
 //
 // NewSigner and Loopback are the pieces tests of SSH code share besides
 // a node: a fresh key (a CA, host or user key) and the two ends of a

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +34,11 @@ type Options struct {
 	// plain key, as sshd's HostCertificate.
 	HostCA    ssh.Signer
 	HostNames []string
+	// MaxSessions, when above zero, is how many session channels one
+	// connection may have open, as sshd's MaxSessions: one more is
+	// refused as sshd refuses it (administratively prohibited, "open
+	// failed").
+	MaxSessions int
 }
 
 // Login is one authentication the node accepted: the login asked for and
@@ -62,9 +68,10 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	conns  map[net.Conn]bool
-	logins []Login
+	mu      sync.Mutex
+	conns   map[net.Conn]bool
+	logins  []Login
+	refused []error
 }
 
 // extLogin carries the accepted Login from authentication to the
@@ -127,6 +134,15 @@ func (n *Node) Logins() []Login {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return slices.Clone(n.logins)
+}
+
+// Refused are the errors of the forwarded-tcpip channels the node asked
+// its client to open and was refused (an *ssh.OpenChannelError each),
+// oldest first.
+func (n *Node) Refused() []error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.refused)
 }
 
 func (n *Node) accept() {
@@ -198,18 +214,25 @@ func (n *Node) serveConn(c net.Conn) {
 	n.mu.Lock()
 	n.logins = append(n.logins, l)
 	n.mu.Unlock()
-	go ssh.DiscardRequests(reqs)
 	// connCtx ends with the connection: what a channel waits on
 	// outside the connection (a forwarded socket) is let go then.
 	connCtx, cancel := context.WithCancel(n.ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
+	wg.Add(1)
+	go func() { defer wg.Done(); n.globalRequests(connCtx, sc, reqs, &wg) }()
+	var sessions atomic.Int32 // open session channels
 	for nc := range chans {
 		switch nc.ChannelType() {
 		case "session":
+			if n.opt.MaxSessions > 0 && int(sessions.Load()) >= n.opt.MaxSessions {
+				_ = nc.Reject(ssh.Prohibited, "open failed")
+				continue
+			}
+			sessions.Add(1)
 			wg.Add(1)
-			go func() { defer wg.Done(); n.session(sc, nc) }()
+			go func() { defer wg.Done(); defer sessions.Add(-1); n.session(sc, nc) }()
 		case "direct-tcpip":
 			if _, ok := sc.Permissions.Extensions["permit-port-forwarding"]; !ok {
 				_ = nc.Reject(ssh.Prohibited, "port forwarding not permitted by the certificate")
@@ -341,12 +364,19 @@ func (n *Node) directTCPIP(ctx context.Context, nc ssh.NewChannel) {
 		return
 	}
 	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close() })
-	defer stop()
 	ch, reqs, err := nc.Accept()
 	if err != nil {
 		return
 	}
+	splice(ctx, c, ch, reqs)
+}
+
+// splice copies between c and ch both ways until both directions end or
+// ctx does, then closes both.
+func splice(ctx context.Context, c net.Conn, ch ssh.Channel, reqs <-chan *ssh.Request) {
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
 	defer ch.Close()
 	go ssh.DiscardRequests(reqs)
 	done := make(chan struct{})
@@ -363,4 +393,71 @@ func (n *Node) directTCPIP(ctx context.Context, nc ssh.NewChannel) {
 	case <-done:
 	case <-ctx.Done():
 	}
+}
+
+// globalRequests answers tcpip-forward (ssh -R) as sshd does when the
+// certificate permits port forwarding: the node listens (on loopback,
+// whatever address was asked for) and opens a forwarded-tcpip channel
+// to its client for every connection there. Anything else is refused.
+func (n *Node) globalRequests(ctx context.Context, sc *ssh.ServerConn, reqs <-chan *ssh.Request, wg *sync.WaitGroup) {
+	for r := range reqs {
+		var p struct {
+			Addr string
+			Port uint32
+		}
+		_, permitted := sc.Permissions.Extensions["permit-port-forwarding"]
+		var ln net.Listener
+		err := errors.New("sshtest: refused")
+		if r.Type == "tcpip-forward" && permitted && ssh.Unmarshal(r.Payload, &p) == nil {
+			ln, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p.Port))))
+		}
+		if err != nil {
+			if r.WantReply {
+				_ = r.Reply(false, nil)
+			}
+			continue
+		}
+		port := uint32(ln.Addr().(*net.TCPAddr).Port)
+		var reply []byte
+		if p.Port == 0 {
+			reply = ssh.Marshal(struct{ Port uint32 }{port})
+		}
+		if r.WantReply {
+			_ = r.Reply(true, reply)
+		}
+		stop := context.AfterFunc(ctx, func() { ln.Close() })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer stop()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				wg.Add(1)
+				go func() { defer wg.Done(); n.forwarded(ctx, sc, c, p.Addr, port) }()
+			}
+		}()
+	}
+}
+
+// forwarded hands c, accepted on a remote-forwarded port, to the client
+// in a forwarded-tcpip channel; a refusal is kept for Refused.
+func (n *Node) forwarded(ctx context.Context, sc *ssh.ServerConn, c net.Conn, addr string, port uint32) {
+	orig, _ := c.RemoteAddr().(*net.TCPAddr)
+	ch, reqs, err := sc.OpenChannel("forwarded-tcpip", ssh.Marshal(struct {
+		Addr     string
+		Port     uint32
+		OrigAddr string
+		OrigPort uint32
+	}{addr, port, orig.IP.String(), uint32(orig.Port)}))
+	if err != nil {
+		n.mu.Lock()
+		n.refused = append(n.refused, err)
+		n.mu.Unlock()
+		c.Close()
+		return
+	}
+	splice(ctx, c, ch, reqs)
 }

@@ -1,13 +1,14 @@
 // Package proxytest holds fakes for the proxy's edges, for the proxy's own
 // unit tests: an Authorizer answering from a table that a test changes
-// while sessions run (to revoke, lock or break the store), and an Auditor
-// keeping every event in memory. The in-process node they run against is
-// package internal/sshtest.
+// while sessions run (to revoke, lock or break the store), an Auditor
+// keeping every event in memory, and a Log keeping what the proxy logs.
+// The in-process node they run against is package internal/sshtest.
 package proxytest
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -200,3 +201,61 @@ func (a *Auditor) Wait(t testing.TB, typ string, n int) []storage.Event {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Log keeps what the proxy logs, for a test to read: give Logger to
+// proxy.Options.Logger. Groups are flattened. Safe for concurrent use.
+type Log struct {
+	mu   sync.Mutex
+	recs []LogRecord
+}
+
+// LogRecord is one logged message with its attributes as text.
+type LogRecord struct {
+	Level slog.Level
+	Msg   string
+	Attrs map[string]string
+}
+
+// Logger logs to l.
+func (l *Log) Logger() *slog.Logger { return slog.New(logHandler{log: l}) }
+
+// Find returns the records logged with message msg, oldest first.
+func (l *Log) Find(msg string) []LogRecord {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []LogRecord
+	for _, r := range l.recs {
+		if r.Msg == msg {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+type logHandler struct {
+	log   *Log
+	attrs []slog.Attr
+}
+
+func (logHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h logHandler) Handle(_ context.Context, r slog.Record) error {
+	rec := LogRecord{Level: r.Level, Msg: r.Message, Attrs: map[string]string{}}
+	for _, a := range h.attrs {
+		rec.Attrs[a.Key] = a.Value.String()
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		rec.Attrs[a.Key] = a.Value.String()
+		return true
+	})
+	h.log.mu.Lock()
+	defer h.log.mu.Unlock()
+	h.log.recs = append(h.log.recs, rec)
+	return nil
+}
+
+func (h logHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return logHandler{log: h.log, attrs: append(slices.Clip(h.attrs), as...)}
+}
+
+func (h logHandler) WithGroup(string) slog.Handler { return h }
