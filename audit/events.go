@@ -70,7 +70,8 @@ const (
 	// TypeSFTPOp: one SFTP operation. Fields: session, login, op, path,
 	// ok, target, mode, bytes_read, bytes_written, status.
 	TypeSFTPOp = "sftp.op"
-	// TypeRecordingFailure: a recording could not be opened or written.
+	// TypeRecordingFailure: a recording could not be opened or written, or
+	// a best-effort session could not be indexed (store "index").
 	// Fields: session, error, mode, store.
 	TypeRecordingFailure = "recording.failure"
 	// TypeRecordingCapReached: a session's raw store reached

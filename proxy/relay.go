@@ -391,10 +391,13 @@ func (t *sessionTap) begin(kind, command string) *UserError {
 		if ue := (*UserError)(nil); errors.As(err, &ue) {
 			return ue
 		}
+		s.log.Error("session index", "session", t.id, "err", err)
 		if s.opt.RecordingMode != RecordingBestEffort {
-			s.log.Error("session index", "session", t.id, "err", err)
 			return recordingUnavailable("cannot index session", err)
 		}
+		// Best effort goes on unindexed, but on the record.
+		s.audit(t.ctx, storage.Event{Type: audit.TypeRecordingFailure, Actor: lc.ident.User, Target: lc.node.Name, Outcome: "failure",
+			Fields: map[string]any{"session": t.id, "error": err.Error(), "mode": s.opt.RecordingMode, "store": "index"}})
 	}
 	fields := lc.innerAuth.addTo(map[string]any{"session": t.id, "login": lc.login, "kind": kind, "remote": lc.remote, "roles": v.Roles, "requests": v.RequestIDs, "conn": lc.id})
 	evs := []storage.Event{{Type: audit.TypeSessionStart, Actor: lc.ident.User, Target: lc.node.Name, Fields: fields}}
