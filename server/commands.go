@@ -116,7 +116,7 @@ func (b *Bastion) cmdRequest(ctx context.Context, id proxy.Identity, args []stri
 	if len(c.pos) == 1 {
 		ask.Roles = strings.Split(c.pos[0], ",")
 	}
-	if resource {
+	if node != "" {
 		// An unknown node gets the node's name and no labels: no role
 		// allows anything there, so the refusal is the same as for a
 		// node the user may not reach, and does not tell which nodes exist.
