@@ -412,7 +412,7 @@ func resources(grants []storage.Request) []policy.Resource {
 	var out []policy.Resource
 	for _, g := range grants {
 		if g.IsResource() && len(g.Roles) > 0 {
-			out = append(out, policy.Resource{ID: g.ID, Role: g.Roles[0], Login: g.Login, Node: g.Node})
+			out = append(out, policy.Resource{ID: g.ID, Role: g.Roles[0], Login: g.Login, Node: g.Node, Labels: g.Labels})
 		}
 	}
 	return out

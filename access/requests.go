@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -21,13 +22,17 @@ const DefaultDuration = time.Hour
 
 // Ask is what a requester asks for. Roles name whole roles; or Node and
 // Login name one login on one node (a resource request), through a role the
-// requester may request that allows it. ForSession binds the grant to the
-// first session that uses it.
+// requester may request that allows it; or Labels and Login name that login
+// on every node whose labels hold all of Labels' pairs, through a role that
+// allows it on every such node among Nodes (the inventory now).
+// ForSession binds the grant to the first session that uses it.
 type Ask struct {
 	Roles      []string
 	Reason     string
 	Duration   time.Duration
 	Node       *policy.Node
+	Labels     map[string]string
+	Nodes      []policy.Node
 	Login      string
 	ForSession bool
 }
@@ -52,21 +57,28 @@ func (s *Service) Ask(ctx context.Context, requester Effective, a Ask) (storage.
 	}
 	roles := cleanRoles(a.Roles)
 	login := strings.TrimSpace(a.Login)
-	if a.Node != nil {
-		if login == "" {
-			return storage.Request{}, refuse("a resource request needs --login as well as --node")
+	if a.Node != nil || len(a.Labels) > 0 {
+		via, err := s.resourceRoles(ctx, p, requester, a, login)
+		if err != nil {
+			return storage.Request{}, err
 		}
-		via := p.ResourceRoles(requester.Subject, login, *a.Node)
 		if len(roles) > 0 {
 			via = slices.DeleteFunc(via, func(r string) bool { return !slices.Contains(roles, r) })
 		}
 		if len(via) == 0 {
-			return storage.Request{}, refuse("no role you may request allows login %s on %s", termsafe.String(login), a.Node.Name)
+			if a.Node != nil {
+				return storage.Request{}, refuse("no role you may request allows login %s on %s", termsafe.String(login), a.Node.Name)
+			}
+			// The same line whether the selector matches no node or a node
+			// no requestable role opens: which labelled nodes exist is not
+			// the requester's to probe.
+			return storage.Request{}, refuse("no role you may request allows login %s on every node labelled %s, or no node is labelled so",
+				termsafe.String(login), storage.FormatLabels(a.Labels))
 		}
 		// One role, so reviewers see exactly which rules the grant borrows.
 		roles = via[:1]
 	} else if login != "" {
-		return storage.Request{}, refuse("--login needs --node: a resource request names one login on one node")
+		return storage.Request{}, refuse("--login needs --node or --labels: a resource request names one login on one node or on labelled nodes")
 	}
 	if len(roles) == 0 {
 		return storage.Request{}, refuse("name at least one role to request")
@@ -107,6 +119,8 @@ func (s *Service) Ask(ctx context.Context, requester Effective, a Ask) (storage.
 	}
 	if a.Node != nil {
 		r.Node = a.Node.Name
+	} else if len(a.Labels) > 0 {
+		r.Labels = maps.Clone(a.Labels)
 	}
 	// 70 random bits make a collision unlikely, not impossible; a few
 	// fresh tries turn "unlikely" into "never seen".
@@ -122,10 +136,14 @@ func (s *Service) Ask(ctx context.Context, requester Effective, a Ask) (storage.
 			return storage.Request{}, fmt.Errorf("store request of %s for %s: %w", r.User, strings.Join(roles, ","), err)
 		}
 	}
-	s.log.InfoContext(ctx, "access request created", "id", r.ID, "user", r.User, "roles", roles, "duration", d, "node", r.Node, "login", r.Login, "for_session", r.ForSession)
+	s.log.InfoContext(ctx, "access request created", "id", r.ID, "user", r.User, "roles", roles, "duration", d, "node", r.Node,
+		"labels", storage.FormatLabels(r.Labels), "login", r.Login, "for_session", r.ForSession)
 	fields := map[string]any{"roles": roles, "duration": d.String(), "reason": reason, "expires": r.Expires}
-	if r.IsResource() {
+	switch {
+	case r.Node != "":
 		fields["node"], fields["login"] = r.Node, r.Login
+	case len(r.Labels) > 0:
+		fields["labels"], fields["login"] = maps.Clone(r.Labels), r.Login
 	}
 	if r.ForSession {
 		fields["for_session"] = true
@@ -134,6 +152,29 @@ func (s *Service) Ask(ctx context.Context, requester Effective, a Ask) (storage.
 	s.notify(ctx, notify.EventCreated, r, r.User)
 	s.wake()
 	return r, nil
+}
+
+// resourceRoles are the roles through which a resource request a for
+// login could be granted: those giving login on a.Node, or on every node of
+// a.Nodes that a.Labels select (policy.SelectorRoles).
+func (s *Service) resourceRoles(ctx context.Context, p *policy.Policy, requester Effective, a Ask, login string) ([]string, error) {
+	switch {
+	case a.Node != nil && len(a.Labels) > 0:
+		return nil, refuse("a resource request names --node or --labels, not both")
+	case login == "":
+		return nil, refuse("a resource request needs --login as well as --node or --labels")
+	case a.Node != nil:
+		return p.ResourceRoles(requester.Subject, login, *a.Node), nil
+	}
+	if err := policy.CheckLabels(a.Labels); err != nil {
+		return nil, refuse("%s", err.Error())
+	}
+	via, matched := p.SelectorRoles(requester.Subject, login, a.Labels, a.Nodes)
+	// The requester is told less than this (see Ask); the operator may
+	// need to know why a selector request was refused.
+	s.log.DebugContext(ctx, "label selector request checked", "user", requester.User(), "login", login,
+		"labels", storage.FormatLabels(a.Labels), "matched", matched, "roles", via)
+	return via, nil
 }
 
 // cleanRoles trims, drops empties and duplicates, keeping the order given.

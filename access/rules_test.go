@@ -180,6 +180,83 @@ func TestResourceRequest(t *testing.T) {
 	}
 }
 
+// TestSelectorRequest: a request for a login on the nodes a label selector
+// matches is filed through a role that allows it on every one of them, is
+// reviewed like any other, and once approved allows the login on a
+// matching node and not on another.
+func TestSelectorRequest(t *testing.T) {
+	ctx := context.Background()
+	e := newEnvRoles(t, rulesRoles)
+	bob := e.who(t, "bob")
+	db2 := policy.Node{Name: "db-2", Labels: map[string]string{"team": "data", "env": "prod"}}
+	web1 := policy.Node{Name: "web-1", Labels: map[string]string{"team": "web", "env": "prod"}}
+	inventory := []policy.Node{db1, db2, web1}
+	for _, c := range []struct {
+		name string
+		ask  Ask
+		want string
+	}{
+		{"no node matches", Ask{Labels: map[string]string{"team": "nowhere"}, Login: "postgres"},
+			"no role you may request allows login postgres on every node labelled team=nowhere, or no node is labelled so"},
+		{"a matching node no role opens", Ask{Labels: map[string]string{"env": "prod"}, Login: "postgres"},
+			"no role you may request allows login postgres on every node labelled env=prod, or no node is labelled so"},
+		{"node and labels", Ask{Node: &db1, Labels: map[string]string{"team": "data"}, Login: "postgres"}, "--node or --labels, not both"},
+		{"no login", Ask{Labels: map[string]string{"team": "data"}}, "needs --login"},
+		{"a glob", Ask{Labels: map[string]string{"team": "d*"}, Login: "postgres"}, "may hold only letters"},
+	} {
+		c.ask.Nodes, c.ask.Reason = inventory, "x"
+		if _, err := e.svc.Ask(ctx, bob, c.ask); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+
+	sel := map[string]string{"team": "data"}
+	r, err := e.svc.Ask(ctx, bob, Ask{Labels: sel, Nodes: inventory, Login: "postgres", Reason: "INC-8", Duration: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel["team"] = "web" // the request keeps its own copy
+	if r.Node != "" || r.Labels["team"] != "data" || len(r.Labels) != 1 || r.Login != "postgres" || strings.Join(r.Roles, ",") != "dba" || !r.IsResource() {
+		t.Fatalf("request %+v", r)
+	}
+	if got, _ := e.store.GetRequest(ctx, r.ID); got.Where() != "nodes labelled team=data" {
+		t.Fatalf("stored request is for %q", got.Where())
+	}
+	if ev, _ := e.aud.last(audit.TypeRequestCreate); ev.Fields["labels"] == nil || ev.Fields["login"] != "postgres" || ev.Fields["node"] != nil {
+		t.Fatalf("audit fields %v", ev.Fields)
+	}
+	if v, _ := e.svc.Authorize(ctx, Identity{User: "bob"}, "postgres", db1); v.Allowed {
+		t.Fatal("a pending selector request allowed a login")
+	}
+	e.review(t, "lee", r.ID, true)
+	e.review(t, "mia", r.ID, true)
+	if eff := e.who(t, "bob"); slices.Contains(eff.Subject.Roles, "dba") || len(eff.Subject.Resources) != 1 {
+		t.Fatalf("a selector grant became a role: %+v", eff.Subject)
+	}
+	for _, c := range []struct {
+		login string
+		n     policy.Node
+		allow bool
+	}{
+		{"postgres", db1, true},
+		{"postgres", db2, true},
+		{"postgres", web1, false},
+		{"root", db1, false},
+	} {
+		v, err := e.svc.Authorize(ctx, Identity{User: "bob"}, c.login, c.n)
+		if err != nil || v.Allowed != c.allow {
+			t.Errorf("Authorize %s on %s: %+v %v; want allowed %v", c.login, c.n.Name, v, err, c.allow)
+		}
+		if c.allow && !slices.Equal(v.RequestIDs, []string{r.ID}) {
+			t.Errorf("%s on %s rests on %v, want the grant %s", c.login, c.n.Name, v.RequestIDs, r.ID)
+		}
+	}
+	e.clock.Advance(time.Hour)
+	if v, _ := e.svc.Authorize(ctx, Identity{User: "bob"}, "postgres", db1); v.Allowed {
+		t.Fatal("selector grant outlived its duration")
+	}
+}
+
 func TestForSessionGrant(t *testing.T) {
 	ctx := context.Background()
 	e := newEnvRoles(t, rulesRoles)

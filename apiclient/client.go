@@ -40,11 +40,13 @@ type Request struct {
 	// Requested are the roles asked for when reviewers approved only some
 	// (Roles then holds the granted ones).
 	Requested []string `json:"requested,omitempty"`
-	// Node and Login make a resource request: one login on one node.
-	Node       string `json:"node,omitempty"`
-	Login      string `json:"login,omitempty"`
-	ForSession bool   `json:"for_session,omitempty"`
-	Session    string `json:"session,omitempty"`
+	// Node (or Labels) and Login make a resource request: one login on one
+	// node, or on every node whose labels hold all of Labels' pairs.
+	Node       string            `json:"node,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	Login      string            `json:"login,omitempty"`
+	ForSession bool              `json:"for_session,omitempty"`
+	Session    string            `json:"session,omitempty"`
 	// Approval is the request's approval rule and its progress.
 	Approval Approval `json:"approval"`
 }
@@ -309,11 +311,13 @@ func (c *Client) MayReview(ctx context.Context, id, person string, approve *bool
 // NewRequest is what Create sends.
 type NewRequest struct {
 	Roles []string `json:"roles,omitempty"`
-	// Node and Login, instead of Roles, ask for one login on one node.
-	Node       string `json:"node,omitempty"`
-	Login      string `json:"login,omitempty"`
-	ForSession bool   `json:"for_session,omitempty"`
-	Reason     string `json:"reason,omitempty"`
+	// Node (or Labels) and Login, instead of Roles, ask for one login on
+	// one node, or on every node whose labels hold all of Labels' pairs.
+	Node       string            `json:"node,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	Login      string            `json:"login,omitempty"`
+	ForSession bool              `json:"for_session,omitempty"`
+	Reason     string            `json:"reason,omitempty"`
 	// Duration like "2h"; empty takes the default (1h, capped by policy).
 	Duration string `json:"duration,omitempty"`
 }

@@ -175,7 +175,7 @@ func toStorage(r apiclient.Request) storage.Request {
 	out := storage.Request{ID: r.ID, User: r.User, Roles: r.Roles, Reason: r.Reason, Duration: r.Duration, State: r.State,
 		Created: r.Created, Expires: r.Expires, GrantStart: r.GrantStart, GrantEnd: r.GrantEnd,
 		StateReason: r.StateReason, StateBy: r.StateBy, Updated: r.Updated,
-		Requested: r.Requested, Node: r.Node, Login: r.Login, ForSession: r.ForSession, Session: r.Session}
+		Requested: r.Requested, Node: r.Node, Labels: r.Labels, Login: r.Login, ForSession: r.ForSession, Session: r.Session}
 	for _, rv := range r.Reviews {
 		out.Reviews = append(out.Reviews, storage.Review{Reviewer: rv.Reviewer, Via: rv.Via, Approve: rv.Approve, Reason: rv.Reason, Time: rv.Time, Roles: rv.Roles})
 	}

@@ -143,7 +143,7 @@ func EmailBody(m Message) string {
 	}
 	fmt.Fprintf(&b, "Request:   %s\nRequester: %s\nRoles:     %s\n", r.ID, r.User, strings.Join(r.Roles, ", "))
 	if r.IsResource() {
-		fmt.Fprintf(&b, "Only:      login %s on %s\n", r.Login, r.Node)
+		fmt.Fprintf(&b, "Only:      login %s on %s\n", r.Login, r.Where())
 	}
 	if r.ForSession {
 		b.WriteString("Ends:      with the first session that uses it\n")

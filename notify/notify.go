@@ -51,12 +51,13 @@ type Message struct {
 }
 
 // Asked names what r asks for: "dba", or for a request of one login
-// "login postgres on db-1 (role dba)"; " for one session" when the grant
-// ends with the session that uses it.
+// "login postgres on db-1 (role dba)" or "login postgres on nodes labelled
+// team=db (role dba)"; " for one session" when the grant ends with the
+// session that uses it.
 func Asked(r storage.Request) string {
 	s := strings.Join(r.Roles, ",")
 	if r.IsResource() {
-		s = fmt.Sprintf("login %s on %s (role %s)", r.Login, r.Node, s)
+		s = fmt.Sprintf("login %s on %s (role %s)", r.Login, r.Where(), s)
 	}
 	if r.ForSession {
 		s += " for one session"

@@ -330,6 +330,27 @@ func TestNotificationsSayWhatTheRuleNeeds(t *testing.T) {
 	}
 }
 
+// A request by label selector shows the selector wherever a node would
+// stand, and the webhook's JSON carries it as "labels".
+func TestNotificationsShowTheSelector(t *testing.T) {
+	r := sampleRequest()
+	r.Reason, r.Labels, r.Login = "disk full", map[string]string{"team": "db", "env": "staging"}, "postgres"
+	m := Message{Event: EventCreated, Request: r, Actor: "bob", Link: "L"}
+	if got, want := SlackText(m), "bob requests login postgres on nodes labelled env=staging,team=db (role dba) for 2h0m0s: disk full [request abcde12345] L"; got != want {
+		t.Errorf("slack:\n got %q\nwant %q", got, want)
+	}
+	if body := EmailBody(m); !strings.Contains(body, "Only:      login postgres on nodes labelled env=staging,team=db\n") {
+		t.Errorf("e-mail body lacks the selector:\n%s", body)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"labels":{"env":"staging","team":"db"}`) {
+		t.Errorf("webhook JSON lacks the selector: %s", b)
+	}
+}
+
 // A generic webhook gets the approval line of a new request as the JSON
 // field "approval", and no such field on a decision.
 func TestWebhookCarriesTheApprovalLine(t *testing.T) {

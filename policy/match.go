@@ -225,13 +225,17 @@ func validLogin(l string) bool {
 
 // validRoleName keeps role names to something that is safe in rule
 // strings, SSH commands (`request dba,ops`) and URLs.
-func validRoleName(n string) bool {
-	if n == "" || len(n) > 128 {
+func validRoleName(n string) bool { return plainName(n, "-_.") }
+
+// plainName reports whether s is 1 to 128 ASCII letters, digits and bytes
+// of extra: text that needs no quoting wherever it is shown or typed.
+func plainName(s, extra string) bool {
+	if s == "" || len(s) > 128 {
 		return false
 	}
-	for i := 0; i < len(n); i++ {
-		c := n[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(extra, c) >= 0) {
 			return false
 		}
 	}

@@ -92,13 +92,13 @@ func parseCmd(args []string, text, value, boolean []string) (cmdArgs, error) {
 }
 
 const requestUsage = "gatehouse: usage: request ROLE[,ROLE] --reason TEXT [--duration 1h] [--wait] [--for-session]\n" +
-	"       request --node NODE --login LOGIN --reason TEXT [--duration 1h] [--wait] [--for-session]"
+	"       request --node NODE | --labels KEY=VALUE[,KEY=VALUE] --login LOGIN --reason TEXT [--duration 1h] [--wait] [--for-session]"
 
 func (b *Bastion) cmdRequest(ctx context.Context, id proxy.Identity, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	c, err := parseCmd(args, []string{"reason"}, []string{"duration", "node", "login"}, []string{"wait", "for-session"})
-	node, login := c.vals["node"], c.vals["login"]
-	resource := node != "" || login != ""
-	if err != nil || len(c.pos) > 1 || !resource && len(c.pos) != 1 || resource && (node == "" || login == "") {
+	c, err := parseCmd(args, []string{"reason"}, []string{"duration", "node", "labels", "login"}, []string{"wait", "for-session"})
+	node, labels, login := c.vals["node"], c.vals["labels"], c.vals["login"]
+	resource := node != "" || labels != "" || login != ""
+	if err != nil || len(c.pos) > 1 || !resource && len(c.pos) != 1 || resource && ((node == "") == (labels == "") || login == "") {
 		if err != nil {
 			fmt.Fprintf(stderr, "gatehouse: %s\n", termsafe.String(err.Error()))
 		}
@@ -116,7 +116,7 @@ func (b *Bastion) cmdRequest(ctx context.Context, id proxy.Identity, args []stri
 	if len(c.pos) == 1 {
 		ask.Roles = strings.Split(c.pos[0], ",")
 	}
-	if resource {
+	if node != "" {
 		// An unknown node gets the node's name and no labels: no role
 		// allows anything there, so the refusal is the same as for a
 		// node the user may not reach, and does not tell which nodes exist.
@@ -125,6 +125,15 @@ func (b *Bastion) cmdRequest(ctx context.Context, id proxy.Identity, args []stri
 			n = toPolicyNode(cn)
 		}
 		ask.Node = &n
+	}
+	if labels != "" {
+		if ask.Labels, err = policy.ParseLabels(labels); err != nil {
+			fmt.Fprintf(stderr, "gatehouse: --%s\n", termsafe.String(err.Error()))
+			return 2
+		}
+		for _, cn := range b.Config.Nodes {
+			ask.Nodes = append(ask.Nodes, toPolicyNode(cn))
+		}
 	}
 	eff, err := b.Access.Effective(ctx, id.User, id.Claims)
 	if err != nil {

@@ -7,6 +7,9 @@ package storage
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -151,17 +154,40 @@ type Request struct {
 	// of them; Roles then holds what was granted. Empty otherwise.
 	Requested []string `json:"requested,omitempty"`
 	// Node and Login make a resource request: the grant allows only this
-	// login on this node, through the allow rules of Roles[0].
-	Node  string `json:"node,omitempty"`
-	Login string `json:"login,omitempty"`
+	// login on this node, through the allow rules of Roles[0]. Labels,
+	// instead of Node, make it a request for that login on every node whose
+	// labels hold all these pairs.
+	Node   string            `json:"node,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Login  string            `json:"login,omitempty"`
 	// ForSession makes the grant session-bound: the first session that
 	// uses it is recorded in Session, and the grant ends when it ends.
 	ForSession bool   `json:"for_session,omitempty"`
 	Session    string `json:"session,omitempty"`
 }
 
-// IsResource reports whether r is a resource request (one login on one node).
-func (r Request) IsResource() bool { return r.Node != "" }
+// IsResource reports whether r is a resource request: one login on one
+// node, or on the nodes a label selector matches.
+func (r Request) IsResource() bool { return r.Node != "" || len(r.Labels) > 0 }
+
+// Where names the nodes of a resource request as people read them: "db-1",
+// or "nodes labelled env=staging,team=db"; "" for a request of whole roles.
+func (r Request) Where() string {
+	if r.Node != "" || len(r.Labels) == 0 {
+		return r.Node
+	}
+	return "nodes labelled " + FormatLabels(r.Labels)
+}
+
+// FormatLabels writes a label selector as KEY=VALUE pairs, keys sorted, the
+// syntax `request --labels` takes (policy.ParseLabels reads it).
+func FormatLabels(sel map[string]string) string {
+	pairs := make([]string, 0, len(sel))
+	for _, k := range slices.Sorted(maps.Keys(sel)) {
+		pairs = append(pairs, k+"="+sel[k])
+	}
+	return strings.Join(pairs, ",")
+}
 
 // Review is one reviewer's verdict on a request.
 type Review struct {

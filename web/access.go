@@ -45,11 +45,17 @@ type grantView struct {
 	ID    string
 	Roles []string
 	End   time.Time
-	// Node and Login are set for a resource grant: that login there only.
-	Node       string `json:",omitempty"`
-	Login      string `json:",omitempty"`
-	ForSession bool   `json:",omitempty"`
+	// Node (or Labels) and Login are set for a resource grant: that login
+	// there only.
+	Node       string            `json:",omitempty"`
+	Labels     map[string]string `json:",omitempty"`
+	Login      string            `json:",omitempty"`
+	ForSession bool              `json:",omitempty"`
 }
+
+// Where names the nodes of a resource grant ("" for a whole role), as
+// storage.Request.Where does.
+func (g grantView) Where() string { return storage.Request{Node: g.Node, Labels: g.Labels}.Where() }
 
 // nodeView is one node the viewer may log in to now.
 type nodeView struct {
@@ -85,7 +91,7 @@ func (h *Handler) me(r *http.Request, v *viewer) (me, error) {
 	}
 	for _, g := range e.Grants {
 		if g.GrantEnd != nil {
-			m.Grants = append(m.Grants, grantView{ID: g.ID, Roles: g.Roles, End: *g.GrantEnd, Node: g.Node, Login: g.Login, ForSession: g.ForSession})
+			m.Grants = append(m.Grants, grantView{ID: g.ID, Roles: g.Roles, End: *g.GrantEnd, Node: g.Node, Labels: g.Labels, Login: g.Login, ForSession: g.ForSession})
 		}
 	}
 	slices.SortFunc(m.Grants, func(a, b grantView) int { return a.End.Compare(b.End) })
@@ -168,6 +174,7 @@ type requestForm struct {
 	Duration   string
 	Reason     string
 	Node       string
+	Labels     string // KEY=VALUE[,KEY=VALUE], as typed
 	Login      string
 	ForSession bool
 	Error      string
@@ -345,7 +352,7 @@ func (h *Handler) apiRequest(w http.ResponseWriter, r *http.Request, v *viewer) 
 }
 
 // createRequest files a request from form or JSON fields: roles, or node
-// and login for a resource request.
+// (or labels) and login for a resource request.
 func (h *Handler) createRequest(r *http.Request, v *viewer, in createJSON) (storage.Request, error) {
 	d, err := parseDuration(in.Duration)
 	if err != nil {
@@ -361,6 +368,14 @@ func (h *Handler) createRequest(r *http.Request, v *viewer, in createJSON) (stor
 		}
 		ask.Node = &n
 	}
+	if len(in.Labels) > 0 {
+		// Checked against every node: the selector's roles must allow the
+		// login on all the nodes it matches, not only those v may reach.
+		ask.Labels = in.Labels
+		for _, cn := range h.opt.Config.Nodes {
+			ask.Nodes = append(ask.Nodes, policy.Node{Name: cn.Name, Labels: cn.Labels})
+		}
+	}
 	return h.opt.Access.Ask(r.Context(), v.Eff, ask)
 }
 
@@ -372,15 +387,25 @@ func (h *Handler) formCreateRequest(w http.ResponseWriter, r *http.Request, v *v
 	}
 	in := createJSON{Roles: split, Reason: r.PostFormValue("reason"), Duration: r.PostFormValue("duration"),
 		Node: r.PostFormValue("node"), Login: r.PostFormValue("login"), ForSession: r.PostFormValue("for_session") != ""}
-	if strings.TrimSpace(in.Node) != "" {
+	labels := strings.TrimSpace(r.PostFormValue("labels"))
+	var err error
+	if labels != "" {
+		in.Labels, err = policy.ParseLabels(labels)
+	}
+	if strings.TrimSpace(in.Node) != "" || labels != "" {
 		in.Roles = nil // the role boxes are for whole-role requests
 	}
-	q, err := h.createRequest(r, v, in)
+	var q storage.Request
+	if err != nil {
+		err = refusal(err.Error())
+	} else {
+		q, err = h.createRequest(r, v, in)
+	}
 	var ref *access.Refusal
 	if errors.As(err, &ref) {
 		// The form again, with the refusal and everything typed, rather
 		// than a redirect that would lose it.
-		form := requestForm{Roles: map[string]bool{}, Duration: in.Duration, Reason: in.Reason, Node: in.Node, Login: in.Login,
+		form := requestForm{Roles: map[string]bool{}, Duration: in.Duration, Reason: in.Reason, Node: in.Node, Labels: labels, Login: in.Login,
 			ForSession: in.ForSession, Error: ref.Msg}
 		for _, s := range split {
 			form.Roles[strings.TrimSpace(s)] = true
@@ -394,20 +419,21 @@ func (h *Handler) formCreateRequest(w http.ResponseWriter, r *http.Request, v *v
 	}
 	what := strings.Join(q.Roles, ", ")
 	if q.IsResource() {
-		what = "login " + q.Login + " on " + q.Node + " (role " + what + ")"
+		what = "login " + q.Login + " on " + q.Where() + " (role " + what + ")"
 	}
 	h.redirect(w, r, "/requests", "Requested "+what+" for "+policy.FormatDuration(q.Duration)+" (request "+q.ID+"); reviewers have been told.")
 }
 
-// createJSON is the body of POST /api/requests: roles, or node and login
-// for a resource request.
+// createJSON is the body of POST /api/requests: roles, or node (or
+// labels) and login for a resource request.
 type createJSON struct {
-	Roles      []string `json:"roles"`
-	Reason     string   `json:"reason"`
-	Duration   string   `json:"duration"`
-	Node       string   `json:"node"`
-	Login      string   `json:"login"`
-	ForSession bool     `json:"for_session"`
+	Roles      []string          `json:"roles"`
+	Reason     string            `json:"reason"`
+	Duration   string            `json:"duration"`
+	Node       string            `json:"node"`
+	Labels     map[string]string `json:"labels"`
+	Login      string            `json:"login"`
+	ForSession bool              `json:"for_session"`
 }
 
 func (h *Handler) apiCreateRequest(w http.ResponseWriter, r *http.Request, v *viewer) {

@@ -304,6 +304,22 @@ func TestAPIConformsToOpenAPI(t *testing.T) {
 		t.Fatalf("approved resource request %+v", r4)
 	}
 
+	// A resource request by label selector: the selector in and out, a
+	// selector matching no node refused, and the grant in /api/me.
+	var r5 requestView
+	json.Unmarshal([]byte(bob.want(201, "POST", "/api/requests", map[string]any{"labels": map[string]string{"team": "data"}, "login": "postgres", "reason": "INC-6"})), &r5)
+	if r5.Labels["team"] != "data" || len(r5.Labels) != 1 || r5.Node != "" || r5.Login != "postgres" || strings.Join(r5.Roles, ",") != "dba" {
+		t.Fatalf("label request %+v", r5)
+	}
+	bob.want(403, "POST", "/api/requests", map[string]any{"labels": map[string]string{"team": "nowhere"}, "login": "postgres", "reason": "INC-7"})
+	bob.want(403, "POST", "/api/requests", map[string]any{"labels": map[string]string{"team": "data"}, "node": "db-1", "login": "postgres", "reason": "INC-7"})
+	alice.want(200, "POST", "/api/requests/"+r5.ID+"/approve", map[string]any{"reason": "ok"})
+	var me struct{ Grants []grantView }
+	json.Unmarshal([]byte(bob.want(200, "GET", "/api/me", nil)), &me)
+	if !slices.ContainsFunc(me.Grants, func(g grantView) bool { return g.ID == r5.ID && g.Labels["team"] == "data" && g.Login == "postgres" }) {
+		t.Fatalf("/api/me grants lack the label grant: %+v", me.Grants)
+	}
+
 	// watch
 	// The stream's events are checked against the WatchEvent schema here,
 	// since the validator cannot read a body that never ends.

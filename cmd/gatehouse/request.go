@@ -10,6 +10,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/apiclient"
 	"github.com/gatehouse-dev/gatehouse/client"
+	"github.com/gatehouse-dev/gatehouse/policy"
 )
 
 func defaultHome() string {
@@ -73,13 +74,14 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fs := newFlags("request "+sub, stderr)
 	pf := addProfileFlags(fs)
-	var roles, reason, duration, node, login *string
+	var roles, reason, duration, node, labels, login *string
 	var wait, forSession *bool
 	switch sub {
 	case "create":
 		roles = fs.String("roles", "", "roles to request, comma separated")
 		node = fs.String("node", "", "resource request: the node (with --login instead of --roles)")
-		login = fs.String("login", "", "resource request: the login on --node")
+		labels = fs.String("labels", "", "resource request: KEY=VALUE[,KEY=VALUE], every node with all these labels (with --login, instead of --node)")
+		login = fs.String("login", "", "resource request: the login on --node or --labels")
 		reason = fs.String("reason", "", "why you need them")
 		duration = fs.String("duration", "", "how long the access should last, e.g. 2h")
 		wait = fs.Bool("wait", false, "wait until the request is decided")
@@ -101,13 +103,16 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return usageError{fmt.Sprintf("unexpected argument %q", pos[0])}
 		}
 		if sub == "create" {
+			resource := *node != "" || *labels != ""
 			switch {
-			case (*node == "") != (*login == ""):
-				return usageError{"--node and --login go together"}
-			case *node != "" && *roles != "":
-				return usageError{"use --roles, or --node with --login, not both"}
-			case *node == "" && *roles == "":
-				return usageError{"--roles (or --node with --login) is required"}
+			case *node != "" && *labels != "":
+				return usageError{"use --node or --labels, not both"}
+			case resource != (*login != ""):
+				return usageError{"--login goes with --node or --labels"}
+			case resource && *roles != "":
+				return usageError{"use --roles, or --node/--labels with --login, not both"}
+			case !resource && *roles == "":
+				return usageError{"--roles (or --node or --labels with --login) is required"}
 			}
 		}
 	default:
@@ -125,6 +130,12 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	switch sub {
 	case "create":
 		nr := apiclient.NewRequest{Node: *node, Login: *login, ForSession: *forSession, Reason: *reason, Duration: *duration}
+		if *labels != "" {
+			// Parsed here so a typo is a usage error before anything is sent.
+			if nr.Labels, err = policy.ParseLabels(*labels); err != nil {
+				return usageError{"--" + err.Error()}
+			}
+		}
 		if *roles != "" {
 			nr.Roles = strings.Split(*roles, ",")
 		}

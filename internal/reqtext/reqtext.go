@@ -38,12 +38,13 @@ type Approval struct {
 }
 
 // Describe names what a request is for: "dba", or for a one-login request
-// "login postgres on db-1 (role dba)"; " for one session" when the grant
-// is bound to one session.
+// "login postgres on db-1 (role dba)" or "login postgres on nodes labelled
+// team=db (role dba)"; " for one session" when the grant is bound to one
+// session.
 func Describe(r storage.Request) string {
 	s := strings.Join(termsafe.Strings(r.Roles), ",")
 	if r.IsResource() {
-		s = fmt.Sprintf("login %s on %s (role %s)", termsafe.String(r.Login), termsafe.String(r.Node), s)
+		s = fmt.Sprintf("login %s on %s (role %s)", termsafe.String(r.Login), termsafe.String(r.Where()), s)
 	}
 	if r.ForSession {
 		s += " for one session"
@@ -61,7 +62,7 @@ func Show(w io.Writer, r storage.Request, st Approval) {
 		fmt.Fprintf(w, "requested: %s\n", strings.Join(termsafe.Strings(r.Requested), ","))
 	}
 	if r.IsResource() {
-		fmt.Fprintf(w, "resource: login %s on %s\n", f(r.Login), f(r.Node))
+		fmt.Fprintf(w, "resource: login %s on %s\n", f(r.Login), f(r.Where()))
 	}
 	if r.ForSession {
 		bound := "not used yet"

@@ -597,6 +597,9 @@ func normRequest(r storage.Request) storage.Request {
 	if len(r.Requested) == 0 {
 		r.Requested = nil
 	}
+	if len(r.Labels) == 0 {
+		r.Labels = nil
+	}
 	rv := make([]storage.Review, len(r.Reviews))
 	for i, x := range r.Reviews {
 		x.Time = x.Time.UTC()
@@ -702,6 +705,52 @@ func runRequests(t *testing.T, open func(t *testing.T) storage.Store) {
 		for _, read := range []func() ([]storage.Request, error){
 			func() ([]storage.Request, error) { r, err := s.GetRequest(ctx, "r1"); return []storage.Request{r}, err },
 			func() ([]storage.Request, error) { return s.ListRequests(ctx, storage.RequestFilter{User: "bob"}) },
+			func() ([]storage.Request, error) { return s.ActiveGrants(ctx, "bob", us(time.Hour)) },
+		} {
+			rs, err := read()
+			if err != nil || len(rs) != 1 || !reflect.DeepEqual(normRequest(rs[0]), normRequest(upd)) {
+				t.Fatalf("read back %+v, %v; want %+v", rs, err, upd)
+			}
+		}
+	})
+
+	// A resource request by label selector keeps its selector through
+	// create, update and every read, and a request without one reads back
+	// without one (not an empty map that would still look like a selector).
+	t.Run("LabelSelector", func(t *testing.T) {
+		s := open(t)
+		sel := storage.Request{
+			ID: "r1", User: "bob", Roles: []string{"dba"}, State: storage.StatePending, Login: "postgres",
+			Labels:  map[string]string{"env": "staging", "team": "db"},
+			Created: us(0), Expires: us(time.Hour), Updated: us(0), Duration: time.Hour,
+		}
+		plain := storage.Request{ID: "r2", User: "bob", Roles: []string{"dba"}, State: storage.StatePending,
+			Labels: map[string]string{}, Created: us(time.Second), Expires: us(time.Hour), Updated: us(0)}
+		for _, r := range []storage.Request{sel, plain} {
+			if err := s.CreateRequest(ctx, r); err != nil {
+				t.Fatalf("CreateRequest %s: %v", r.ID, err)
+			}
+		}
+		if got, err := s.GetRequest(ctx, "r2"); err != nil || got.Labels != nil || got.IsResource() {
+			t.Fatalf("GetRequest(r2) labels = %#v, %v; want none", got.Labels, err)
+		}
+		upd, err := s.UpdateRequest(ctx, "r1", func(r *storage.Request) error {
+			r.Labels["team"] = "data" // fn edits the loaded copy; the store must keep what fn returns
+			r.State, r.GrantStart, r.GrantEnd = storage.StateApproved, ptr(us(time.Minute)), ptr(us(2*time.Hour))
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("UpdateRequest: %v", err)
+		}
+		if want := map[string]string{"env": "staging", "team": "data"}; !reflect.DeepEqual(upd.Labels, want) {
+			t.Fatalf("UpdateRequest labels = %v, want %v", upd.Labels, want)
+		}
+		for _, read := range []func() ([]storage.Request, error){
+			func() ([]storage.Request, error) { r, err := s.GetRequest(ctx, "r1"); return []storage.Request{r}, err },
+			func() ([]storage.Request, error) {
+				rs, err := s.ListRequests(ctx, storage.RequestFilter{User: "bob", States: []string{storage.StateApproved}})
+				return rs, err
+			},
 			func() ([]storage.Request, error) { return s.ActiveGrants(ctx, "bob", us(time.Hour)) },
 		} {
 			rs, err := read()

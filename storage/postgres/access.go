@@ -13,7 +13,7 @@ import (
 
 const requestColumns = `id, user_name, roles, reason, duration_ns, state, created_ns, expires_ns,
 	grant_start_ns, grant_end_ns, reviews, state_reason, state_by, updated_ns, requested, node, login, for_session,
-	session_id`
+	session_id, labels`
 
 // CreateRequest implements storage.AccessStore; a duplicate id is
 // storage.ErrConflict.
@@ -22,11 +22,15 @@ func (s *Store) CreateRequest(ctx context.Context, r storage.Request) error {
 	if err != nil {
 		return fmt.Errorf("create request %q: encode reviews: %w", r.ID, err)
 	}
+	labels, err := marshalNullable(r.Labels, len(r.Labels) == 0)
+	if err != nil {
+		return fmt.Errorf("create request %q: encode labels: %w", r.ID, err)
+	}
 	_, err = s.pool.Exec(ctx, `INSERT INTO access_requests (`+requestColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
 		r.ID, r.User, r.Roles, r.Reason, int64(r.Duration), r.State, toNanos(r.Created), toNanos(r.Expires),
 		toNanosPtr(r.GrantStart), toNanosPtr(r.GrantEnd), reviews, r.StateReason, r.StateBy, toNanos(r.Updated),
-		r.Requested, r.Node, r.Login, r.ForSession, r.Session)
+		r.Requested, r.Node, r.Login, r.ForSession, r.Session, labels)
 	if isUniqueViolation(err) {
 		return fmt.Errorf("create request %q: %w", r.ID, storage.ErrConflict)
 	}
@@ -97,13 +101,17 @@ func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(r *storage
 		if err != nil {
 			return fmt.Errorf("encode reviews: %w", err)
 		}
+		labels, err := marshalNullable(r.Labels, len(r.Labels) == 0)
+		if err != nil {
+			return fmt.Errorf("encode labels: %w", err)
+		}
 		_, err = tx.Exec(ctx, `UPDATE access_requests SET user_name = $2, roles = $3, reason = $4, duration_ns = $5,
 			state = $6, created_ns = $7, expires_ns = $8, grant_start_ns = $9, grant_end_ns = $10, reviews = $11,
 			state_reason = $12, state_by = $13, updated_ns = $14, requested = $15, node = $16, login = $17,
-			for_session = $18, session_id = $19 WHERE id = $1`,
+			for_session = $18, session_id = $19, labels = $20 WHERE id = $1`,
 			r.ID, r.User, r.Roles, r.Reason, int64(r.Duration), r.State, toNanos(r.Created), toNanos(r.Expires),
 			toNanosPtr(r.GrantStart), toNanosPtr(r.GrantEnd), reviews, r.StateReason, r.StateBy, toNanos(r.Updated),
-			r.Requested, r.Node, r.Login, r.ForSession, r.Session)
+			r.Requested, r.Node, r.Login, r.ForSession, r.Session, labels)
 		if err != nil {
 			return err
 		}
@@ -138,12 +146,17 @@ func scanRequest(row pgx.CollectableRow) (storage.Request, error) {
 	var r storage.Request
 	var duration, created, expires, updated int64
 	var grantStart, grantEnd *int64
-	var reviews []byte
+	var reviews, labels []byte
 	err := row.Scan(&r.ID, &r.User, &r.Roles, &r.Reason, &duration, &r.State, &created, &expires,
 		&grantStart, &grantEnd, &reviews, &r.StateReason, &r.StateBy, &updated, &r.Requested, &r.Node, &r.Login,
-		&r.ForSession, &r.Session)
+		&r.ForSession, &r.Session, &labels)
 	if err != nil {
 		return storage.Request{}, err
+	}
+	if labels != nil {
+		if err := json.Unmarshal(labels, &r.Labels); err != nil {
+			return storage.Request{}, fmt.Errorf("decode labels of request %q: %w", r.ID, err)
+		}
 	}
 	r.Duration = time.Duration(duration)
 	r.Created = fromNanos(created)

@@ -150,6 +150,10 @@ ALTER TABLE access_requests
 	ADD COLUMN for_session boolean NOT NULL DEFAULT false,
 	ADD COLUMN session_id  text    NOT NULL DEFAULT '';
 `},
+		// Resource requests by label selector; NULL for none.
+		{version: 4, sql: `
+ALTER TABLE access_requests ADD COLUMN labels jsonb;
+`},
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 )
 
 const requestCols = `id, user, roles, reason, duration, state, created, expires, grant_start, grant_end, reviews,
-	state_reason, state_by, updated, requested, node, login, for_session, session_id`
+	state_reason, state_by, updated, requested, node, login, for_session, session_id, labels`
 
 func requestArgs(r storage.Request) ([]any, error) {
 	roles, err := encJSON(r.Roles, len(r.Roles) == 0)
@@ -26,9 +26,13 @@ func requestArgs(r storage.Request) ([]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode requested roles: %w", err)
 	}
+	labels, err := encJSON(r.Labels, len(r.Labels) == 0)
+	if err != nil {
+		return nil, fmt.Errorf("encode labels: %w", err)
+	}
 	return []any{r.ID, r.User, roles, r.Reason, int64(r.Duration), r.State, ns(r.Created), ns(r.Expires),
 		nsPtr(r.GrantStart), nsPtr(r.GrantEnd), reviews, r.StateReason, r.StateBy, ns(r.Updated),
-		requested, r.Node, r.Login, r.ForSession, r.Session}, nil
+		requested, r.Node, r.Login, r.ForSession, r.Session, labels}, nil
 }
 
 // CreateRequest implements storage.AccessStore.
@@ -37,7 +41,7 @@ func (s *Store) CreateRequest(ctx context.Context, r storage.Request) error {
 	if err != nil {
 		return fmt.Errorf("create request %s: %w", r.ID, err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO requests(`+requestCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, args...)
+	_, err = s.w.ExecContext(ctx, `INSERT INTO requests(`+requestCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`, args...)
 	if isUnique(err) {
 		return fmt.Errorf("create request %s: %w", r.ID, storage.ErrConflict)
 	}
@@ -51,12 +55,15 @@ type rowScanner interface{ Scan(dest ...any) error }
 
 func scanRequest(sc rowScanner) (storage.Request, error) {
 	var r storage.Request
-	var roles, reviews, requested sql.NullString
+	var roles, reviews, requested, labels sql.NullString
 	var dur int64
 	var created, expires, gs, ge, updated sql.NullInt64
 	if err := sc.Scan(&r.ID, &r.User, &roles, &r.Reason, &dur, &r.State, &created, &expires, &gs, &ge, &reviews,
-		&r.StateReason, &r.StateBy, &updated, &requested, &r.Node, &r.Login, &r.ForSession, &r.Session); err != nil {
+		&r.StateReason, &r.StateBy, &updated, &requested, &r.Node, &r.Login, &r.ForSession, &r.Session, &labels); err != nil {
 		return r, err
+	}
+	if err := decJSON(labels, &r.Labels); err != nil {
+		return r, fmt.Errorf("decode labels of request %s: %w", r.ID, err)
 	}
 	if err := decJSON(requested, &r.Requested); err != nil {
 		return r, fmt.Errorf("decode requested roles of request %s: %w", r.ID, err)
@@ -150,7 +157,7 @@ func (s *Store) UpdateRequest(ctx context.Context, id string, fn func(r *storage
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE requests SET user = ?, roles = ?, reason = ?, duration = ?, state = ?,
 			created = ?, expires = ?, grant_start = ?, grant_end = ?, reviews = ?, state_reason = ?, state_by = ?,
-			updated = ?, requested = ?, node = ?, login = ?, for_session = ?, session_id = ? WHERE id = ?`, append(args[1:], id)...); err != nil {
+			updated = ?, requested = ?, node = ?, login = ?, for_session = ?, session_id = ?, labels = ? WHERE id = ?`, append(args[1:], id)...); err != nil {
 			return fmt.Errorf("update request %s: %w", id, err)
 		}
 		out = r

@@ -138,6 +138,10 @@ ALTER TABLE requests ADD COLUMN login TEXT NOT NULL DEFAULT '';
 ALTER TABLE requests ADD COLUMN for_session INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE requests ADD COLUMN session_id TEXT NOT NULL DEFAULT '';
 `,
+		// 4: resource requests by label selector (JSON object; NULL for none).
+		`
+ALTER TABLE requests ADD COLUMN labels TEXT;
+`,
 	}
 }
 
