@@ -39,8 +39,9 @@
 // # Writing events
 //
 // events.go is the vocabulary: one Type constant for every event type the
-// code writes, with its fields, mirrored by the README's "Audit log" table
-// (tests hold the code, the constants and the table together). Every
+// code writes, and Fields, the field names each type carries, mirrored by
+// the README's "Audit log" table (tests read the source and hold the code,
+// the vocabulary and the table together). Every
 // package writes through Append, which has the one rule for cancellation:
 // an event outlives the context of the connection or request it is about,
 // bounded by AppendTimeout, and a failure is logged and returned to callers

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/gatehouse-dev/gatehouse/audit"
 )
 
 // The vocabulary tests read the source: what matters is what the code
@@ -24,7 +26,7 @@ import (
 
 const (
 	modulePath = "github.com/gatehouse-dev/gatehouse"
-	fixHint    = "use an audit.Type constant; a new type goes into audit/events.go (with its fields) and the README \"Audit log\" table"
+	fixHint    = "use an audit.Type constant; a new type goes into audit/events.go (and its fields into audit.Fields) and the README \"Audit log\" table"
 )
 
 // vocabulary parses audit/events.go: constant name -> event type.
@@ -36,6 +38,29 @@ func vocabulary(t *testing.T) map[string]string {
 	}
 	vocab := map[string]string{}
 	seen := map[string]string{}
+	eachConst(f, func(n *ast.Ident, value ast.Expr) {
+		if !strings.HasPrefix(n.Name, "Type") {
+			return
+		}
+		lit, ok := value.(*ast.BasicLit)
+		if !ok || lit.Kind != token.STRING {
+			t.Fatalf("audit/events.go: %s must be a string literal", n.Name)
+		}
+		v, _ := strconv.Unquote(lit.Value)
+		if other, dup := seen[v]; dup {
+			t.Errorf("audit/events.go: %s and %s are both %q", other, n.Name, v)
+		}
+		seen[v] = n.Name
+		vocab[n.Name] = v
+	})
+	if len(vocab) == 0 {
+		t.Fatal("audit/events.go defines no Type constants")
+	}
+	return vocab
+}
+
+// eachConst calls visit with every constant declared with a value in f.
+func eachConst(f *ast.File, visit func(name *ast.Ident, value ast.Expr)) {
 	for _, d := range f.Decls {
 		g, ok := d.(*ast.GenDecl)
 		if !ok || g.Tok != token.CONST {
@@ -44,26 +69,12 @@ func vocabulary(t *testing.T) map[string]string {
 		for _, s := range g.Specs {
 			vs := s.(*ast.ValueSpec)
 			for i, n := range vs.Names {
-				if !strings.HasPrefix(n.Name, "Type") || i >= len(vs.Values) {
-					continue
+				if i < len(vs.Values) {
+					visit(n, vs.Values[i])
 				}
-				lit, ok := vs.Values[i].(*ast.BasicLit)
-				if !ok || lit.Kind != token.STRING {
-					t.Fatalf("audit/events.go: %s must be a string literal", n.Name)
-				}
-				v, _ := strconv.Unquote(lit.Value)
-				if other, dup := seen[v]; dup {
-					t.Errorf("audit/events.go: %s and %s are both %q", other, n.Name, v)
-				}
-				seen[v] = n.Name
-				vocab[n.Name] = v
 			}
 		}
 	}
-	if len(vocab) == 0 {
-		t.Fatal("audit/events.go defines no Type constants")
-	}
-	return vocab
 }
 
 // sourceFile is one parsed non-test Go file of the module.
@@ -96,7 +107,9 @@ func parseModule(t *testing.T, root string) (*token.FileSet, map[string][]source
 			return err
 		}
 		rel = filepath.ToSlash(rel)
-		f, err := parser.ParseFile(fset, rel, readFile(t, path), parser.SkipObjectResolution)
+		// Object resolution links a local variable to its declaration,
+		// which the field check follows (a map built up in a function).
+		f, err := parser.ParseFile(fset, rel, readFile(t, path), 0)
 		if err != nil {
 			return err
 		}
@@ -122,13 +135,21 @@ func readFile(t *testing.T, path string) []byte {
 // typeChecker finds every storage.Event literal's Type and checks that it
 // is a vocabulary constant, following a Type taken from a parameter of the
 // enclosing function (a package's private audit helper) to every call of
-// that function in the package.
+// that function in the package. It checks the event's field names against
+// the type's in fields the same way (fields_test.go).
 type typeChecker struct {
 	fset     *token.FileSet
 	pkgs     map[string][]sourceFile
 	vocab    map[string]string
 	used     map[string]bool
 	problems []string
+
+	fields        map[string][]string        // event type -> its field names
+	written       map[string]map[string]bool // event type -> field names seen written
+	unseen        map[string]bool            // event types written with a key the check cannot read
+	counts        fieldCounts
+	fieldProblems []string
+	seen          map[string]bool // problems already reported
 }
 
 func (c *typeChecker) run() {
@@ -226,32 +247,60 @@ func (c *typeChecker) event(dir string, sf sourceFile, fn *ast.FuncDecl, cl *ast
 		}
 		if k, ok := kv.Key.(*ast.Ident); ok && k.Name == "Type" {
 			c.typeValue(dir, sf, fn, kv.Value, 0)
+			if fields := eventField(cl, "Fields"); fields != nil {
+				c.eventFields(dir, sf, fn, kv.Value, fields, 0)
+			}
 			return
 		}
 	}
 	c.problem(cl.Pos(), "a storage.Event without a Type: set it: "+fixHint)
 }
 
-// typeValue checks an expression that becomes an event's Type.
-func (c *typeChecker) typeValue(dir string, sf sourceFile, fn *ast.FuncDecl, e ast.Expr, depth int) {
-	auditName := importName(sf.file, modulePath+"/audit")
+// eventField is the value of a storage.Event literal's field name, or nil.
+func eventField(cl *ast.CompositeLit, name string) ast.Expr {
+	for _, el := range cl.Elts {
+		if kv, ok := el.(*ast.KeyValueExpr); ok {
+			if k, ok := kv.Key.(*ast.Ident); ok && k.Name == name {
+				return kv.Value
+			}
+		}
+	}
+	return nil
+}
+
+// vocabName is the vocabulary constant e names (audit.TypeX, or TypeX
+// inside package audit), if it names one.
+func (c *typeChecker) vocabName(dir string, sf sourceFile, e ast.Expr) (string, bool) {
 	switch v := e.(type) {
 	case *ast.SelectorExpr:
+		auditName := importName(sf.file, modulePath+"/audit")
 		if x, ok := v.X.(*ast.Ident); ok && auditName != "" && x.Name == auditName {
-			if _, ok := c.vocab[v.Sel.Name]; ok {
-				c.used[v.Sel.Name] = true
-				return
-			}
+			_, ok := c.vocab[v.Sel.Name]
+			return v.Sel.Name, ok
 		}
 	case *ast.Ident:
 		if dir == "audit" {
-			if _, ok := c.vocab[v.Name]; ok {
-				c.used[v.Name] = true
-				return
-			}
+			_, ok := c.vocab[v.Name]
+			return v.Name, ok
 		}
+	}
+	return "", false
+}
+
+// typeValue checks an expression that becomes an event's Type.
+func (c *typeChecker) typeValue(dir string, sf sourceFile, fn *ast.FuncDecl, e ast.Expr, depth int) {
+	if name, ok := c.vocabName(dir, sf, e); ok {
+		c.used[name] = true
+		return
+	}
+	switch v := e.(type) {
+	case *ast.Ident:
 		if i := paramIndex(fn, v.Name); i >= 0 && depth < 5 {
-			c.calls(dir, fn.Name.Name, i, depth+1)
+			c.eachCall(dir, fn.Name.Name, func(sf sourceFile, caller *ast.FuncDecl, call *ast.CallExpr) {
+				if i < len(call.Args) {
+					c.typeValue(dir, sf, caller, call.Args[i], depth+1)
+				}
+			})
 			return
 		}
 	case *ast.BasicLit:
@@ -261,32 +310,31 @@ func (c *typeChecker) typeValue(dir string, sf sourceFile, fn *ast.FuncDecl, e a
 	c.problem(e.Pos(), fmt.Sprintf("event type is %s, which is not in the audit vocabulary: %s", types.ExprString(e), fixHint))
 }
 
-// calls checks argument i of every call of the function or method name in
-// package dir.
-func (c *typeChecker) calls(dir, name string, i, depth int) {
+// eachCall calls visit for every call of the function or method name in
+// package dir, with the file and function the call is in.
+func (c *typeChecker) eachCall(dir, name string, visit func(sf sourceFile, fn *ast.FuncDecl, call *ast.CallExpr)) {
 	for _, sf := range c.pkgs[dir] {
 		for _, decl := range sf.file.Decls {
 			fn, _ := decl.(*ast.FuncDecl)
 			ast.Inspect(decl, func(n ast.Node) bool {
-				call, ok := n.(*ast.CallExpr)
-				if !ok || i >= len(call.Args) {
-					return true
-				}
-				switch f := call.Fun.(type) {
-				case *ast.Ident:
-					ok = f.Name == name
-				case *ast.SelectorExpr:
-					ok = f.Sel.Name == name
-				default:
-					ok = false
-				}
-				if ok {
-					c.typeValue(dir, sf, fn, call.Args[i], depth)
+				if call, ok := n.(*ast.CallExpr); ok && calledName(call) == name {
+					visit(sf, fn, call)
 				}
 				return true
 			})
 		}
 	}
+}
+
+// calledName is the name of the function or method call calls, or "".
+func calledName(call *ast.CallExpr) string {
+	switch f := call.Fun.(type) {
+	case *ast.Ident:
+		return f.Name
+	case *ast.SelectorExpr:
+		return f.Sel.Name
+	}
+	return ""
 }
 
 // paramIndex is the position of the parameter called name in fn, or -1.
@@ -310,20 +358,33 @@ func paramIndex(fn *ast.FuncDecl, name string) int {
 }
 
 func (c *typeChecker) problem(pos token.Pos, msg string) {
-	c.problems = append(c.problems, fmt.Sprintf("%s: %s", c.fset.Position(pos), msg))
+	c.report(&c.problems, pos, msg)
 }
 
-func checkModule(t *testing.T, root string, vocab map[string]string) *typeChecker {
+// report adds a problem to list once: a helper's line can be reached from
+// several calls.
+func (c *typeChecker) report(list *[]string, pos token.Pos, msg string) {
+	p := fmt.Sprintf("%s: %s", c.fset.Position(pos), msg)
+	if !c.seen[p] {
+		c.seen[p] = true
+		*list = append(*list, p)
+	}
+}
+
+// checkModule runs the type and field checks over the module at root, with
+// vocab (constant name -> type) and fields (type -> its field names).
+func checkModule(t *testing.T, root string, vocab map[string]string, fields map[string][]string) *typeChecker {
 	t.Helper()
 	fset, pkgs := parseModule(t, root)
-	c := &typeChecker{fset: fset, pkgs: pkgs, vocab: vocab, used: map[string]bool{}}
+	c := &typeChecker{fset: fset, pkgs: pkgs, vocab: vocab, used: map[string]bool{},
+		fields: fields, written: map[string]map[string]bool{}, unseen: map[string]bool{}, seen: map[string]bool{}}
 	c.run()
 	return c
 }
 
 func TestEveryWrittenTypeIsInTheVocabulary(t *testing.T) {
 	vocab := vocabulary(t)
-	c := checkModule(t, "..", vocab)
+	c := checkModule(t, "..", vocab, audit.Fields())
 	for _, p := range c.problems {
 		t.Error(p)
 	}
@@ -338,7 +399,6 @@ func TestEveryWrittenTypeIsInTheVocabulary(t *testing.T) {
 // on a literal, on a constant of the package's own, and through a private
 // helper that takes the type as a parameter.
 func TestVocabularyCheckCatches(t *testing.T) {
-	root := t.TempDir()
 	src := `package p
 
 import (
@@ -365,36 +425,21 @@ func (s *S) run(ctx context.Context) {
 	_ = audit.Append(ctx, s.a, nil, storage.Event{Actor: "no type"})
 }
 `
-	if err := os.MkdirAll(filepath.Join(root, "p"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "p", "p.go"), []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c := checkModule(t, root, map[string]string{"TypeExec": "exec", "TypeSessionStart": "session.start"})
-	want := []*regexp.Regexp{
+	c := checkSource(t, src, map[string]string{"TypeExec": "exec", "TypeSessionStart": "session.start"}, nil)
+	wantProblems(t, c.problems, []*regexp.Regexp{
 		regexp.MustCompile(`^p/p\.go:20:15: event type is the string literal "literal\.via_helper": use an audit\.Type constant`),
 		regexp.MustCompile(`^p/p\.go:21:54: event type is the string literal "literal\.direct"`),
 		regexp.MustCompile(`^p/p\.go:22:32: event type is AuditMine, which is not in the audit vocabulary`),
 		regexp.MustCompile(`^p/p\.go:24:34: a storage\.Event without a Type`),
-	}
-	if len(c.problems) != len(want) {
-		t.Fatalf("problems:\n%s\nwant %d", strings.Join(c.problems, "\n"), len(want))
-	}
-	for i, re := range want {
-		if !re.MatchString(c.problems[i]) {
-			t.Errorf("problem %d = %q, want it to match %s", i, c.problems[i], re)
-		}
-	}
+	})
 	if !c.used["TypeExec"] || !c.used["TypeSessionStart"] {
 		t.Errorf("used = %v, want both vocabulary types seen", c.used)
 	}
 }
 
-// TestREADMEListsEveryType keeps the README's "Audit log" table and the
-// vocabulary the same set.
-func TestREADMEListsEveryType(t *testing.T) {
-	vocab := vocabulary(t)
+// auditLogSection is the README's "Audit log" section.
+func auditLogSection(t *testing.T) string {
+	t.Helper()
 	readme := string(readFile(t, filepath.Join("..", "README.md")))
 	start := strings.Index(readme, "\n## Audit log\n")
 	if start < 0 {
@@ -404,6 +449,41 @@ func TestREADMEListsEveryType(t *testing.T) {
 	if end := strings.Index(section, "\n## "); end >= 0 {
 		section = section[:end]
 	}
+	return section
+}
+
+// checkSource runs the checks over a module of one file, p/p.go.
+func checkSource(t *testing.T, src string, vocab map[string]string, fields map[string][]string) *typeChecker {
+	t.Helper()
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "p"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "p", "p.go"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return checkModule(t, root, vocab, fields)
+}
+
+// wantProblems fails unless got are as many problems as want, each
+// matching its pattern.
+func wantProblems(t *testing.T, got []string, want []*regexp.Regexp) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("problems:\n%s\nwant %d", strings.Join(got, "\n"), len(want))
+	}
+	for i, re := range want {
+		if !re.MatchString(got[i]) {
+			t.Errorf("problem %d = %q, want it to match %s", i, got[i], re)
+		}
+	}
+}
+
+// TestREADMEListsEveryType keeps the README's "Audit log" table and the
+// vocabulary the same set.
+func TestREADMEListsEveryType(t *testing.T) {
+	vocab := vocabulary(t)
+	section := auditLogSection(t)
 	row := regexp.MustCompile("(?m)^\\| `([a-z_.]+)` +\\|")
 	inREADME := map[string]bool{}
 	for _, m := range row.FindAllStringSubmatch(section, -1) {
