@@ -346,11 +346,24 @@ func TestDoctorFindsEachNodeFault(t *testing.T) {
 	}
 	_, otherPub := e2e.GenerateKey(t, dir, "not-the-node")
 	staging := map[string]string{"env": "staging"}
+	// Template logins name whoever logs in; doctor must not probe them
+	// (a probe as some made-up user would fail on every node).
+	roles := opsRoles + `
+  - name: personal
+    allow:
+      logins: ["{{username}}", "{{claims.unix_login}}"]
+      node_labels: {env: staging}
+  - name: personal-only
+    allow:
+      logins: ["{{username}}"]
+      node_labels: {fault: templateonly}
+`
 	gh := e2e.StartGatehouse(t, e2e.GatehouseOptions{
 		Binary: bin,
-		Roles:  opsRoles,
+		Roles:  roles,
 		Nodes: []e2e.NodeSpec{
 			{Name: "good-1", Labels: staging},
+			{Name: "template-1", Labels: map[string]string{"fault": "templateonly"}},
 			{Name: "wrongkey-1", Labels: staging, PinnedKey: e2e.ReadKeyLine(t, otherPub)},
 			{Name: "nocak-1", Labels: staging, Options: e2e.NodeOptions{TrustedUserCAKeys: noCA}},
 			{Name: "nouser-1", Labels: map[string]string{"fault": "nouser"}},
@@ -399,6 +412,13 @@ func TestDoctorFindsEachNodeFault(t *testing.T) {
 	has("FAIL node nouser-1 ", `accepts a Gatehouse certificate for login gh-no-such-user: the node refused`)
 	has("FAIL node down-1 ", "reachable: dial ")
 	has("FAIL node down-1 ", "connection refused")
+	has("ok   node template-1 ", "reachable")
+	has("ok   node template-1 ", "no role allows a fixed login here; nothing to check (logins from templates are not tried)")
+	for _, l := range lines {
+		if strings.Contains(l, "gatehouse-doctor") || strings.Contains(l, "{{") || strings.Contains(l, "login bob") {
+			t.Errorf("doctor probed a template login: %q", l)
+		}
+	}
 	fails := 0
 	for _, l := range lines {
 		if strings.HasPrefix(l, "FAIL ") {
