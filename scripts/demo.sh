@@ -45,9 +45,17 @@ else
 fi
 
 # Roles for the demo: copied once so you can edit roles.yaml and watch the
-# bastion reload it.
+# bastion reload it. The copy allows only the two logins above: every login
+# the bastion offers (ssh bastion nodes, the web Home page) must work here,
+# and {{username}} (bob, alice) or postgres need not exist on this machine.
 if [[ ! -f $RUN/roles.yaml ]]; then
-	sed -e "s/\bubuntu\b/$web_login/g" -e "s/logins: \[postgres, root\]/logins: [postgres, root, $db_login]/" configs/roles.yaml >"$RUN/roles.yaml"
+	sed -e "s/logins: \[ubuntu, \"{{username}}\"\]/logins: [$web_login]/" \
+		-e "s/logins: \[postgres, root\]/logins: [$db_login]/" configs/roles.yaml >"$RUN/roles.yaml.new"
+	if grep -E '^ +logins: ' "$RUN/roles.yaml.new" | grep -Evq "logins: \[($web_login|$db_login)\]\$"; then
+		echo "scripts/demo.sh no longer matches the logins in configs/roles.yaml; update its rewrite" >&2
+		exit 1
+	fi
+	mv "$RUN/roles.yaml.new" "$RUN/roles.yaml"
 fi
 [[ -f $RUN/dev-users.yaml ]] || cp configs/dev-users.yaml "$RUN/dev-users.yaml"
 secret_file=$RUN/oidc-client-secret
