@@ -96,7 +96,8 @@ func runDemo(t *testing.T, bin string, as []string, extra ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
+	// Read while the script runs (the no-warning check at "ready").
+	var stderr lockedBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start demo.sh: %v", err)
@@ -120,7 +121,7 @@ func runDemo(t *testing.T, bin string, as []string, extra ...string) {
 		}
 		_, _ = io.Copy(io.Discard, out)
 	}()
-	var printed []string
+	var printed, beforeReady []string
 	var seenReady, inTry bool
 collect:
 	for {
@@ -132,7 +133,15 @@ collect:
 			switch {
 			case l == "ready":
 				seenReady = true
+				// A normal start warns about nothing: the provider
+				// answers before the bastion starts, and so on.
+				for _, out := range append(beforeReady, strings.Split(stderr.String(), "\n")...) {
+					if strings.Contains(out, "level=WARN") || strings.Contains(out, "level=ERROR") {
+						t.Errorf("demo.sh printed a warning before ready: %s", out)
+					}
+				}
 			case !seenReady:
+				beforeReady = append(beforeReady, l)
 			case strings.HasPrefix(l, "Try, in another terminal"):
 				inTry = true
 			case strings.HasPrefix(l, "Press Ctrl-C"):
