@@ -59,6 +59,11 @@ func Run(ctx context.Context, path string, w io.Writer, opts Options) bool {
 	} else {
 		d.report("roles "+cfg.RolesFile, err)
 	}
+	// serve creates data_dir (with its CAs) before it opens the store,
+	// and the default SQLite file lives there: without this a fresh
+	// deployment fails a store check that serve would pass. If it cannot
+	// be created, the store and CA checks below say so.
+	_ = os.MkdirAll(cfg.DataDir, 0o700)
 	d.store(ctx, cfg)
 	recErr := os.MkdirAll(cfg.Recording.Dir, 0o700)
 	if recErr == nil {
