@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gatehouse-dev/gatehouse/internal/e2e"
+	"github.com/gatehouse-dev/gatehouse/internal/immutable"
 	"github.com/gatehouse-dev/gatehouse/internal/pgtest"
 )
 
@@ -190,16 +191,7 @@ func TestOperationsMetricsHealthAndLogs(t *testing.T) {
 
 	t.Run("readyz fails while recording storage cannot be written", func(t *testing.T) {
 		dir := filepath.Join(gh.DataDir, "recordings")
-		// Root ignores permission bits; an immutable directory refuses
-		// new files to root too.
-		if out, err := exec.Command("chattr", "+i", dir).CombinedOutput(); err != nil {
-			t.Skipf("SKIPPED: cannot make %s immutable (chattr +i: %v %s); the filesystem does not support it", dir, err, out)
-		}
-		t.Cleanup(func() { _ = exec.Command("chattr", "-i", dir).Run() })
-		if f, err := os.Create(filepath.Join(dir, "root-can-write")); err == nil {
-			f.Close()
-			t.Fatalf("root could still create a file in the immutable %s; the test would prove nothing", dir)
-		}
+		writable := immutable.Dir(t, dir)
 		code, body := get(t, gh.WebURL+"/readyz")
 		if code != http.StatusServiceUnavailable || !strings.Contains(body, "FAIL recording storage: recording storage "+dir+" is not writable") {
 			t.Errorf("/readyz with an unwritable recording dir = %d, want 503 with a FAIL recording storage line:\n%s", code, body)
@@ -210,9 +202,7 @@ func TestOperationsMetricsHealthAndLogs(t *testing.T) {
 		if code, _ := get(t, gh.WebURL+"/healthz"); code != 200 {
 			t.Errorf("/healthz = %d while not ready, want 200 (the process is up)", code)
 		}
-		if err := exec.Command("chattr", "-i", dir).Run(); err != nil {
-			t.Fatalf("chattr -i: %v", err)
-		}
+		writable()
 		if code, body := get(t, gh.WebURL+"/readyz"); code != 200 {
 			t.Errorf("/readyz after the directory is writable again = %d, want 200:\n%s", code, body)
 		}
