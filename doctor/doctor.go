@@ -3,7 +3,7 @@
 // recordings can be written, the OIDC issuer publishes its discovery
 // document, and every node is reachable, proves the host key Gatehouse
 // pins (or a certificate from its host CA), and accepts a certificate from
-// Gatehouse's user CA for each login the roles allow there. That last
+// Gatehouse's user CA for each fixed login the roles allow there. That last
 // check is a real login, so "TrustedUserCAKeys missing" or "no such user"
 // shows up here instead of in a user's terminal; no channel is opened.
 package doctor
@@ -59,6 +59,11 @@ func Run(ctx context.Context, path string, w io.Writer, opts Options) bool {
 	} else {
 		d.report("roles "+cfg.RolesFile, err)
 	}
+	// serve creates data_dir (with its CAs) before it opens the store,
+	// and the default SQLite file lives there: without this a fresh
+	// deployment fails a store check that serve would pass. If it cannot
+	// be created, the store and CA checks below say so.
+	_ = os.MkdirAll(cfg.DataDir, 0o700)
 	d.store(ctx, cfg)
 	recErr := os.MkdirAll(cfg.Recording.Dir, 0o700)
 	if recErr == nil {
@@ -170,7 +175,9 @@ func (d *run) node(ctx context.Context, authority *ca.Authority, pol *policy.Pol
 		if pol == nil {
 			d.report(prefix+" logins", errors.New("not checked: the roles did not load"))
 		} else {
-			d.report(prefix+" login: no role allows a login here; nothing to check", nil)
+			// Template logins may be allowed here; saying "no login"
+			// would be false for them.
+			d.report(prefix+" logins: no role allows a fixed login here; nothing to check (logins from templates are not tried)", nil)
 		}
 		return
 	}
@@ -216,15 +223,17 @@ func loginErr(err error) error {
 	return err
 }
 
-// Logins returns every login some role allows on n, each role judged on
-// its own (a deny in one role does not hide another role's allow, since a
-// user may hold either alone). Logins from templates that depend on a
-// user's claims cannot be known here and are left out.
+// Logins returns every fixed login some role allows on n, each role
+// judged on its own (a deny in one role does not hide another role's
+// allow, since a user may hold either alone). Logins from templates
+// ({{username}}, {{claims.NAME}}, {{email.local(...)}}) name whoever logs
+// in, so no probe could stand for them: the subject has no user and no
+// claims, which makes every template yield nothing.
 func Logins(pol *policy.Policy, n config.Node) []string {
 	node := policy.Node{Name: n.Name, Labels: n.Labels}
 	var out []string
 	for _, r := range pol.RoleNames() {
-		out = append(out, pol.Logins(policy.Subject{User: "gatehouse-doctor", Roles: []string{r}}, node)...)
+		out = append(out, pol.Logins(policy.Subject{Roles: []string{r}}, node)...)
 	}
 	slices.Sort(out)
 	return slices.Compact(out)

@@ -136,7 +136,7 @@ func TestBrowserSSHLoginURLConfirmerIsBound(t *testing.T) {
 			t.Fatalf("confirm page lacks %q:\n%s", want, body)
 		}
 	}
-	browser.Screenshot(t, ctx, dir, "ssh-login-confirm")
+	browser.ScreenshotAtWidths(t, ctx, dir, "ssh-login-confirm")
 	select {
 	case r := <-done:
 		t.Fatalf("SSH side finished before anyone confirmed: %+v", r)
@@ -146,7 +146,7 @@ func TestBrowserSSHLoginURLConfirmerIsBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitTitle(t, ctx, "SSH sign-in confirmed")
-	browser.Screenshot(t, ctx, dir, "ssh-login-done")
+	browser.ScreenshotAtWidths(t, ctx, dir, "ssh-login-done")
 
 	var r result
 	select {
@@ -222,11 +222,12 @@ func TestBrowserCLILoginHeadless(t *testing.T) {
 	if got := textOf(t, ctx, "#whoami"); got != "You are signing in as bob." {
 		t.Fatalf("CLI confirm page: %q", got)
 	}
-	browser.Screenshot(t, ctx, dir, "cli-login-confirm")
+	browser.ScreenshotAtWidths(t, ctx, dir, "cli-login-confirm")
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#confirm"))); err != nil {
 		t.Fatal(err)
 	}
 	waitTitle(t, ctx, "Signed in")
+	browser.ScreenshotAtWidths(t, ctx, dir, "cli-login-done")
 	select {
 	case err := <-loginErr:
 		if err != nil {

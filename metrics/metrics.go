@@ -112,7 +112,7 @@ func New(src Sources) *Metrics {
 	}, []string{"kind", "reason"})
 	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "store_errors_total",
-		Help: "Store calls that failed where the bastion observes them, by operation (ping, list_requests, authorize).",
+		Help: "Store calls that failed, by operation: ping (the /readyz store check), list_requests (reading open requests for a scrape). Other store errors are logged, not counted here.",
 	}, []string{"op"})
 
 	version := src.Version
@@ -205,7 +205,9 @@ func (m *Metrics) NotifyFailed(kind, reason string) {
 	}
 }
 
-// StoreError counts one failed store call.
+// StoreError counts one failed store call. op is one of the operations
+// the help text names; TestStoreErrorOpsDocumented keeps the callers, the
+// help and the README's table in step.
 func (m *Metrics) StoreError(op string) {
 	if m != nil {
 		m.storeErrors.WithLabelValues(op).Inc()

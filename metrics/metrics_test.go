@@ -3,9 +3,13 @@ package metrics
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"maps"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -230,5 +234,67 @@ func TestReadmeNamesExist(t *testing.T) {
 		if fams[base] == nil {
 			t.Errorf("README names %s, which /metrics does not expose", n)
 		}
+	}
+}
+
+// TestStoreErrorOpsDocumented: the operations the bastion counts in
+// gatehouse_store_errors_total (every StoreError("OP") outside tests) are
+// exactly those the README's table lists, and the help text names each.
+func TestStoreErrorOpsDocumented(t *testing.T) {
+	call := regexp.MustCompile(`StoreError\("([a-z_]+)"\)`)
+	inCode := map[string]bool{}
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "node_modules") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range call.FindAllStringSubmatch(string(data), -1) {
+			inCode[m[1]] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inCode) == 0 {
+		t.Fatal("found no StoreError calls; the scan is broken")
+	}
+
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `gatehouse_store_errors_total` \\| counter \\| `op`: ([^|]+)\\|").FindStringSubmatch(string(data))
+	if row == nil {
+		t.Fatal("README.md has no gatehouse_store_errors_total row with its op labels")
+	}
+	inReadme := map[string]bool{}
+	for _, m := range regexp.MustCompile("`([a-z_]+)`").FindAllStringSubmatch(row[1], -1) {
+		inReadme[m[1]] = true
+	}
+	if !maps.Equal(inCode, inReadme) {
+		t.Errorf("the code counts store errors for ops %v, the README lists %v", slices.Sorted(maps.Keys(inCode)), slices.Sorted(maps.Keys(inReadme)))
+	}
+
+	m := New(Sources{})
+	m.StoreError("ping")
+	fams := scrape(t, m)
+	help := fams["gatehouse_store_errors_total"].GetHelp()
+	for op := range inCode {
+		if !strings.Contains(help, op+" (") {
+			t.Errorf("the help text does not name op %s: %q", op, help)
+		}
+	}
+	if strings.Contains(help, "authorize") {
+		t.Errorf("the help text names an op nothing records: %q", help)
 	}
 }

@@ -45,9 +45,17 @@ else
 fi
 
 # Roles for the demo: copied once so you can edit roles.yaml and watch the
-# bastion reload it.
+# bastion reload it. The copy allows only the two logins above: every login
+# the bastion offers (ssh bastion nodes, the web Home page) must work here,
+# and {{username}} (bob, alice) or postgres need not exist on this machine.
 if [[ ! -f $RUN/roles.yaml ]]; then
-	sed -e "s/\bubuntu\b/$web_login/g" -e "s/logins: \[postgres, root\]/logins: [postgres, root, $db_login]/" configs/roles.yaml >"$RUN/roles.yaml"
+	sed -e "s/logins: \[ubuntu, \"{{username}}\"\]/logins: [$web_login]/" \
+		-e "s/logins: \[postgres, root\]/logins: [$db_login]/" configs/roles.yaml >"$RUN/roles.yaml.new"
+	if grep -E '^ +logins: ' "$RUN/roles.yaml.new" | grep -Evq "logins: \[($web_login|$db_login)\]\$"; then
+		echo "scripts/demo.sh no longer matches the logins in configs/roles.yaml; update its rewrite" >&2
+		exit 1
+	fi
+	mv "$RUN/roles.yaml.new" "$RUN/roles.yaml"
 fi
 [[ -f $RUN/dev-users.yaml ]] || cp configs/dev-users.yaml "$RUN/dev-users.yaml"
 secret_file=$RUN/oidc-client-secret
@@ -127,12 +135,22 @@ else
 fi
 write_config "${nodes:-  []}"
 
+# answers HOST PORT: something accepts TCP connections there.
+answers() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+# healthy PORT PATH: an HTTP GET on 127.0.0.1:PORT answers 200.
+healthy() {
+	local reply
+	reply=$( (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3 && head -n1 <&3) 2>/dev/null) || return 1
+	[[ $reply == *" 200"* ]]
+}
+
 # The development identity provider (never part of gatehouse serve).
 "$GH" dev-idp --users "$RUN/dev-users.yaml" --listen "127.0.0.1:$IDP_PORT" \
 	--client-id gatehouse --client-secret "$(cat "$secret_file")" \
 	--redirect "http://127.0.0.1:$WEB_PORT/oidc/callback" --redirect "http://127.0.0.1:$WEB_PORT/cli-login/callback" \
 	>"$RUN/dev-idp.log" 2>&1 &
-pids+=($!)
+idp_pid=$!
+pids+=("$idp_pid")
 
 # Certificates for the demo users, so plain ssh works at once.
 for u in bob alice sam; do
@@ -158,18 +176,18 @@ Host *
 CFG
 done
 
+# The bastion fetches the provider's discovery document as it starts; wait
+# for it, so a normal start logs no "not reachable yet" warning.
+for _ in $(seq 1 150); do
+	healthy "$IDP_PORT" /.well-known/openid-configuration && break
+	kill -0 "$idp_pid" 2>/dev/null || { echo "gatehouse dev-idp exited; see $RUN/dev-idp.log" >&2; exit 1; }
+	sleep 0.2
+done
+
 "$GH" serve --config "$RUN/gatehouse.yaml" &
 serve_pid=$!
 pids+=("$serve_pid")
 
-# answers HOST PORT: something accepts TCP connections there.
-answers() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-# healthy PORT PATH: an HTTP GET on 127.0.0.1:PORT answers 200.
-healthy() {
-	local reply
-	reply=$( (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3 && head -n1 <&3) 2>/dev/null) || return 1
-	[[ $reply == *" 200"* ]]
-}
 echo "starting: bastion SSH 127.0.0.1:$SSH_PORT, web http://127.0.0.1:$WEB_PORT, identity provider http://127.0.0.1:$IDP_PORT"
 waiting=""
 for _ in $(seq 1 300); do

@@ -3,13 +3,31 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"strings"
 	"testing"
 )
 
+// watchedBuffer collects the output and the flag sets of one command run.
+type watchedBuffer struct {
+	bytes.Buffer
+	sets *[]*flag.FlagSet
+}
+
+func (w *watchedBuffer) watchFlagSet(fs *flag.FlagSet) { *w.sets = append(*w.sets, fs) }
+
+// runWatched runs gatehouse with args and returns the exit status, stdout,
+// stderr and every flag set the command made.
+func runWatched(args []string) (code int, stdout, stderr string, sets []*flag.FlagSet) {
+	out, errb := &watchedBuffer{sets: &sets}, &watchedBuffer{sets: &sets}
+	code = run(context.Background(), args, out, errb)
+	return code, out.String(), errb.String(), sets
+}
+
 // TestHelpEveryCommand runs every command and subcommand with --help (exit
-// 0, its usage line and an example on stdout), through `gatehouse help`,
-// and with a flag it does not have (exit 2, the usage on stderr).
+// 0, its usage line, every flag it defines and an example on stdout),
+// through `gatehouse help`, and with a flag it does not have (exit 2, the
+// usage on stderr). The flag package's own "Usage of ..." never shows.
 func TestHelpEveryCommand(t *testing.T) {
 	hs := helps()
 	for name := range commands() {
@@ -25,24 +43,33 @@ func TestHelpEveryCommand(t *testing.T) {
 				append(append([]string{}, args...), "-h"),
 				append([]string{"help"}, args...),
 			} {
-				var out, errb bytes.Buffer
-				code := run(context.Background(), form, &out, &errb)
+				code, out, errb, sets := runWatched(form)
 				if code != 0 {
-					t.Fatalf("gatehouse %s: exit %d, want 0\nstderr: %s", strings.Join(form, " "), code, errb.String())
+					t.Fatalf("gatehouse %s: exit %d, want 0\nstderr: %s", strings.Join(form, " "), code, errb)
 				}
-				for _, want := range []string{"usage: " + h.usage, "Example:\n  " + h.example} {
-					if !strings.Contains(out.String(), want) {
-						t.Errorf("gatehouse %s: stdout lacks %q:\n%s", strings.Join(form, " "), want, out.String())
+				want := []string{"usage: " + h.usage, "Example:\n  " + h.example}
+				for _, fs := range sets {
+					fs.VisitAll(func(f *flag.Flag) { want = append(want, "  -"+f.Name) })
+				}
+				for _, w := range want {
+					if !strings.Contains(out, w) {
+						t.Errorf("gatehouse %s: stdout lacks %q:\n%s", strings.Join(form, " "), w, out)
 					}
 				}
+				if strings.Contains(out+errb, "Usage of ") {
+					t.Errorf("gatehouse %s: the flag package's default usage shows:\n%s%s", strings.Join(form, " "), out, errb)
+				}
 			}
-			var out, errb bytes.Buffer
 			form := append(append([]string{}, args...), "--no-such-flag")
-			if code := run(context.Background(), form, &out, &errb); code != 2 {
+			code, out, errb, _ := runWatched(form)
+			if code != 2 {
 				t.Fatalf("gatehouse %s: exit %d, want 2", strings.Join(form, " "), code)
 			}
-			if !strings.Contains(errb.String(), "usage: ") {
-				t.Errorf("gatehouse %s: stderr has no usage:\n%s", strings.Join(form, " "), errb.String())
+			if !strings.Contains(errb, "usage: ") {
+				t.Errorf("gatehouse %s: stderr has no usage:\n%s", strings.Join(form, " "), errb)
+			}
+			if strings.Contains(out+errb, "Usage of ") {
+				t.Errorf("gatehouse %s: the flag package's default usage shows:\n%s%s", strings.Join(form, " "), out, errb)
 			}
 		})
 	}

@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 
@@ -48,15 +48,20 @@ func runLogout(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runDevIDP(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if wantsHelp(args) {
-		printHelp(stdout, "dev-idp", nil)
-		return flag.ErrHelp
+	fs := newFlags("dev-idp", stderr)
+	var o devidp.Options
+	o.Register(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
 	}
-	if code := devidp.Main(ctx, args, stdout, stderr); code != 0 {
-		if code == 2 {
-			printHelp(stderr, "dev-idp", nil)
-		}
-		return exitCode(code)
+	if len(pos) > 0 {
+		return usageError{fmt.Sprintf("dev-idp takes no arguments, got %q", pos)}
 	}
-	return nil
+	err = devidp.Main(ctx, o, stdout, stderr)
+	if errors.Is(err, devidp.ErrRequired) {
+		fs.Usage()
+		return shownUsageError{err.Error()}
+	}
+	return err
 }

@@ -110,8 +110,16 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("gatehouse "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { printHelp(fs.Output(), name, fs) }
+	if w, ok := stderr.(flagSetWatcher); ok {
+		w.watchFlagSet(fs)
+	}
 	return fs
 }
+
+// flagSetWatcher is a writer that wants every flag set a command makes:
+// TestHelpEveryCommand checks that help lists each flag, which it cannot
+// learn from the help text itself.
+type flagSetWatcher interface{ watchFlagSet(*flag.FlagSet) }
 
 // parse parses flags anywhere among args (flags may follow positional
 // arguments, as in `gatehouse play ID --speed 2`).

@@ -3,6 +3,8 @@ package devidp
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -312,18 +314,16 @@ func TestLoadUsers(t *testing.T) {
 
 func TestMainFlags(t *testing.T) {
 	var out, errb bytes.Buffer
-	if st := Main(context.Background(), []string{"--listen", "127.0.0.1:0"}, &out, &errb); st != 2 || !strings.Contains(errb.String(), "--client-secret") {
-		t.Fatalf("missing flags: status %d, stderr %s", st, errb.String())
+	if err := Main(context.Background(), Options{Listen: "127.0.0.1:0"}, &out, &errb); !errors.Is(err, ErrRequired) {
+		t.Fatalf("missing flags: %v, want ErrRequired", err)
 	}
 	// With valid flags Main serves until the context ends.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	out.Reset()
-	errb.Reset()
-	st := Main(ctx, []string{"--users", filepath.Join("..", "..", "configs", "dev-users.yaml"), "--listen", "127.0.0.1:0",
-		"--client-secret", "x", "--redirect", "http://127.0.0.1:8080/oidc/callback"}, &out, &errb)
-	if st != 0 || !strings.Contains(out.String(), "not for production") {
-		t.Fatalf("Main: status %d stdout %q stderr %q", st, out.String(), errb.String())
+	o := Options{Users: filepath.Join("..", "..", "configs", "dev-users.yaml"), Listen: "127.0.0.1:0",
+		ClientID: "gatehouse", ClientSecret: "x", Redirects: []string{"http://127.0.0.1:8080/oidc/callback"}}
+	if err := Main(ctx, o, &out, &errb); err != nil || !strings.Contains(out.String(), "not for production") {
+		t.Fatalf("Main: %v stdout %q stderr %q", err, out.String(), errb.String())
 	}
 }
 
@@ -337,10 +337,15 @@ func TestFatIDTokensFlag(t *testing.T) {
 		{[]string{"--fat-id-tokens"}, true},
 	} {
 		args := append([]string{"--users", users, "--client-secret", "x", "--redirect", "http://127.0.0.1:8080/oidc/callback"}, tt.args...)
-		var errb bytes.Buffer
-		cfg, _, st := parseFlags(args, &errb)
-		if st != 0 || len(cfg.Clients) != 1 || cfg.Clients[0].FatIDTokens != tt.fat {
-			t.Fatalf("%v: status %d clients %+v stderr %s", tt.args, st, cfg.Clients, errb.String())
+		fs := flag.NewFlagSet("dev-idp", flag.ContinueOnError)
+		var o Options
+		o.Register(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := o.Config()
+		if err != nil || len(cfg.Clients) != 1 || cfg.Clients[0].FatIDTokens != tt.fat {
+			t.Fatalf("%v: %v, clients %+v", tt.args, err, cfg.Clients)
 		}
 	}
 }

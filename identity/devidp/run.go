@@ -48,56 +48,58 @@ func Run(ctx context.Context, cfg Config, listen string, logger *slog.Logger) er
 	return nil
 }
 
-// Main is `gatehouse dev-idp`: it parses args (without the command name),
-// runs the provider until ctx is done and returns the exit status.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cfg, listen, status := parseFlags(args, stderr)
-	if status != 0 {
-		return status
+// Main is `gatehouse dev-idp` once its flags are parsed: it runs the
+// provider until ctx is done.
+func Main(ctx context.Context, o Options, stdout, stderr io.Writer) error {
+	cfg, err := o.Config()
+	if err != nil {
+		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	fmt.Fprintf(stdout, "Gatehouse development identity provider — not for production\nissuer: %s\nusers: %s\n", cfg.Issuer, userNames(cfg.Users))
-	if err := Run(ctx, cfg, listen, logger); err != nil {
-		fmt.Fprintf(stderr, "gatehouse dev-idp: %v\n", err)
-		return 1
-	}
-	return 0
+	return Run(ctx, cfg, o.Listen, logger)
 }
 
-// parseFlags turns the command line into a Config and the listen address;
-// a non-zero status means the usage error was already written to stderr.
-func parseFlags(args []string, stderr io.Writer) (Config, string, int) {
-	fs := flag.NewFlagSet("gatehouse dev-idp", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	users := fs.String("users", "", "users `FILE` (YAML, see configs/dev-users.yaml)")
-	listen := fs.String("listen", "127.0.0.1:5556", "`ADDR` to listen on")
-	issuer := fs.String("issuer", "", "issuer `URL` (default http://ADDR)")
-	clientID := fs.String("client-id", "gatehouse", "the relying party's client `ID`")
-	secret := fs.String("client-secret", "", "the relying party's client `SECRET` (required)")
-	fat := fs.Bool("fat-id-tokens", false, "put profile, email and groups into the ID token too (default: only in UserInfo, as Okta does)")
-	var redirects []string
-	fs.Func("redirect", "allowed redirect `URL`, e.g. http://127.0.0.1:8080/oidc/callback (repeatable)", func(s string) error {
-		redirects = append(redirects, s)
+// ErrRequired is Options.Config's answer when a required flag is missing.
+var ErrRequired = errors.New("--users, --client-secret and --redirect are required")
+
+// Options are the command line of `gatehouse dev-idp`. cmd/gatehouse
+// parses them, so its help and its unknown-flag errors are those of every
+// other command.
+type Options struct {
+	Users, Listen, Issuer, ClientID, ClientSecret string
+	FatIDTokens                                   bool
+	Redirects                                     []string
+}
+
+// Register defines o's flags, with their defaults, on fs.
+func (o *Options) Register(fs *flag.FlagSet) {
+	fs.StringVar(&o.Users, "users", "", "users `FILE` (YAML, see configs/dev-users.yaml; required)")
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:5556", "`ADDR` to listen on")
+	fs.StringVar(&o.Issuer, "issuer", "", "issuer `URL` (default http://ADDR)")
+	fs.StringVar(&o.ClientID, "client-id", "gatehouse", "the relying party's client `ID`")
+	fs.StringVar(&o.ClientSecret, "client-secret", "", "the relying party's client `SECRET` (required)")
+	fs.BoolVar(&o.FatIDTokens, "fat-id-tokens", false, "put profile, email and groups into the ID token too (default: only in UserInfo, as Okta does)")
+	fs.Func("redirect", "allowed redirect `URL`, e.g. http://127.0.0.1:8080/oidc/callback (repeatable; at least one required)", func(s string) error {
+		o.Redirects = append(o.Redirects, s)
 		return nil
 	})
-	if err := fs.Parse(args); err != nil {
-		return Config{}, "", 2
+}
+
+// Config checks the required options and loads the users file.
+func (o *Options) Config() (Config, error) {
+	if o.Users == "" || o.ClientSecret == "" || len(o.Redirects) == 0 {
+		return Config{}, ErrRequired
 	}
-	if *users == "" || *secret == "" || len(redirects) == 0 || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "gatehouse dev-idp: --users, --client-secret and --redirect are required")
-		fs.Usage()
-		return Config{}, "", 2
-	}
-	list, err := LoadUsers(*users)
+	list, err := LoadUsers(o.Users)
 	if err != nil {
-		fmt.Fprintf(stderr, "gatehouse dev-idp: %v\n", err)
-		return Config{}, "", 2
+		return Config{}, err
 	}
-	iss := *issuer
+	iss := o.Issuer
 	if iss == "" {
-		iss = "http://" + *listen
+		iss = "http://" + o.Listen
 	}
-	return Config{Issuer: iss, Users: list, Clients: []Client{{ID: *clientID, Secret: *secret, RedirectURIs: redirects, FatIDTokens: *fat}}}, *listen, 0
+	return Config{Issuer: iss, Users: list, Clients: []Client{{ID: o.ClientID, Secret: o.ClientSecret, RedirectURIs: o.Redirects, FatIDTokens: o.FatIDTokens}}}, nil
 }
 
 func userNames(us []User) string {

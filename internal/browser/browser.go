@@ -102,3 +102,44 @@ func Screenshot(t testing.TB, ctx context.Context, dir, name string) string {
 	}
 	return path
 }
+
+// viewport is a width pages are drawn at.
+type viewport struct {
+	name          string
+	width, height int64
+}
+
+// ScreenshotAtWidths saves a full-page PNG (lossless, so text stays
+// readable) named NAME-desktop.png and NAME-phone.png into dir, drawn 1280
+// and 390 px wide, and fails the test if the page is wider than the window
+// at either: nothing may make the whole page scroll sideways (wide tables
+// scroll in their own box). The viewport is 1280 px wide again afterwards.
+func ScreenshotAtWidths(t testing.TB, ctx context.Context, dir, name string) {
+	t.Helper()
+	viewports := [...]viewport{{"desktop", 1280, 800}, {"phone", 390, 844}}
+	for _, vp := range viewports {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(vp.width, vp.height)); err != nil {
+			t.Fatalf("%s: set the %s viewport: %v", name, vp.name, err)
+		}
+		// Let the page lay itself out again (scripts size terminals on
+		// resize) before measuring.
+		time.Sleep(300 * time.Millisecond)
+		sizes, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`[document.documentElement.scrollWidth, window.innerWidth]`))
+		if err != nil {
+			t.Fatalf("%s: measure the page at %s: %v", name, vp.name, err)
+		}
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Logf("screenshot %s: %v", name, err)
+		} else if err := os.WriteFile(filepath.Join(dir, unsafeName.ReplaceAllString(name, "_")+"-"+vp.name+".png"), png, 0o644); err != nil {
+			t.Logf("save screenshot %s: %v", name, err)
+		}
+		if len(sizes) == 2 && sizes[0] > sizes[1] {
+			url, _ := chromedp.Run(ctx, chromedp.Location())
+			t.Errorf("%s (%s) scrolls sideways at %s: %d px of content in a %d px window", name, url, vp.name, sizes[0], sizes[1])
+		}
+	}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(viewports[0].width, viewports[0].height)); err != nil {
+		t.Fatalf("%s: restore the viewport: %v", name, err)
+	}
+}

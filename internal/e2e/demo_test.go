@@ -96,7 +96,8 @@ func runDemo(t *testing.T, bin string, as []string, extra ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
+	// Read while the script runs (the no-warning check at "ready").
+	var stderr lockedBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start demo.sh: %v", err)
@@ -120,7 +121,7 @@ func runDemo(t *testing.T, bin string, as []string, extra ...string) {
 		}
 		_, _ = io.Copy(io.Discard, out)
 	}()
-	var printed []string
+	var printed, beforeReady []string
 	var seenReady, inTry bool
 collect:
 	for {
@@ -132,7 +133,15 @@ collect:
 			switch {
 			case l == "ready":
 				seenReady = true
+				// A normal start warns about nothing: the provider
+				// answers before the bastion starts, and so on.
+				for _, out := range append(beforeReady, strings.Split(stderr.String(), "\n")...) {
+					if strings.Contains(out, "level=WARN") || strings.Contains(out, "level=ERROR") {
+						t.Errorf("demo.sh printed a warning before ready: %s", out)
+					}
+				}
 			case !seenReady:
+				beforeReady = append(beforeReady, l)
 			case strings.HasPrefix(l, "Try, in another terminal"):
 				inTry = true
 			case strings.HasPrefix(l, "Press Ctrl-C"):
@@ -201,6 +210,52 @@ collect:
 			check(r.code == 0 && strings.Contains(r.stdout, "audit log intact"), "want the audit chain intact")
 		default:
 			t.Errorf("no check for printed command %q (# %s): add one", command, comment)
+		}
+	}
+	offeredLoginsWork(ctx, t, env, as, printed)
+}
+
+// offeredLoginsWork logs in as bob and alice with every login `ssh bastion
+// nodes` offers them (the web Home page lists the same logins), so the
+// demo never offers an account that does not exist on this machine. Bob
+// holds dba by now, so his db-1 login is among them.
+func offeredLoginsWork(ctx context.Context, t *testing.T, env, as, printed []string) {
+	t.Helper()
+	var bobConfig string
+	configFlag := regexp.MustCompile(`-F (\S+/ssh_config\.bob) `)
+	for _, line := range printed {
+		if m := configFlag.FindStringSubmatch(line); m != nil {
+			bobConfig = m[1]
+			break
+		}
+	}
+	if bobConfig == "" {
+		t.Fatal("no printed command uses ssh_config.bob")
+	}
+	for _, u := range []string{"bob", "alice"} {
+		config := strings.TrimSuffix(bobConfig, "bob") + u
+		r := runShell(ctx, t, env, as, "ssh -F "+config+" bastion nodes")
+		if r.code != 0 {
+			t.Fatalf("ssh bastion nodes as %s: exit %d\n%s%s", u, r.code, r.stdout, r.stderr)
+		}
+		offered := 0
+		for _, row := range strings.Split(strings.TrimSpace(r.stdout), "\n")[1:] {
+			f := strings.Fields(row)
+			if len(f) < 2 {
+				t.Fatalf("ssh bastion nodes as %s: unexpected row %q in\n%s", u, row, r.stdout)
+			}
+			for _, login := range strings.Split(f[1], ",") {
+				offered++
+				command := fmt.Sprintf("ssh -F %s -J bastion %s@%s id -un", config, login, f[0])
+				r := runShell(ctx, t, env, as, command)
+				t.Logf("$ %s   # offered to %s\nexit %d\n%s%s", command, u, r.code, r.stdout, r.stderr)
+				if r.code != 0 || r.stdout != login+"\n" {
+					t.Errorf("%s is offered %s@%s, but logging in fails: exit %d\n%s%s", u, login, f[0], r.code, r.stdout, r.stderr)
+				}
+			}
+		}
+		if offered == 0 {
+			t.Errorf("ssh bastion nodes offers %s no login:\n%s", u, r.stdout)
 		}
 	}
 }

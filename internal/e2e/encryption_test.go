@@ -255,8 +255,8 @@ func TestWebEncryptedRecording(t *testing.T) {
 	if n, err := chromedp.Run(samB, chromedp.Evaluate[int](`document.querySelectorAll("#player").length`)); err != nil || n != 0 {
 		t.Errorf("the page of an encrypted recording has %d players (%v), want none", n, err)
 	}
-	shot(t, samB, shots, "encrypted-player-sam")
+	browser.ScreenshotAtWidths(t, samB, shots, "encrypted-player-sam")
 	run(t, samB, "search", chromedp.Navigate(webURL+"/sessions?grep=web-sealed-42"))
 	waitText(t, samB, "#unsearched", "encrypted recordings were not searched", 15*time.Second)
-	shot(t, samB, shots, "encrypted-search-sam")
+	browser.ScreenshotAtWidths(t, samB, shots, "encrypted-search-sam")
 }

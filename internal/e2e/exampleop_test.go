@@ -126,7 +126,7 @@ func TestExampleOPBrowserSignIn(t *testing.T) {
 	waitText(t, ctx, "#signed-in-as", "bob", 30*time.Second)
 	// dev comes from the email claim, which only UserInfo carries.
 	waitText(t, ctx, "#roles", "dev", 10*time.Second)
-	shot(t, ctx, shots, "example-op-home-bob")
+	browser.ScreenshotAtWidths(t, ctx, shots, "example-op-home-bob")
 	ev := waitAudit(t, gh, "oidc.login", "bob's web sign-in", func(ev auditLine) bool {
 		return ev.Actor == "bob" && ev.Fields["kind"] == "web"
 	})

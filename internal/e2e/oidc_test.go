@@ -108,13 +108,18 @@ func waitPageTitle(t *testing.T, ctx context.Context, want string) {
 // (password = user name) and presses Confirm on the page that names user.
 func confirmAs(t *testing.T, ctx context.Context, link, user, wantTitle string) {
 	t.Helper()
-	confirmAsShot(t, ctx, link, user, wantTitle, "")
+	confirmAsShot(t, ctx, link, user, wantTitle, nil)
 }
 
-// confirmAsShot is confirmAs that, when shots is not empty, also saves the
+// confirmShots asks confirmAsShot to save the confirm page as
+// NAME-confirm and the page after it as NAME-confirmed into dir; the
+// confirm page's message must contain message.
+type confirmShots struct{ dir, name, message string }
+
+// confirmAsShot is confirmAs that, when shots is set, also saves the
 // confirm page and the page after it at both widths (failing if either
 // scrolls sideways).
-func confirmAsShot(t *testing.T, ctx context.Context, link, user, wantTitle, shots string) {
+func confirmAsShot(t *testing.T, ctx context.Context, link, user, wantTitle string, shots *confirmShots) {
 	t.Helper()
 	browserStep(t, ctx, "open the link and reach the provider",
 		chromedp.Navigate(link),
@@ -128,9 +133,9 @@ func confirmAsShot(t *testing.T, ctx context.Context, link, user, wantTitle, sho
 	if err != nil || !strings.Contains(who, "signing in as "+user) {
 		t.Fatalf("confirm page should say who signs in (%s): %q (%v)", user, who, err)
 	}
-	if shots != "" {
+	if shots != nil {
 		// The site's stylesheet is applied (its header bar is dark) and the
-		// key's lifetime reads as a person would say it.
+		// message reads as a person would say it (the key's lifetime too).
 		// The stylesheet may still be on its way when #confirm is already
 		// visible on a loaded machine, so this waits for it.
 		var got string
@@ -139,15 +144,15 @@ func confirmAsShot(t *testing.T, ctx context.Context, link, user, wantTitle, sho
 			got, err = chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("header.top")).backgroundColor + "|" + document.getElementById("message").textContent`))
 			return err == nil && strings.HasPrefix(got, "rgb(29, 35, 48)|")
 		})
-		if !styled || !strings.Contains(got, "act as you for 12 hours.") {
-			t.Fatalf("the confirm page is unstyled or says the lifetime oddly: %q (%v)", got, err)
+		if !styled || !strings.Contains(got, shots.message) {
+			t.Fatalf("the confirm page is unstyled or its message lacks %q: %q (%v)", shots.message, got, err)
 		}
-		shot(t, ctx, shots, "ssh-login-confirm")
+		browser.ScreenshotAtWidths(t, ctx, shots.dir, shots.name+"-confirm")
 	}
 	browserStep(t, ctx, "press Confirm", chromedp.Click(chromedp.CSS("#confirm")))
 	waitPageTitle(t, ctx, wantTitle)
-	if shots != "" {
-		shot(t, ctx, shots, "ssh-login-confirmed")
+	if shots != nil {
+		browser.ScreenshotAtWidths(t, ctx, shots.dir, shots.name+"-confirmed")
 	}
 }
 
@@ -201,7 +206,7 @@ func TestOIDCLoginURLThroughJump(t *testing.T) {
 
 	ctx := browser.New(t)
 	shots := browser.ArtifactsDir(t)
-	confirmAsShot(t, ctx, link, "bob", "SSH sign-in confirmed", shots)
+	confirmAsShot(t, ctx, link, "bob", "SSH sign-in confirmed", &confirmShots{shots, "ssh-login", "act as you for 12 hours."})
 
 	// The ssh that was waiting on the prompt now completes.
 	term.Expect(regexp.MustCompile(`via-oidc\r?\n`), 60*time.Second)
@@ -313,7 +318,7 @@ func TestOIDCCLILoginAndLogout(t *testing.T) {
 
 // cliLogin runs `gatehouse login --headless --home home` against gh, signs
 // in as user in the browser b and waits for the CLI to finish; shots saves
-// a screenshot of the page the CLI's callback shows.
+// the confirm page and the page the CLI's callback shows at both widths.
 func cliLogin(t *testing.T, gh *e2e.Gatehouse, b context.Context, user, home string, shots bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -361,10 +366,11 @@ func cliLogin(t *testing.T, gh *e2e.Gatehouse, b context.Context, user, home str
 
 	// The bastion hands the browser back to the CLI's loopback callback,
 	// whose page says the CLI got its code.
-	confirmAs(t, b, link, user, "Signed in")
+	var cs *confirmShots
 	if shots {
-		browser.Screenshot(t, b, browser.ArtifactsDir(t), "cli-login-done")
+		cs = &confirmShots{browser.ArtifactsDir(t), "cli-login", "Confirm only if you just ran gatehouse login."}
 	}
+	confirmAsShot(t, b, link, user, "Signed in", cs)
 
 	select {
 	case <-exited:

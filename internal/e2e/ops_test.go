@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gatehouse-dev/gatehouse/internal/e2e"
+	"github.com/gatehouse-dev/gatehouse/internal/immutable"
 	"github.com/gatehouse-dev/gatehouse/internal/pgtest"
 )
 
@@ -190,16 +191,7 @@ func TestOperationsMetricsHealthAndLogs(t *testing.T) {
 
 	t.Run("readyz fails while recording storage cannot be written", func(t *testing.T) {
 		dir := filepath.Join(gh.DataDir, "recordings")
-		// Root ignores permission bits; an immutable directory refuses
-		// new files to root too.
-		if out, err := exec.Command("chattr", "+i", dir).CombinedOutput(); err != nil {
-			t.Skipf("SKIPPED: cannot make %s immutable (chattr +i: %v %s); the filesystem does not support it", dir, err, out)
-		}
-		t.Cleanup(func() { _ = exec.Command("chattr", "-i", dir).Run() })
-		if f, err := os.Create(filepath.Join(dir, "root-can-write")); err == nil {
-			f.Close()
-			t.Fatalf("root could still create a file in the immutable %s; the test would prove nothing", dir)
-		}
+		writable := immutable.Dir(t, dir)
 		code, body := get(t, gh.WebURL+"/readyz")
 		if code != http.StatusServiceUnavailable || !strings.Contains(body, "FAIL recording storage: recording storage "+dir+" is not writable") {
 			t.Errorf("/readyz with an unwritable recording dir = %d, want 503 with a FAIL recording storage line:\n%s", code, body)
@@ -210,9 +202,7 @@ func TestOperationsMetricsHealthAndLogs(t *testing.T) {
 		if code, _ := get(t, gh.WebURL+"/healthz"); code != 200 {
 			t.Errorf("/healthz = %d while not ready, want 200 (the process is up)", code)
 		}
-		if err := exec.Command("chattr", "-i", dir).Run(); err != nil {
-			t.Fatalf("chattr -i: %v", err)
-		}
+		writable()
 		if code, body := get(t, gh.WebURL+"/readyz"); code != 200 {
 			t.Errorf("/readyz after the directory is writable again = %d, want 200:\n%s", code, body)
 		}
@@ -346,11 +336,24 @@ func TestDoctorFindsEachNodeFault(t *testing.T) {
 	}
 	_, otherPub := e2e.GenerateKey(t, dir, "not-the-node")
 	staging := map[string]string{"env": "staging"}
+	// Template logins name whoever logs in; doctor must not probe them
+	// (a probe as some made-up user would fail on every node).
+	roles := opsRoles + `
+  - name: personal
+    allow:
+      logins: ["{{username}}", "{{claims.unix_login}}"]
+      node_labels: {env: staging}
+  - name: personal-only
+    allow:
+      logins: ["{{username}}"]
+      node_labels: {fault: templateonly}
+`
 	gh := e2e.StartGatehouse(t, e2e.GatehouseOptions{
 		Binary: bin,
-		Roles:  opsRoles,
+		Roles:  roles,
 		Nodes: []e2e.NodeSpec{
 			{Name: "good-1", Labels: staging},
+			{Name: "template-1", Labels: map[string]string{"fault": "templateonly"}},
 			{Name: "wrongkey-1", Labels: staging, PinnedKey: e2e.ReadKeyLine(t, otherPub)},
 			{Name: "nocak-1", Labels: staging, Options: e2e.NodeOptions{TrustedUserCAKeys: noCA}},
 			{Name: "nouser-1", Labels: map[string]string{"fault": "nouser"}},
@@ -399,6 +402,13 @@ func TestDoctorFindsEachNodeFault(t *testing.T) {
 	has("FAIL node nouser-1 ", `accepts a Gatehouse certificate for login gh-no-such-user: the node refused`)
 	has("FAIL node down-1 ", "reachable: dial ")
 	has("FAIL node down-1 ", "connection refused")
+	has("ok   node template-1 ", "reachable")
+	has("ok   node template-1 ", "no role allows a fixed login here; nothing to check (logins from templates are not tried)")
+	for _, l := range lines {
+		if strings.Contains(l, "gatehouse-doctor") || strings.Contains(l, "{{") || strings.Contains(l, "login bob") {
+			t.Errorf("doctor probed a template login: %q", l)
+		}
+	}
 	fails := 0
 	for _, l := range lines {
 		if strings.HasPrefix(l, "FAIL ") {

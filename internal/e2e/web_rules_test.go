@@ -82,12 +82,12 @@ func TestWebApprovalRules(t *testing.T) {
 	)
 	waitText(t, bobB, "#flash", "Requested dba, web for 1h", 15*time.Second)
 	waitText(t, bobB, "#my-requests", "needs 1 more approval from dba-lead and 1 more approval from manager", 5*time.Second)
-	shot(t, bobB, shots, "rules-01-bob-pending")
+	browser.ScreenshotAtWidths(t, bobB, shots, "rules-01-bob-pending")
 
 	signIn(t, aliceB, webURL, "/review", "alice")
 	waitText(t, aliceB, "#queue", "INC-21", 20*time.Second)
 	waitText(t, aliceB, "#queue", "Rule: 1 approval from dba-lead and 1 approval from manager; 1 denial denies.", 5*time.Second)
-	shot(t, aliceB, shots, "rules-02-alice-queue")
+	browser.ScreenshotAtWidths(t, aliceB, shots, "rules-02-alice-queue")
 	run(t, aliceB, "approve dba only",
 		chromedp.Click(chromedp.CSS(`#queue article.req input[name="roles"][value="web"]`)),
 		chromedp.SendKeys(chromedp.CSS(`#queue article.req input[name="reason"]`), "db part only"),
@@ -98,17 +98,17 @@ func TestWebApprovalRules(t *testing.T) {
 	run(t, bobB, "reload requests", chromedp.Navigate(webURL+"/requests"))
 	waitText(t, bobB, "#my-requests", "dba: needs 1 more approval from manager; web: needs 1 more approval from dba-lead and 1 more approval from manager", 10*time.Second)
 	waitText(t, bobB, "#my-requests", "approved dba", 5*time.Second)
-	shot(t, bobB, shots, "rules-03-bob-progress")
+	browser.ScreenshotAtWidths(t, bobB, shots, "rules-03-bob-progress")
 
 	signIn(t, samB, webURL, "/review", "sam")
 	waitText(t, samB, "#queue", "dba: needs 1 more approval from manager", 20*time.Second)
-	shot(t, samB, shots, "rules-04-sam-queue")
+	browser.ScreenshotAtWidths(t, samB, shots, "rules-04-sam-queue")
 	run(t, samB, "approve all", chromedp.Click(chromedp.CSS(`#queue article.req button.approve`)))
 	waitText(t, samB, "#flash", "(approved)", 15*time.Second)
 
 	run(t, bobB, "reload requests", chromedp.Navigate(webURL+"/requests"))
 	waitText(t, bobB, "#my-requests", "of dba, web", 10*time.Second)
-	shot(t, bobB, shots, "rules-05-bob-granted")
+	browser.ScreenshotAtWidths(t, bobB, shots, "rules-05-bob-granted")
 
 	bob := e2e.NewUser(t, gh, "bob", time.Hour)
 	allowedJump(t, bob, "root@db-1", "root")
@@ -135,7 +135,7 @@ func TestWebApprovalRules(t *testing.T) {
 	}
 	run(t, bobB, "home", chromedp.Navigate(webURL+"/"))
 	waitText(t, bobB, "main", "login root on web-1 through web for one session granted by request", 10*time.Second)
-	shot(t, bobB, shots, "rules-06-bob-resource-grant")
+	browser.ScreenshotAtWidths(t, bobB, shots, "rules-06-bob-resource-grant")
 	allowedJump(t, bob, "root@web-1", "root")
 	// That session used the one-session grant, and ended; so did the grant.
 	refusedJump(t, bob, "root@web-1")

@@ -167,11 +167,11 @@ func TestWebRequestApproveReplayTerminate(t *testing.T) {
 	// without a reload.
 	signIn(t, aliceB, webURL, "/review", "alice")
 	waitText(t, aliceB, "#queue", "Nothing waits for your review", 10*time.Second)
-	shot(t, aliceB, shots, "01-review-empty-alice")
+	browser.ScreenshotAtWidths(t, aliceB, shots, "01-review-empty-alice")
 
 	signIn(t, bobB, webURL, "/", "bob")
 	waitText(t, bobB, "#nodes", "ubuntu@web-1", 10*time.Second)
-	shot(t, bobB, shots, "02-home-bob-before")
+	browser.ScreenshotAtWidths(t, bobB, shots, "02-home-bob-before")
 	run(t, bobB, "request dba",
 		chromedp.Navigate(webURL+"/requests"),
 		chromedp.WaitVisible(chromedp.CSS("#request-form")),
@@ -194,14 +194,14 @@ func TestWebRequestApproveReplayTerminate(t *testing.T) {
 	if v, err := chromedp.Run(bobB, chromedp.Evaluate[string](`document.querySelector("#reason").value + "|" + document.querySelector("#duration").value + "|" + document.querySelector("#role-dba").checked`)); err != nil || v != "INC-8: typed once|999h|true" {
 		t.Fatalf("the refused form lost what was typed: %q, %v", v, err)
 	}
-	shot(t, bobB, shots, "03a-requests-bob-refused")
+	browser.ScreenshotAtWidths(t, bobB, shots, "03a-requests-bob-refused")
 	waitText(t, bobB, "#my-requests", "pending", 5*time.Second)
-	shot(t, bobB, shots, "03-requests-bob-pending")
+	browser.ScreenshotAtWidths(t, bobB, shots, "03-requests-bob-pending")
 
 	waitText(t, aliceB, "#queue", "INC-7: replica lag on db-1", 20*time.Second)
 	run(t, aliceB, "reload the queue", chromedp.Navigate(webURL+"/review"))
 	waitText(t, aliceB, "#review-count", "1", 10*time.Second)
-	shot(t, aliceB, shots, "04-review-alice-incoming")
+	browser.ScreenshotAtWidths(t, aliceB, shots, "04-review-alice-incoming")
 	run(t, aliceB, "approve",
 		chromedp.SendKeys(chromedp.CSS(`#queue article.req input[name="reason"]`), "ok for INC-7"),
 		chromedp.Click(chromedp.CSS(`#queue article.req button.approve`)),
@@ -213,7 +213,7 @@ func TestWebRequestApproveReplayTerminate(t *testing.T) {
 	run(t, bobB, "reload home", chromedp.Navigate(webURL+"/"))
 	waitText(t, bobB, "#roles", "dba", 10*time.Second)
 	waitText(t, bobB, "#nodes", jump, 10*time.Second)
-	shot(t, bobB, shots, "05-home-bob-granted")
+	browser.ScreenshotAtWidths(t, bobB, shots, "05-home-bob-granted")
 
 	bob := e2e.NewUser(t, gh, "bob", time.Hour)
 	r := bob.SSH("root@db-1", "id -un; echo web-e2e-$((6*7))")
@@ -225,12 +225,12 @@ func TestWebRequestApproveReplayTerminate(t *testing.T) {
 	// command line, must be drawn by the player.
 	signIn(t, samB, webURL, "/sessions?user=bob&node=db-1", "sam")
 	waitText(t, samB, "#sessions", "root@db-1", 10*time.Second)
-	shot(t, samB, shots, "06-sessions-sam")
+	browser.ScreenshotAtWidths(t, samB, shots, "06-sessions-sam")
 	run(t, samB, "open the player", chromedp.Click(chromedp.CSS(`#sessions a.button[href^="/sessions/"]`)))
 	run(t, samB, "wait for the player", chromedp.WaitVisible(chromedp.CSS("#player .ap-player")))
 	run(t, samB, "press play", chromedp.Click(chromedp.CSS("#player .ap-player")))
 	waitText(t, samB, "#player", "web-e2e-42", 30*time.Second)
-	shot(t, samB, shots, "07-player-sam")
+	browser.ScreenshotAtWidths(t, samB, shots, "07-player-sam")
 
 	// A live session: sam watches it and terminates it; bob's ssh ends.
 	term := bob.Interactive("root@db-1")
@@ -244,7 +244,7 @@ func TestWebRequestApproveReplayTerminate(t *testing.T) {
 	waitText(t, samB, "#term", "live-25", 15*time.Second)
 	term.Send("echo watched-$((3*3))\n")
 	waitText(t, samB, "#term", "watched-9", 30*time.Second)
-	shot(t, samB, shots, "08-live-sam")
+	browser.ScreenshotAtWidths(t, samB, shots, "08-live-sam")
 	run(t, samB, "terminate", chromedp.Click(chromedp.CSS("#terminate")))
 	waitText(t, samB, "#flash", "Terminated session", 15*time.Second)
 	if code := term.Wait(30 * time.Second); code == 0 {
@@ -257,7 +257,7 @@ func TestWebRequestApproveReplayTerminate(t *testing.T) {
 	if n, err := chromedp.Run(samB, chromedp.Evaluate[int](`document.querySelectorAll("#sessions tr.live").length`)); err != nil || n != 0 {
 		t.Fatalf("after Terminate, %d sessions still shown live (%v)", n, err)
 	}
-	shot(t, samB, shots, "09-sessions-after-terminate")
+	browser.ScreenshotAtWidths(t, samB, shots, "09-sessions-after-terminate")
 
 	// The audit log holds all of it, and its chain verifies.
 	run(t, samB, "audit", chromedp.Navigate(webURL+"/audit"),
@@ -267,50 +267,20 @@ func TestWebRequestApproveReplayTerminate(t *testing.T) {
 	if first, err := chromedp.Run(samB, chromedp.Evaluate[string](`document.querySelector("#events tbody tr td:nth-child(3)").innerText`)); err != nil || first != "audit.verify" {
 		t.Fatalf("the audit page's first row is %q (%v); want the newest event, the verification just run", first, err)
 	}
-	shot(t, samB, shots, "10-audit-sam")
+	browser.ScreenshotAtWidths(t, samB, shots, "10-audit-sam")
 	run(t, samB, "a bad audit filter", chromedp.Navigate(webURL+"/audit?since=yesterday"))
 	waitText(t, samB, "#filter-error", "yesterday", 10*time.Second)
-	shot(t, samB, shots, "10a-audit-bad-filter")
+	browser.ScreenshotAtWidths(t, samB, shots, "10a-audit-bad-filter")
 	run(t, samB, "locks", chromedp.Navigate(webURL+"/locks"))
 	waitText(t, samB, "main", "Nobody is locked", 10*time.Second)
-	shot(t, samB, shots, "11-locks-sam")
-}
+	browser.ScreenshotAtWidths(t, samB, shots, "11-locks-sam")
 
-// viewports are the widths every page is drawn at: a laptop and a phone.
-var viewports = []struct {
-	name          string
-	width, height int64
-}{{"desktop", 1280, 800}, {"phone", 390, 844}}
-
-// shot saves a full-page PNG (lossless, so text stays readable) into dir at
-// each of the viewports, and fails the test if the page is wider than the
-// window at any of them: nothing may make the whole page scroll sideways
-// (wide tables scroll in their own box).
-func shot(t *testing.T, ctx context.Context, dir, name string) {
-	t.Helper()
-	for _, vp := range viewports {
-		if err := chromedp.Do(ctx, chromedp.EmulateViewport(vp.width, vp.height)); err != nil {
-			t.Fatalf("%s: set the %s viewport: %v", name, vp.name, err)
-		}
-		// Let the page lay itself out again (scripts size terminals on
-		// resize) before measuring.
-		time.Sleep(300 * time.Millisecond)
-		sizes, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`[document.documentElement.scrollWidth, window.innerWidth]`))
-		if err != nil {
-			t.Fatalf("%s: measure the page at %s: %v", name, vp.name, err)
-		}
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Logf("screenshot %s: %v", name, err)
-		} else if err := os.WriteFile(filepath.Join(dir, name+"-"+vp.name+".png"), png, 0o644); err != nil {
-			t.Logf("save screenshot %s: %v", name, err)
-		}
-		if len(sizes) == 2 && sizes[0] > sizes[1] {
-			url, _ := chromedp.Run(ctx, chromedp.Location())
-			t.Errorf("%s (%s) scrolls sideways at %s: %d px of content in a %d px window", name, url, vp.name, sizes[0], sizes[1])
-		}
-	}
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(viewports[0].width, viewports[0].height)); err != nil {
-		t.Fatalf("%s: restore the viewport: %v", name, err)
-	}
+	// The error page (web/templates/error.html): a refusal and a session
+	// that does not exist.
+	run(t, bobB, "a page bob may not see", chromedp.Navigate(webURL+"/audit"))
+	waitText(t, bobB, "#error", "you may not read the audit log", 10*time.Second)
+	browser.ScreenshotAtWidths(t, bobB, shots, "12-error-403-bob")
+	run(t, samB, "a session that does not exist", chromedp.Navigate(webURL+"/sessions/0123456789abcdef01234567"))
+	waitText(t, samB, "#error", "gatehouse: ", 10*time.Second)
+	browser.ScreenshotAtWidths(t, samB, shots, "13-error-404-sam")
 }
