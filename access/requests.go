@@ -15,10 +15,6 @@ import (
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
-// DefaultDuration is how long a grant lasts when the requester names no
-// duration (capped at what the policy allows).
-const DefaultDuration = time.Hour
-
 // Ask is what a requester asks for. Roles name whole roles; or Node and
 // Login name one login on one node (a resource request), through a role the
 // requester may request that allows it. ForSession binds the grant to the
@@ -77,10 +73,11 @@ func (s *Service) Ask(ctx context.Context, requester Effective, a Ask) (storage.
 	}
 	reason := strings.TrimSpace(a.Reason)
 	if d == 0 {
-		d = DefaultDuration
-		if maxD, ok := p.MaxRequestDuration(requester.Subject, roles); ok && maxD > 0 && d > maxD {
-			d = maxD
-		}
+		// The policy's default; a role not requestable keeps 0 here and
+		// CheckRequest below refuses it by name. Capped at this bastion's
+		// limit, since a default is not something the requester asked for.
+		d, _ = p.DefaultRequestDuration(requester.Subject, roles)
+		d = min(d, s.opts.MaxGrant)
 	}
 	if d > s.opts.MaxGrant {
 		return storage.Request{}, refuse("duration %s exceeds this bastion's limit of %s", policy.FormatDuration(d), policy.FormatDuration(s.opts.MaxGrant))

@@ -187,7 +187,14 @@ func (h *Handler) myRequests(r *http.Request, v *viewer) ([]requestView, error) 
 }
 
 func (h *Handler) requestsPage(w http.ResponseWriter, r *http.Request, v *viewer) {
-	h.renderRequests(w, r, v, http.StatusOK, requestForm{Duration: "1h"})
+	// The form starts at the policy's default for what the viewer may
+	// request, the same default a request naming no duration gets.
+	roles, _, _ := v.Pol.Requestable(v.Eff.Subject)
+	form := requestForm{Duration: policy.FormatDuration(policy.DefaultRequestDuration)}
+	if d, ok := v.Pol.DefaultRequestDuration(v.Eff.Subject, roles); ok {
+		form.Duration = policy.FormatDuration(d)
+	}
+	h.renderRequests(w, r, v, http.StatusOK, form)
 }
 
 func (h *Handler) renderRequests(w http.ResponseWriter, r *http.Request, v *viewer, status int, form requestForm) {
