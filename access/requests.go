@@ -678,6 +678,14 @@ func (s *Service) ReviewQueue(ctx context.Context, viewer Effective) ([]storage.
 // store (another bastion may decide) and wakes early on decisions made in
 // this process.
 func (s *Service) Wait(ctx context.Context, id string) (storage.Request, error) {
+	return s.WaitSeeing(ctx, id, nil)
+}
+
+// WaitSeeing is Wait that also hands pending each reading of the request
+// while it is still pending, so a waiter can show how far its approval
+// rule has come (a partial approval changes no state). pending runs on the
+// waiting goroutine and should not block.
+func (s *Service) WaitSeeing(ctx context.Context, id string, pending func(storage.Request)) (storage.Request, error) {
 	t := time.NewTicker(s.opts.Interval)
 	defer t.Stop()
 	for {
@@ -700,6 +708,9 @@ func (s *Service) Wait(ctx context.Context, id string) (storage.Request, error) 
 				return storage.Request{}, err
 			}
 			continue
+		}
+		if pending != nil {
+			pending(r)
 		}
 		select {
 		case <-ctx.Done():
