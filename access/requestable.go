@@ -15,7 +15,7 @@ import (
 // sets on asking for it alone.
 type RequestOption struct {
 	Role            string
-	DefaultDuration time.Duration // what Create grants when no duration is named
+	DefaultDuration time.Duration // what Ask grants when no duration is named: the policy's default
 	MaxDuration     time.Duration
 	ReasonRequired  bool
 }
@@ -56,7 +56,8 @@ func (s *Service) RequestableFor(ctx context.Context, user string, claims map[st
 			continue
 		}
 		maxD = min(maxD, s.opts.MaxGrant)
-		out = append(out, RequestOption{Role: role, DefaultDuration: min(DefaultDuration, maxD), MaxDuration: maxD, ReasonRequired: reasonReq})
+		def, _ := p.DefaultRequestDuration(eff.Subject, []string{role})
+		out = append(out, RequestOption{Role: role, DefaultDuration: min(def, maxD), MaxDuration: maxD, ReasonRequired: reasonReq})
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package access
 import (
 	"context"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,5 +72,42 @@ func TestApprovers(t *testing.T) {
 	got := e.svc.Approvers(context.Background(), storage.Request{User: "bob", Roles: []string{"dba"}})
 	if !reflect.DeepEqual(got, []string{"alice", "ivy"}) {
 		t.Fatalf("approvers of bob's dba request: got %v, want [alice ivy]", got)
+	}
+}
+
+// A request that names no duration gets the policy's default_duration, the
+// same one the refused-connection prompt offers; the smallest default of the
+// roles that allow the request wins, and the bastion's cap still bounds it.
+func TestDefaultDurationFromPolicy(t *testing.T) {
+	roles := strings.Replace(testRoles, "        max_duration: 4h\n", "        max_duration: 4h\n        default_duration: 2h\n", 1) + `
+  - name: oncall
+    allow:
+      request: {roles: [dba], max_duration: 8h, default_duration: 30m}
+`
+	roles = strings.Replace(roles, "{name: carol, roles: [dev]}", "{name: carol, roles: [dev, oncall]}", 1)
+	ctx := context.Background()
+	data := policy.Node{Name: "db-1", Labels: map[string]string{"team": "data"}}
+	for _, tc := range []struct {
+		user     string
+		maxGrant time.Duration
+		want     time.Duration
+	}{
+		{"bob", 0, 2 * time.Hour},
+		{"carol", 0, 30 * time.Minute},
+		{"bob", 90 * time.Minute, 90 * time.Minute},
+	} {
+		e := newEnvRoles(t, roles)
+		svc := e.svc
+		if tc.maxGrant > 0 {
+			svc = New(e.store, e.pol, e.aud, nil, Options{Clock: e.clock.Now, MaxGrant: tc.maxGrant})
+		}
+		opts, err := svc.RequestableFor(ctx, tc.user, nil, "postgres", data)
+		if err != nil || len(opts) != 1 || opts[0].DefaultDuration != tc.want {
+			t.Errorf("%s (cap %v): offered %+v %v, want default %v", tc.user, tc.maxGrant, opts, err, tc.want)
+		}
+		r, err := svc.Create(ctx, e.who(t, tc.user), []string{"dba"}, "incident", 0)
+		if err != nil || r.Duration != tc.want {
+			t.Errorf("%s (cap %v): created %v %v, want %v", tc.user, tc.maxGrant, r.Duration, err, tc.want)
+		}
 	}
 }

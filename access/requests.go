@@ -16,10 +16,6 @@ import (
 	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
-// DefaultDuration is how long a grant lasts when the requester names no
-// duration (capped at what the policy allows).
-const DefaultDuration = time.Hour
-
 // Ask is what a requester asks for. Roles name whole roles; or Node and
 // Login name one login on one node (a resource request), through a role the
 // requester may request that allows it; or Labels and Login name that login
@@ -89,10 +85,11 @@ func (s *Service) Ask(ctx context.Context, requester Effective, a Ask) (storage.
 	}
 	reason := strings.TrimSpace(a.Reason)
 	if d == 0 {
-		d = DefaultDuration
-		if maxD, ok := p.MaxRequestDuration(requester.Subject, roles); ok && maxD > 0 && d > maxD {
-			d = maxD
-		}
+		// The policy's default; a role not requestable keeps 0 here and
+		// CheckRequest below refuses it by name. Capped at this bastion's
+		// limit, since a default is not something the requester asked for.
+		d, _ = p.DefaultRequestDuration(requester.Subject, roles)
+		d = min(d, s.opts.MaxGrant)
 	}
 	if d > s.opts.MaxGrant {
 		return storage.Request{}, refuse("duration %s exceeds this bastion's limit of %s", policy.FormatDuration(d), policy.FormatDuration(s.opts.MaxGrant))
@@ -722,6 +719,14 @@ func (s *Service) ReviewQueue(ctx context.Context, viewer Effective) ([]storage.
 // store (another bastion may decide) and wakes early on decisions made in
 // this process.
 func (s *Service) Wait(ctx context.Context, id string) (storage.Request, error) {
+	return s.WaitSeeing(ctx, id, nil)
+}
+
+// WaitSeeing is Wait that also hands pending each reading of the request
+// while it is still pending, so a waiter can show how far its approval
+// rule has come (a partial approval changes no state). pending runs on the
+// waiting goroutine and should not block.
+func (s *Service) WaitSeeing(ctx context.Context, id string, pending func(storage.Request)) (storage.Request, error) {
 	t := time.NewTicker(s.opts.Interval)
 	defer t.Stop()
 	for {
@@ -744,6 +749,9 @@ func (s *Service) Wait(ctx context.Context, id string) (storage.Request, error) 
 				return storage.Request{}, err
 			}
 			continue
+		}
+		if pending != nil {
+			pending(r)
 		}
 		select {
 		case <-ctx.Done():

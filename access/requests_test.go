@@ -426,6 +426,49 @@ func TestWait(t *testing.T) {
 	}
 }
 
+// WaitSeeing shows the waiter each reading while pending, so a partial
+// approval (which changes no state) reaches the status line it shows.
+func TestWaitSeeing(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	r := e.create(t, "bob", "dba") // two approvals from security
+	seen := make(chan string, 100)
+	done := make(chan storage.Request)
+	go func() {
+		got, err := e.svc.WaitSeeing(ctx, r.ID, func(p storage.Request) {
+			select {
+			case seen <- e.svc.Explain(p).Status:
+			default: // the poll comes again
+			}
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- got
+	}()
+	waitSeen := func(want string) {
+		t.Helper()
+		deadline, last := time.After(10*time.Second), ""
+		for {
+			select {
+			case last = <-seen:
+				if last == want {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("the waiter never saw %q; last %q", want, last)
+			}
+		}
+	}
+	waitSeen("needs 2 more approvals from any reviewer")
+	e.review(t, "alice", r.ID, true)
+	waitSeen("needs 1 more approval from any reviewer")
+	e.review(t, "ivy", r.ID, true)
+	if got := <-done; got.State != storage.StateApproved {
+		t.Errorf("WaitSeeing returned %s, want APPROVED", got.State)
+	}
+}
+
 // TestLockEndsGrantsAndRequests: a lock revokes the user's active grants and
 // withdraws their pending requests, so unlock gives back only base roles.
 func TestLockEndsGrantsAndRequests(t *testing.T) {

@@ -110,15 +110,15 @@ func (c *Requests) Review(ctx context.Context, id string, approve bool, roles []
 	if err != nil {
 		return 0, err
 	}
-	review, verb := api.Deny, "denied"
+	review := api.Deny
 	if approve {
-		review, verb = api.Approve, "approved"
+		review = api.Approve
 	}
 	r, err := review(ctx, id, apiclient.ReviewOptions{Reason: reason, Roles: roles})
 	if err != nil {
 		return c.refused("review", err)
 	}
-	fmt.Fprintf(c.Stdout, "you %s request %s; it is now %s\n", verb, termsafe.String(r.ID), termsafe.String(r.State))
+	reqtext.Reviewed(c.Stdout, toStorage(r), approve, roles, reqtext.Approval{Rule: r.Approval.Rule, Status: r.Approval.Status})
 	return 0, nil
 }
 

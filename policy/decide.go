@@ -319,6 +319,27 @@ func (p *Policy) MaxRequestDuration(s Subject, roles []string) (d time.Duration,
 	return d, len(roles) > 0
 }
 
+// DefaultRequestDuration is the grant s gets when asking for roles without
+// naming a duration: the smallest default_duration among s's roles that
+// allow requesting any of roles (the cautious choice when they disagree),
+// never above MaxRequestDuration. ok is false if any role is not
+// requestable by s.
+func (p *Policy) DefaultRequestDuration(s Subject, roles []string) (d time.Duration, ok bool) {
+	maxD, ok := p.MaxRequestDuration(s, roles)
+	if !ok {
+		return 0, false
+	}
+	d = maxD
+	p.subjectRoles(&s, func(r *role) {
+		for _, name := range roles {
+			if r.allow.request[name] {
+				d = min(d, r.allow.defReq)
+			}
+		}
+	})
+	return d, true
+}
+
 // ReviewThreshold says whether s may review a request for requested (ok
 // only if s's roles may review every one of them and none denies it), and
 // how many approvals and denials decide such a request: the largest

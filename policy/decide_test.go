@@ -332,6 +332,34 @@ func TestMaxRequestDuration(t *testing.T) {
 	}
 }
 
+func TestDefaultRequestDuration(t *testing.T) {
+	p := loadTestPolicy(t)
+	for _, tc := range []struct {
+		name  string
+		roles []string
+		ask   []string
+		want  time.Duration
+		ok    bool
+	}{
+		{"the role's default_duration", []string{"oncall"}, []string{"dba"}, 2 * time.Hour, true},
+		{"unset: 1h under a longer max", []string{"dev"}, []string{"dba"}, time.Hour, true},
+		{"unset: the max when shorter than 1h", []string{"employee"}, []string{"prod-readonly"}, 30 * time.Minute, true},
+		{"the smallest default of the roles that allow it", []string{"oncall", "dev"}, []string{"dba"}, time.Hour, true},
+		{"another role's shorter default counts", []string{"dev", "employee"}, []string{"prod-readonly"}, 30 * time.Minute, true},
+		{"a role that allows nothing asked does not count", []string{"oncall", "employee"}, []string{"dba"}, 2 * time.Hour, true},
+		{"several roles asked: the smallest", []string{"oncall", "dev"}, []string{"dba", "prod-readonly"}, time.Hour, true},
+		{"not requestable", []string{"oncall"}, []string{"admin"}, 0, false},
+		{"nothing asked", []string{"oncall"}, nil, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, ok := p.DefaultRequestDuration(Subject{User: "o", Roles: tc.roles}, tc.ask)
+			if d != tc.want || ok != tc.ok {
+				t.Errorf("DefaultRequestDuration(%v) = %v %v, want %v %v", tc.ask, d, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
 func TestReviewThreshold(t *testing.T) {
 	p := loadTestPolicy(t)
 	tests := []struct {

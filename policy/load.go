@@ -395,7 +395,7 @@ func (l *loader) rules(n *yaml.Node, what string, deny bool) (rules, error) {
 		}
 	}
 	if v, ok := f["request"]; ok && !isNull(v.val) {
-		keys := []string{"roles", "max_duration", "reason_required", "for_session_required"}
+		keys := []string{"roles", "max_duration", "default_duration", "reason_required", "for_session_required"}
 		if deny {
 			keys = keys[:1]
 		}
@@ -427,6 +427,19 @@ func (l *loader) rules(n *yaml.Node, what string, deny bool) (rules, error) {
 		}
 		if !deny && r.maxReq == 0 {
 			r.maxReq = DefaultMaxRequestDuration
+		}
+		if d, ok := rf["default_duration"]; ok {
+			if r.defReq, err = l.duration(d.val, what+" request default_duration"); err != nil {
+				return r, err
+			}
+			if r.defReq == 0 {
+				return r, l.errf(d.val, "%s request default_duration must be more than 0", what)
+			}
+			if r.defReq > r.maxReq {
+				return r, l.errf(d.val, "%s request default_duration %s is above its max_duration %s", what, FormatDuration(r.defReq), FormatDuration(r.maxReq))
+			}
+		} else if !deny {
+			r.defReq = min(DefaultRequestDuration, r.maxReq)
 		}
 		if b, ok := rf["reason_required"]; ok {
 			if r.reasonReq, err = l.boolean(b.val, what+" request reason_required"); err != nil {

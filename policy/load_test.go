@@ -140,6 +140,30 @@ roles:
     allow:
       request: {roles: [dba], max_duration: 0s}
 `, 5, "max_duration must be more than 0"},
+		{"zero default_duration", `roles:
+  - name: dba
+  - name: dev
+    allow:
+      request: {roles: [dba], max_duration: 4h, default_duration: 0s}
+`, 5, "role dev allow request default_duration must be more than 0"},
+		{"default_duration above max_duration", `roles:
+  - name: dba
+  - name: dev
+    allow:
+      request: {roles: [dba], max_duration: 4h, default_duration: 5h}
+`, 5, "role dev allow request default_duration 5h is above its max_duration 4h"},
+		{"default_duration above the unset max_duration", `roles:
+  - name: dba
+  - name: dev
+    allow:
+      request: {roles: [dba], default_duration: 2h}
+`, 5, "role dev allow request default_duration 2h is above its max_duration 1h"},
+		{"deny request cannot set default_duration", `roles:
+  - name: dba
+  - name: q
+    deny:
+      request: {roles: [dba], default_duration: 1h}
+`, 5, `unknown key "default_duration" in role q deny request`},
 		{"unknown top-level key", `roles:
   - name: dev
 role_mappings: []

@@ -121,6 +121,10 @@ const (
 	// but sets no max_duration: short, because an unbounded default would
 	// make every forgotten key a standing grant.
 	DefaultMaxRequestDuration = time.Hour
+	// DefaultRequestDuration is the grant a request gets when it names no
+	// duration and the role that allows requesting sets no
+	// default_duration (or that role's max_duration, when shorter).
+	DefaultRequestDuration = time.Hour
 )
 
 // role is one compiled role.
@@ -145,6 +149,9 @@ type rules struct {
 	nodes     *selector // nil when node_labels was not given
 	request   map[string]bool
 	maxReq    time.Duration
+	// defReq is request.default_duration, or what DefaultRequestDuration
+	// leaves under maxReq when unset.
+	defReq    time.Duration
 	reasonReq bool
 	// sessionReq is request.for_session_required: grants of these roles
 	// must be asked for with --for-session.

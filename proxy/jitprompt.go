@@ -24,7 +24,7 @@ import (
 // to the refused user.
 type requestDesk interface {
 	File(ctx context.Context, role, reason string, d time.Duration) (FiledRequest, error)
-	Await(ctx context.Context, id string) (RequestOutcome, error)
+	Await(ctx context.Context, id string, progress func(status string)) (RequestOutcome, error)
 	Cancel(ctx context.Context, id string) error
 }
 
@@ -276,14 +276,26 @@ func (d *requestDialog) choose(ans string) (RequestOption, bool) {
 }
 
 // wait shows progress until the request is decided; Ctrl-C cancels it.
+// Where the request stands against its approval rule gets a line of its
+// own, printed again when an approval changes it: under an AND-rule it
+// runs to some 70 characters, and a line redrawn with \r must not wrap.
 func (d *requestDialog) wait(ctx context.Context, req FiledRequest) bool {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	decided := make(chan awaited, 1)
+	// Only the latest status matters; the one sender replaces an unread one.
+	status := make(chan string, 1)
 	go func() {
-		o, err := d.desk.Await(wctx, req.ID)
+		o, err := d.desk.Await(wctx, req.ID, func(st string) {
+			select {
+			case <-status:
+			default:
+			}
+			status <- st
+		})
 		decided <- awaited{o, err}
 	}()
+	shown := ""
 	progress := fmt.Sprintf("waiting for approval by a %s reviewer\u2026", strings.Join(termsafe.Strings(req.Roles), ","))
 	start := time.Now()
 	tick := time.NewTicker(d.tick)
@@ -299,6 +311,13 @@ func (d *requestDialog) wait(ctx context.Context, req FiledRequest) bool {
 			return d.decided(req, a)
 		case <-tick.C:
 			draw()
+		case st := <-status:
+			if st != "" && st != shown {
+				shown = st
+				d.print("\r\x1b[K")
+				d.println("approval: " + termsafe.String(st))
+				draw()
+			}
 		case r := <-d.keys.ready():
 			d.keys.got(r)
 			// Typed ahead while waiting: nothing to do with it but Ctrl-C.

@@ -61,6 +61,7 @@ type fakeDesk struct {
 	fileErr   error
 	approvers []string
 	outcome   chan RequestOutcome
+	status    chan string // what Await reports as progress
 }
 
 func (f *fakeDesk) File(_ context.Context, role, reason string, d time.Duration) (FiledRequest, error) {
@@ -73,12 +74,16 @@ func (f *fakeDesk) File(_ context.Context, role, reason string, d time.Duration)
 	return FiledRequest{ID: "req1", Roles: []string{role}, Duration: d, Approvers: f.approvers}, nil
 }
 
-func (f *fakeDesk) Await(ctx context.Context, _ string) (RequestOutcome, error) {
-	select {
-	case o := <-f.outcome:
-		return o, nil
-	case <-ctx.Done():
-		return RequestOutcome{}, ctx.Err()
+func (f *fakeDesk) Await(ctx context.Context, _ string, progress func(string)) (RequestOutcome, error) {
+	for {
+		select {
+		case o := <-f.outcome:
+			return o, nil
+		case st := <-f.status:
+			progress(st)
+		case <-ctx.Done():
+			return RequestOutcome{}, ctx.Err()
+		}
 	}
 }
 
@@ -114,7 +119,7 @@ func startDialogue(t *testing.T, opts ...RequestOption) *dialogue {
 	t.Helper()
 	pr, pw := io.Pipe()
 	t.Cleanup(func() { pw.Close() })
-	g := &dialogue{keys: pw, screen: newScreen(), desk: &fakeDesk{outcome: make(chan RequestOutcome, 1), approvers: []string{"alice"}}, done: make(chan bool, 1)}
+	g := &dialogue{keys: pw, screen: newScreen(), desk: &fakeDesk{outcome: make(chan RequestOutcome, 1), status: make(chan string), approvers: []string{"alice"}}, done: make(chan bool, 1)}
 	g.d = &requestDialog{keys: newKeyReader(pr), out: g.screen, desk: g.desk, options: opts,
 		refusal: "gatehouse: bob may not log in as root on db-1 (no role allows login root on {env: prod})",
 		target:  "root@db-1", tick: 10 * time.Millisecond}
@@ -198,6 +203,28 @@ func TestJITPromptDefaults(t *testing.T) {
 	g.desk.outcome <- RequestOutcome{State: "APPROVED", By: "sam"}
 	if !g.result(t) {
 		t.Fatal("approved request: dialogue says no access")
+	}
+}
+
+// Under an AND-rule the waiting user sees what is still missing, in the
+// words of `requests ID`, again when a partial approval changes it.
+func TestJITPromptShowsApprovalProgress(t *testing.T) {
+	g := startDialogue(t, optBreakglass)
+	g.typ(t, "\r\r")
+	g.screen.waitFor(t, "waiting for approval by a breakglass reviewer")
+	g.desk.status <- "needs 1 more approval from dba-lead and 1 more approval from manager"
+	g.screen.waitFor(t, "\r\x1b[Kapproval: needs 1 more approval from dba-lead and 1 more approval from manager\r\n")
+	g.screen.waitFor(t, "approval from manager\r\n\r\x1b[Kwaiting for approval by a breakglass reviewer")
+	// The same status again (the next poll) prints nothing new.
+	g.desk.status <- "needs 1 more approval from dba-lead and 1 more approval from manager"
+	g.desk.status <- "needs 1 more approval from manager\x1b[2J"
+	g.screen.waitFor(t, "approval: needs 1 more approval from manager\\x1b[2J\r\n")
+	if n := strings.Count(g.screen.String(), "approval: "); n != 2 {
+		t.Errorf("want two status lines, got %d: %q", n, g.screen.String())
+	}
+	g.desk.outcome <- RequestOutcome{State: "APPROVED", By: "bo"}
+	if !g.result(t) {
+		t.Fatalf("approved request: dialogue says no access; screen %q", g.screen.String())
 	}
 }
 

@@ -32,8 +32,12 @@ type AccessRequester interface {
 	// FileRequest files a request, as `request` over SSH does: audited,
 	// reviewers notified. A refusal meant for the user is a *UserError.
 	FileRequest(ctx context.Context, id Identity, role, reason string, d time.Duration) (FiledRequest, error)
-	// AwaitRequest blocks until the request is no longer pending.
-	AwaitRequest(ctx context.Context, id Identity, requestID string) (RequestOutcome, error)
+	// AwaitRequest blocks until the request is no longer pending. Meanwhile
+	// it calls progress (from its own goroutine, without blocking for
+	// long) with where the request stands against its approval rule, the
+	// status line of `requests ID` ("needs 1 more approval from manager"),
+	// at least whenever that changes.
+	AwaitRequest(ctx context.Context, id Identity, requestID string, progress func(status string)) (RequestOutcome, error)
 	// CancelRequest withdraws the user's own pending request (audited).
 	CancelRequest(ctx context.Context, id Identity, requestID string) error
 }
@@ -74,8 +78,8 @@ func (u userDesk) File(ctx context.Context, role, reason string, d time.Duration
 	return r, u.logged("file access request", err)
 }
 
-func (u userDesk) Await(ctx context.Context, id string) (RequestOutcome, error) {
-	o, err := u.ar.AwaitRequest(ctx, u.id, id)
+func (u userDesk) Await(ctx context.Context, id string, progress func(status string)) (RequestOutcome, error) {
+	o, err := u.ar.AwaitRequest(ctx, u.id, id, progress)
 	if ctx.Err() != nil {
 		return o, err // the dialogue stopped waiting
 	}

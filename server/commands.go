@@ -199,17 +199,8 @@ func (b *Bastion) cmdReview(ctx context.Context, id proxy.Identity, args []strin
 	if err != nil {
 		return b.refused(ctx, stderr, "review", err)
 	}
-	verb := "denied"
-	if approve {
-		verb = "approved"
-	}
-	if len(v.Roles) > 0 {
-		verb += " " + strings.Join(termsafe.Strings(v.Roles), ",") + " of"
-	}
-	fmt.Fprintf(stdout, "you %s request %s; it is now %s\n", verb, r.ID, r.State)
-	if r.State == storage.StatePending {
-		fmt.Fprintf(stdout, "approval: %s\n", b.Access.Explain(r).Status)
-	}
+	st := b.Access.Explain(r)
+	reqtext.Reviewed(stdout, r, approve, v.Roles, reqtext.Approval{Rule: st.Rule, Status: st.Status})
 	return 0
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/config"
 	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/proxy"
+	"github.com/gatehouse-dev/gatehouse/storage"
 )
 
 // The authorizer files access requests for a user refused on a jump
@@ -43,8 +44,11 @@ func (a *authorizer) FileRequest(ctx context.Context, id proxy.Identity, role, r
 	return proxy.FiledRequest{ID: r.ID, Roles: r.Roles, Duration: r.Duration, Approvers: a.access.Approvers(ctx, r)}, nil
 }
 
-func (a *authorizer) AwaitRequest(ctx context.Context, _ proxy.Identity, requestID string) (proxy.RequestOutcome, error) {
-	r, err := a.access.Wait(ctx, requestID)
+func (a *authorizer) AwaitRequest(ctx context.Context, _ proxy.Identity, requestID string, progress func(status string)) (proxy.RequestOutcome, error) {
+	r, err := a.access.WaitSeeing(ctx, requestID, func(r storage.Request) {
+		// The line `requests ID` prints under approval:.
+		progress(a.access.Explain(r).Status)
+	})
 	if err != nil {
 		return proxy.RequestOutcome{}, userFacing(err)
 	}

@@ -194,7 +194,14 @@ func (h *Handler) myRequests(r *http.Request, v *viewer) ([]requestView, error) 
 }
 
 func (h *Handler) requestsPage(w http.ResponseWriter, r *http.Request, v *viewer) {
-	h.renderRequests(w, r, v, http.StatusOK, requestForm{Duration: "1h"})
+	// The form starts at the policy's default for what the viewer may
+	// request, the same default a request naming no duration gets.
+	roles, _, _ := v.Pol.Requestable(v.Eff.Subject)
+	form := requestForm{Duration: policy.FormatDuration(policy.DefaultRequestDuration)}
+	if d, ok := v.Pol.DefaultRequestDuration(v.Eff.Subject, roles); ok {
+		form.Duration = policy.FormatDuration(d)
+	}
+	h.renderRequests(w, r, v, http.StatusOK, form)
 }
 
 func (h *Handler) renderRequests(w http.ResponseWriter, r *http.Request, v *viewer, status int, form requestForm) {
@@ -209,7 +216,10 @@ func (h *Handler) renderRequests(w http.ResponseWriter, r *http.Request, v *view
 }
 
 // requestLink is where notifications point (/requests/ID): reviewers land
-// on their queue, requesters on their list.
+// on their queue while the request waits, requesters on their list. A
+// decided request of someone else is in neither, so it gets a page of its
+// own: the decision notice links here, and the reviewer should see which
+// rule the decision met or missed.
 func (h *Handler) requestLink(w http.ResponseWriter, r *http.Request, v *viewer) {
 	id := r.PathValue("id")
 	q, err := h.opt.Access.Get(r.Context(), v.Eff, id)
@@ -217,11 +227,20 @@ func (h *Handler) requestLink(w http.ResponseWriter, r *http.Request, v *viewer)
 		h.refused(w, r, v, "look up request", err)
 		return
 	}
-	if q.User != v.User() && q.State == storage.StatePending {
+	switch {
+	case q.User == v.User():
+		http.Redirect(w, r, "/requests#req-"+q.ID, http.StatusSeeOther)
+	case q.State == storage.StatePending:
 		http.Redirect(w, r, "/review#req-"+q.ID, http.StatusSeeOther)
-		return
+	default:
+		h.render(w, r, http.StatusOK, "request", requestPage{viewer: v, Request: viewOf(q, v, time.Now())})
 	}
-	http.Redirect(w, r, "/requests#req-"+q.ID, http.StatusSeeOther)
+}
+
+// requestPage shows one decided request to someone other than its owner.
+type requestPage struct {
+	*viewer
+	Request requestView
 }
 
 func (h *Handler) apiRequests(w http.ResponseWriter, r *http.Request, v *viewer) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -113,6 +114,21 @@ func TestRequestFormErrorKeepsInput(t *testing.T) {
 	// The untouched form keeps its default.
 	if _, page := bob.get("/requests"); !strings.Contains(page, `value="1h"`) || strings.Contains(page, `id="form-error"`) {
 		t.Fatal("fresh form lost its default or shows an old error")
+	}
+	// That default is the policy's default_duration.
+	rolesFile, err := os.ReadFile(e.pol.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rolesFile = []byte(strings.Replace(string(rolesFile), "max_duration: 4h\n", "max_duration: 4h\n        default_duration: 2h\n", 1))
+	if err := os.WriteFile(e.pol.Path(), rolesFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.pol.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, page := bob.get("/requests"); !strings.Contains(page, `id="duration" name="duration" value="2h"`) {
+		t.Fatal("fresh form does not start at the policy's default_duration 2h")
 	}
 }
 

@@ -85,6 +85,7 @@ type env struct {
 	cfg   *config.Config
 	idp   string // the provider's base URL
 	acc   *access.Service
+	pol   *policy.Engine
 	h     *Handler
 }
 
@@ -158,7 +159,7 @@ func newEnvRoles(t testing.TB, extraRoles string) *env {
 		t.Fatal(err)
 	}
 	acc := access.New(e.store, pol, e.audit, nil, access.Options{Logger: log})
-	e.acc = acc
+	e.acc, e.pol = acc, pol
 	cfgPath := filepath.Join(dir, "gatehouse.yaml")
 	e.cfg, err = config.Parse(cfgPath, []byte(fmt.Sprintf(`
 data_dir: %s

@@ -135,7 +135,7 @@ func New(o Options) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: parse layout: %w", err)
 	}
-	for _, name := range []string{"home", "requests", "review", "sessions", "player", "live", "audit", "locks", "error"} {
+	for _, name := range []string{"home", "requests", "request", "review", "sessions", "player", "live", "audit", "locks", "error"} {
 		t, err := template.Must(base.Clone()).ParseFS(templateFS, "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("web: parse %s page: %w", name, err)

@@ -356,6 +356,15 @@ func TestRequestReviewGrant(t *testing.T) {
 	if !strings.Contains(home, "ssh -J bob@127.0.0.1:2222 root@db-1") || !strings.Contains(home, "data-countdown") {
 		t.Fatalf("home page lacks the grant: %s", home)
 	}
+	// The decision says which rule it met, to the requester on his list and
+	// to the reviewer on the request's own page (her queue no longer has it).
+	if _, page := bob.get("/requests"); !strings.Contains(page, `data-met="true"`) || !strings.Contains(page, "rule met: 1 from any reviewer (alice)") {
+		t.Fatalf("bob's list lacks the approved request's rule line: %s", page)
+	}
+	res, page := alice.get("/requests/" + req.ID)
+	if res.StatusCode != http.StatusOK || res.Request.URL.Path != "/requests/"+req.ID || !strings.Contains(page, "rule met: 1 from any reviewer (alice)") || !strings.Contains(page, "st-approved") {
+		t.Fatalf("alice's view of the decided request: %d %s %s", res.StatusCode, res.Request.URL, page)
+	}
 
 	// Dropping is for one's own grant only.
 	if code := alice.api("/api/requests/"+req.ID+"/drop", nil, nil); code != http.StatusForbidden && code != http.StatusNotFound {

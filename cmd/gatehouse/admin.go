@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/access"
 	"github.com/gatehouse-dev/gatehouse/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/reqtext"
 	"github.com/gatehouse-dev/gatehouse/internal/termsafe"
 	"github.com/gatehouse-dev/gatehouse/policy"
 	"github.com/gatehouse-dev/gatehouse/server"
@@ -159,7 +160,16 @@ func usedGrants(e access.Effective, assumed bool) string {
 	}
 	var gs []string
 	for _, g := range e.Grants {
-		s := termsafe.String(g.ID) + " (" + strings.Join(termsafe.Strings(g.Roles), ",")
+		// A one-login grant allows that login on that node, not the role
+		// it borrows: say so, as requests ID does.
+		s := termsafe.String(g.ID) + " (" + reqtext.Describe(g)
+		if g.ForSession {
+			if g.Session != "" {
+				s += ", bound to session " + termsafe.String(g.Session)
+			} else {
+				s += ", no session has used it yet"
+			}
+		}
 		if g.GrantEnd != nil {
 			s += " until " + g.GrantEnd.Local().Format(time.RFC3339)
 		}

@@ -105,3 +105,39 @@ func TestPolicyCheckUsesTheStoredClaims(t *testing.T) {
 		}
 	}
 }
+
+// A one-login grant is shown as the login on the node it allows, not as
+// the role it borrows, and says when it is bound to one session.
+func TestPolicyCheckShowsOneLoginGrants(t *testing.T) {
+	cfg := policyConfig(t)
+	ctx := context.Background()
+	b, err := openBastion(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	start, end := now.Add(-time.Minute), now.Add(time.Hour)
+	for _, r := range []storage.Request{
+		{ID: "onelogin", Node: "db-1", Login: "postgres", ForSession: true},
+		{ID: "bound", Node: "db-1", Login: "postgres", ForSession: true, Session: "sess-1"},
+		{ID: "wholerole"},
+	} {
+		r.User, r.Roles, r.Reason, r.Duration, r.State = "bob", []string{"dba"}, "INC-1", time.Hour, storage.StateApproved
+		r.Created, r.Expires, r.Updated, r.GrantStart, r.GrantEnd = start, end, start, &start, &end
+		if err := b.Store.CreateRequest(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Close()
+	code, out, errOut := runCLI("policy", "check", "--config", cfg, "--user", "bob", "--login", "postgres", "--node", "db-1")
+	until := " until " + end.Local().Format(time.RFC3339) + ")"
+	for _, want := range []string{
+		"onelogin (login postgres on db-1 (role dba) for one session, no session has used it yet" + until,
+		"bound (login postgres on db-1 (role dba) for one session, bound to session sess-1" + until,
+		"wholerole (dba" + until,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("want %q under used: grants; exit %d\n%s%s", want, code, out, errOut)
+		}
+	}
+}

@@ -30,6 +30,8 @@ func jitAsk(t *testing.T, term *e2e.Term, role, reason, duration string) string 
 	term.Send(duration + "\r")
 	m := term.Expect(jitFiled, 30*time.Second)
 	term.Expect(regexp.MustCompile(`waiting for approval by a `+regexp.QuoteMeta(m[2])+` reviewer`), 10*time.Second)
+	// Where it stands against its rule, in the words of `requests ID`.
+	term.Expect(regexp.MustCompile(`\r\x1b\[Kapproval: needs 1 more approval from any reviewer\r\n`), 10*time.Second)
 	return m[1]
 }
 

@@ -118,6 +118,23 @@ func TestApprovalRules(t *testing.T) {
 	}
 	refusedJump(t, bob, "root@web-1")
 
+	// The same from the CLI: mia approves only web, lee everything (SSH);
+	// the grant holds web alone.
+	id4 := env.request(t, bob, "dba,web", "INC-10b web deploy", "10m")
+	r = env.cli(t, mia, "approve", id4, "--roles", "web", "--reason", "web only")
+	if r.ExitCode != 0 || !strings.Contains(r.Stdout, "approved web of request "+id4) || !strings.Contains(r.Stdout, "now PENDING") {
+		t.Fatalf("mia approves web of %s from the CLI: %s", id4, r)
+	}
+	if r = lee.Bastion("approve", id4, "--reason", "ok"); r.ExitCode != 0 || !strings.Contains(r.Stdout, "now APPROVED") {
+		t.Fatalf("lee approves %s: %s", id4, r)
+	}
+	show = bob.Bastion("requests", id4)
+	if !strings.Contains(show.Stdout, "roles: web\n") || !strings.Contains(show.Stdout, "requested: dba,web\n") ||
+		!strings.Contains(show.Stdout, "review: mia approved web ") {
+		t.Fatalf("CLI subset grant: want roles web of requested dba,web, got\n%s", show)
+	}
+	allowedJump(t, bob, "root@web-1", "root")
+
 	// An approval that cannot count in any group is refused, one line.
 	carol := env.user(t, "carol")
 	id3 := requestID(t, carol.Bastion("request", "dba", "--reason", "x", "--for-session"))
@@ -162,6 +179,21 @@ func TestResourceRequest(t *testing.T) {
 	if who := bob.Bastion("whoami"); !strings.Contains(who.Stdout, "grant: login postgres on db-1 (role dba) via request "+id) {
 		t.Errorf("whoami does not show the resource grant:\n%s", who)
 	}
+
+	// The same over SSH to the bastion, nothing installed: root on web-1
+	// only, through web.
+	r = bob.Bastion("request", "--node", "web-1", "--login", "root", "--reason", "INC-12 restart nginx", "--duration", "10m")
+	id2 := requestID(t, r)
+	if !strings.Contains(r.Stdout, "request for login root on web-1 (role web) is PENDING") {
+		t.Fatalf("request over ssh: %s", r)
+	}
+	refusedJump(t, bob, "root@web-1")
+	env.approve(t, lee, id2, "PENDING")
+	env.approve(t, mia, id2, "APPROVED")
+	allowedJump(t, bob, "root@web-1", "root")
+	if line := refusedJump(t, bob, "postgres@web-1"); !strings.Contains(line, "postgres") || !strings.Contains(line, "web-1") {
+		t.Errorf("postgres on web-1 refusal: %q", line)
+	}
 }
 
 // TestForSessionGrant: a grant for one session binds to the first session
@@ -205,4 +237,28 @@ func TestForSessionGrant(t *testing.T) {
 	if got := env.gh.Log(); !strings.Contains(got, "session-bound grant ended with its session") {
 		t.Errorf("the log does not record the grant ending with its session")
 	}
+
+	// From the CLI: refused without --for-session, and the grant asked for
+	// with it serves one session.
+	r = env.cli(t, carol, "create", "--roles", "dba", "--reason", "INC-13", "--duration", "10m")
+	if line := refusalLine(t, r); r.ExitCode == 0 || !strings.Contains(line, "dba may only be granted for one session: ask again with --for-session") {
+		t.Fatalf("CLI request without --for-session: %s", r)
+	}
+	r = env.cli(t, carol, "create", "--roles", "dba", "--reason", "INC-13", "--duration", "10m", "--for-session")
+	id2 := requestID(t, r)
+	if !strings.Contains(r.Stdout, "request for dba for one session is PENDING") {
+		t.Fatalf("CLI request with --for-session: %s", r)
+	}
+	env.approve(t, lee, id2, "PENDING")
+	env.approve(t, mia, id2, "APPROVED")
+	allowedJump(t, carol, "root@db-1", "root")
+	if show := carol.Bastion("requests", id2); !regexp.MustCompile(`(?m)^for-session: .*bound to session \S+\)$`).MatchString(show.Stdout) {
+		t.Fatalf("CLI grant not bound to the session that used it:\n%s", show)
+	}
+	if !poll(30*time.Second, func() bool {
+		return !strings.Contains(carol.Bastion("whoami").Stdout, "via request "+id2)
+	}) {
+		t.Fatalf("grant %s outlived its session:\n%s", id2, carol.Bastion("whoami"))
+	}
+	refusedJump(t, carol, "root@db-1")
 }

@@ -108,7 +108,20 @@ func TestWebApprovalRules(t *testing.T) {
 
 	run(t, bobB, "reload requests", chromedp.Navigate(webURL+"/requests"))
 	waitText(t, bobB, "#my-requests", "of dba, web", 10*time.Second)
+	// The decision says which rule it met for which role, and what the
+	// role left out still lacks.
+	waitText(t, bobB, "#my-requests", "dba: rule met: 1 from dba-lead (alice), 1 from manager (sam); web: needs 1 more approval from dba-lead", 5*time.Second)
 	browser.ScreenshotAtWidths(t, bobB, shots, "rules-05-bob-granted")
+	id, err := chromedp.Run(bobB, chromedp.Evaluate[string](`document.querySelector("#my-requests tr.req code").textContent`))
+	if err != nil || id == "" {
+		t.Fatalf("read the request's id: %q %v", id, err)
+	}
+	// The decision notice's link shows a reviewer the decided request, which
+	// has left her queue, with the same line.
+	run(t, aliceB, "open the decided request", chromedp.Navigate(webURL+"/requests/"+id))
+	waitText(t, aliceB, "#req-"+id, "approved", 10*time.Second)
+	waitText(t, aliceB, "#req-"+id, "dba: rule met: 1 from dba-lead (alice), 1 from manager (sam)", 5*time.Second)
+	browser.ScreenshotAtWidths(t, aliceB, shots, "rules-05b-alice-decided")
 
 	bob := e2e.NewUser(t, gh, "bob", time.Hour)
 	allowedJump(t, bob, "root@db-1", "root")

@@ -91,6 +91,23 @@ func Show(w io.Writer, r storage.Request, st Approval) {
 	}
 }
 
+// Reviewed tells a reviewer what their review did: "you approved web of
+// request ID; it is now PENDING", roles being the ones approved when not
+// all, and while the request still waits, where it stands against its rule.
+func Reviewed(w io.Writer, r storage.Request, approve bool, roles []string, st Approval) {
+	verb := "denied"
+	if approve {
+		verb = "approved"
+	}
+	if len(roles) > 0 {
+		verb += " " + strings.Join(termsafe.Strings(roles), ",") + " of"
+	}
+	fmt.Fprintf(w, "you %s request %s; it is now %s\n", verb, termsafe.String(r.ID), termsafe.String(r.State))
+	if r.State == storage.StatePending {
+		fmt.Fprintf(w, "approval: %s\n", termsafe.String(st.Status))
+	}
+}
+
 // Outcome prints how a waited-for request ended and returns the exit
 // status: 0 only when it was approved.
 func Outcome(w io.Writer, r storage.Request) int {
