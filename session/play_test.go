@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/syncbuf"
 )
 
 // fakeClock records every wait Play asks for. In auto mode a wait ends at
@@ -113,24 +115,6 @@ func TestPlayRealClock(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the player and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestPlayKeys(t *testing.T) {
 	cast := `{"version": 2, "width": 80, "height": 24}` + "\n" +
 		`[0, "o", "first "]` + "\n" +
@@ -139,7 +123,7 @@ func TestPlayKeys(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1700000000, 0), waited: make(chan time.Duration)}
 	keysR, keysW := io.Pipe()
 	defer keysW.Close()
-	var out syncBuffer
+	var out syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- Play(context.Background(), strings.NewReader(cast), &out, keysR, PlayOptions{Clock: clock})

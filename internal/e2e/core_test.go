@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/e2e"
+	"github.com/gatehouse-dev/gatehouse/internal/syncbuf"
 )
 
 // The bastion's core promises, end to end: `ssh -J bob@bastion login@node`
@@ -247,7 +248,7 @@ func startLocalForward(t *testing.T, u *e2e.User, dest, target string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedBuffer
+	var stderr syncbuf.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start ssh -L: %v", err)
@@ -327,23 +328,6 @@ func startEchoServer(t *testing.T) *echoServer {
 		wg.Wait()
 	})
 	return s
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestBastionRefusals: every refused jump fails without running anything,

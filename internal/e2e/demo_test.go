@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/e2e"
+	"github.com/gatehouse-dev/gatehouse/internal/syncbuf"
 )
 
 // TestDemoScript runs `make run`'s scripts/demo.sh on non-default ports,
@@ -97,7 +98,7 @@ func runDemo(t *testing.T, bin string, as []string, extra ...string) {
 		t.Fatal(err)
 	}
 	// Read while the script runs (the no-warning check at "ready").
-	var stderr lockedBuffer
+	var stderr syncbuf.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start demo.sh: %v", err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/syncbuf"
 	"github.com/gatehouse-dev/gatehouse/session/recstore"
 )
 
@@ -82,7 +83,7 @@ func TestUploaderRemovesOnlyWhatTheStoreConfirms(t *testing.T) {
 		t.Run(lie, func(t *testing.T) {
 			store := &lossyStore{objs: map[string][]byte{}, lie: lie}
 			spool := t.TempDir()
-			var logs lockedBuffer
+			var logs syncbuf.Buffer
 			u := recstore.NewUploader(spool, store, recstore.UploaderOptions{MinBackoff: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond,
 				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			ctx, cancel := context.WithCancel(context.Background())
@@ -111,23 +112,4 @@ func TestUploaderRemovesOnlyWhatTheStoreConfirms(t *testing.T) {
 			}
 		})
 	}
-}
-
-// lockedBuffer is a log destination the uploader's goroutine and the test
-// share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
